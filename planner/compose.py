@@ -1,0 +1,204 @@
+"""Hydra composes, pydantic validates: the one seam between YAML and the Spec.
+
+`load(overrides)` returns the validated Spec and the run options, or raises ConfigError with the
+key path and a fix. Uses Hydra's compose API, so nothing is written and no logging is set up.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, ValidationError
+
+from planner.errors import ConfigError, did_you_mean
+from planner.paths import conf_dir, group_options
+from schemas.base import Frozen
+from schemas.spec import Spec
+
+RUN_KEYS = ("report", "dry_run", "out_dir", "launch")
+
+
+class RunOptions(Frozen):
+    """How the CLI behaves; not part of the plan."""
+
+    report: Literal["text", "markdown", "json"] = "text"
+    dry_run: bool = False
+    out_dir: str = "runs"
+    launch: bool = False
+    goal: str = Field("", description="The goal option picked with +goal=<name>.")
+
+
+def compose(overrides: Sequence[str], config_dir: str | None = None) -> dict[str, Any]:
+    """Compose conf/ with Hydra overrides into a plain, resolved dict."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf
+
+    root = config_dir or str(conf_dir())
+    _check_overrides(overrides, root)
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(version_base="1.3", config_dir=root, job_name="planner"):
+            cfg = hydra_compose(config_name="config", overrides=list(overrides))
+        return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)  # type: ignore[return-value]
+    except ConfigError:
+        raise
+    except Exception as exc:  # Hydra and OmegaConf raise many types; all are the user's config
+        raise _hydra_error(exc, overrides, root) from None
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def load(overrides: Sequence[str], config_dir: str | None = None) -> tuple[Spec, RunOptions]:
+    """Compose, split off the run options, validate the Spec."""
+    raw = compose(overrides, config_dir)
+    if "goal" not in raw:
+        goals = ", ".join(group_options("goal"))
+        raise ConfigError("no goal given", fix=f"pick one with +goal=<name>: {goals}")
+    run = {k: raw.pop(k) for k in RUN_KEYS if k in raw}
+    run["goal"] = _picked_goal(overrides)
+    try:
+        options = RunOptions.model_validate(run)
+    except ValidationError as exc:
+        raise validation_error(exc, RunOptions, "invalid run option") from None
+    try:
+        spec = Spec.model_validate(raw)
+    except ValidationError as exc:
+        raise validation_error(exc, Spec, "invalid configuration") from None
+    return spec, options
+
+
+def _picked_goal(overrides: Sequence[str]) -> str:
+    for item in overrides:
+        match = re.match(r"^\+{0,2}goal=(.+)$", item)
+        if match:
+            return match.group(1)
+    return ""
+
+
+def _check_overrides(overrides: Sequence[str], root: str) -> None:
+    """Catch unknown group options early, with the list of valid ones."""
+    from pathlib import Path
+
+    for item in overrides:
+        match = re.match(r"^[+~]{0,2}([\w-]+)=([^,\s]+)$", item)
+        if not match:
+            continue
+        group, option = match.groups()
+        folder = Path(root) / group
+        if not folder.is_dir() or "." in group:
+            continue
+        options = sorted(p.stem for p in folder.glob("*.yaml"))
+        if option not in options:
+            raise ConfigError(
+                f"unknown {group} '{option}'.{did_you_mean(option, options)}",
+                path=group,
+                fix=f"use one of: {', '.join(options)} (or add conf/{group}/{option}.yaml)",
+            )
+
+
+def _hydra_error(exc: Exception, overrides: Sequence[str], root: str) -> ConfigError:
+    text = str(exc).strip()
+    cause = exc.__cause__ or exc.__context__
+    if cause is not None and str(cause).strip() and str(cause).strip() not in text:
+        text = f"{text}\n{str(cause).strip()}"
+    struct = re.search(r"Key '([^']+)' is not in struct", text) or re.search(r"Could not override '([^']+)'", text)
+    if struct:
+        key = struct.group(1)
+        full = next((o.split("=", 1)[0].lstrip("+~") for o in overrides if key in o.split("=", 1)[0]), key)
+        hint = _known_key_hint(full, root)
+        return ConfigError(
+            f"unknown configuration key '{full}'.{hint}",
+            path=full,
+            fix="check the spelling against docs/config-reference.md; keys are fixed by the schema",
+        )
+    first = text.splitlines()[0] if text else type(exc).__name__
+    if "yaml" in text.lower() or "while parsing" in text or "while scanning" in text:
+        return ConfigError(f"malformed YAML: {first}", problems=text.splitlines()[1:6], fix="fix the YAML syntax in that file")
+    return ConfigError(first, problems=[ln for ln in text.splitlines()[1:8] if ln.strip()], fix="check the override syntax: key=value, +group=option")
+
+
+def _known_key_hint(dotted: str, root: str) -> str:
+    """A did-you-mean for an unknown dotted key, from the schema's field names."""
+    parts = dotted.split(".")
+    options = _field_names(Spec, parts[:-1]) if len(parts) > 1 else list(Spec.model_fields) + list(RUN_KEYS)
+    return did_you_mean(parts[-1], options)
+
+
+def _field_names(model: type[BaseModel], parts: Sequence[str]) -> list[str]:
+    """Field names under a dotted path of a schema (unions: all members' fields)."""
+    models: list[type[BaseModel]] = [model]
+    for part in parts:
+        nxt: list[type[BaseModel]] = []
+        for m in models:
+            field = m.model_fields.get(part)
+            if field is not None:
+                nxt.extend(_models_in(field.annotation))
+        models = nxt
+    return sorted({name for m in models for name in m.model_fields})
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    import typing
+
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    out: list[type[BaseModel]] = []
+    for arg in typing.get_args(annotation):
+        out.extend(_models_in(arg))
+    return out
+
+
+def validation_error(exc: ValidationError, model: type[BaseModel], title: str) -> ConfigError:
+    """Turn pydantic's errors into key paths, with did-you-mean for unknown keys."""
+    problems: list[str] = []
+    first_path = ""
+    for err in exc.errors():
+        path = _key_path(model, err["loc"])
+        first_path = first_path or path
+        if err["type"] == "extra_forbidden":
+            parent = path.rsplit(".", 1)[0] if "." in path else ""
+            options = _field_names(model, [p for p in parent.split(".") if p]) if parent else list(model.model_fields)
+            problems.append(f"{path}: unknown key.{did_you_mean(path.rsplit('.', 1)[-1], options)}")
+        elif err["type"] == "missing":
+            problems.append(f"{path}: required key is missing")
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+            value = err.get("input")
+            shown = f" (got {value!r})" if isinstance(value, (str, int, float, bool)) or value is None else ""
+            problems.append(f"{path}: {msg}{shown}")
+    return ConfigError(
+        f"{title}: {len(problems)} problem{'s' if len(problems) != 1 else ''}",
+        path=first_path,
+        problems=problems,
+        fix="change the key in its conf/ file or override it on the command line (key=value); "
+        "the keys and types are in docs/config-reference.md",
+    )
+
+
+def _key_path(model: type[BaseModel], loc: Sequence[int | str]) -> str:
+    """Pydantic's loc without discriminator tags: ('method','lora','lora','adapter_dim') -> method.lora.adapter_dim."""
+    out: list[str] = []
+    models: list[type[BaseModel]] = [model]
+    i = 0
+    while i < len(loc):
+        part = loc[i]
+        out.append(str(part))
+        nxt: list[type[BaseModel]] = []
+        for m in models:
+            field = m.model_fields.get(str(part))
+            if field is None:
+                continue
+            members = _models_in(field.annotation)
+            tags = {getattr(mm.model_fields.get("kind"), "default", None): mm for mm in members}
+            if len(members) > 1 and i + 1 < len(loc) and loc[i + 1] in tags:
+                i += 1
+                nxt.append(tags[loc[i]])
+            else:
+                nxt.extend(members)
+        models = nxt
+        i += 1
+    return ".".join(out)

@@ -1,0 +1,318 @@
+"""plan(spec, stats) -> Plan: pure. No I/O, no clock, no environment, no torch.
+
+Order: pick the customization config, climb the ladder, lay out and estimate the training
+stages, run every feasibility check, build the stage DAG, hash the inputs into the plan id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from functools import cache
+
+from planner import estimator as est
+from planner import ladder as ladder_mod
+from planner import layout as layout_mod
+from planner.dag import build_stages
+from schemas.data import DataStats
+from schemas.method import BY_KIND, TRAIN_KINDS, Dpo, Grpo, Lora, Sft, TrainMethod
+from schemas.model import URN, CustomizationConfig
+from schemas.plan import Alternative, Artifacts, Decision, Estimate, Finding, Layout, MemoryBreakdown, Plan
+from schemas.spec import Spec
+
+GB = est.GB
+
+
+@dataclass
+class Draft:
+    """Everything derived before the checks run; the checks read it, never change it."""
+
+    spec: Spec
+    stats: DataStats
+    config: CustomizationConfig | None
+    config_source: str  # explicit | matched (by GPU class) | foreign (no config for this GPU class)
+    config_findings: list[Finding]
+    method_kind: str
+    train: TrainMethod | None
+    pipeline: tuple[str, ...]
+    ladder: ladder_mod.LadderResult
+    layout_result: layout_mod.Result | None = None
+    candidate: layout_mod.Candidate | None = None
+    option: object | None = None
+    seq: int = 0
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def precision(self) -> str:
+        if self.spec.inventory.gpu.name == "cpu":
+            return "fp32"
+        return self.config.precision if self.config else "bf16-mixed"
+
+    @property
+    def max_seq(self) -> int:
+        if self.train and self.train.max_seq_length:
+            return self.train.max_seq_length
+        if self.config:
+            return self.config.max_seq_length
+        return min(4096, self.spec.model.architecture.max_position_embeddings)
+
+
+def plan_id(spec: Spec, stats: DataStats) -> str:
+    blob = json.dumps({"spec": spec.model_dump(mode="json"), "data": stats.fingerprint}, sort_keys=True,
+                      separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:10]
+
+
+def select_config(spec: Spec) -> tuple[CustomizationConfig | None, str, list[Finding]]:
+    """The customization config: the one named in model.config, else the inventory's GPU class."""
+    model, gpu = spec.model, spec.inventory.gpu
+    valid = ", ".join(model.urns)
+    matching = [c for c in model.configs if c.parsed.gpu_class in gpu.classes]
+    fallback = matching[0] if matching else model.configs[0]
+    fallback_source = "matched" if matching else "foreign"
+    if model.config is not None:
+        try:
+            urn = URN.parse(model.config)
+        except ValueError as exc:
+            return fallback, fallback_source, [Finding(
+                severity="error", code="config-urn-invalid", path="model.config", message=str(exc),
+                fix=f"use one of: {valid}")]
+        if urn.version is None:
+            return fallback, fallback_source, [Finding(
+                severity="error", code="config-urn-version", path="model.config",
+                message=f"config URN {model.config!r} carries no version; a run must pin one",
+                fix=f"use a versioned URN: {valid}")]
+        found = model.find_config(model.config)
+        if found is None:
+            return fallback, fallback_source, [Finding(
+                severity="error", code="config-urn-unknown", path="model.config",
+                message=f"{model.config!r} is not a customization config of {model.name}",
+                fix=f"use one of: {valid}")]
+        return found, "explicit", []
+    if matching:
+        return matching[0], "matched", []
+    return model.configs[0], "foreign", [Finding(
+        severity="info", code="config-none-for-gpu", path="model.config",
+        message=f"{model.name} has no customization config for {gpu.display_name} (classes "
+        f"{', '.join(gpu.classes)}); the layout is searched, and {model.configs[0].urn} gives the sequence "
+        "length and template",
+        fix="add a config for this GPU class to the model's catalog entry to pin published training options")]
+
+
+def default_method(kind: str, spec: Spec) -> TrainMethod | None:
+    """The requested method, or the schema's defaults for a rung the ladder chose."""
+    if spec.method.kind == kind:
+        return spec.method if kind in TRAIN_KINDS else None  # type: ignore[return-value]
+    if kind not in TRAIN_KINDS:
+        return None
+    return BY_KIND[kind]()  # type: ignore[return-value]
+
+
+def pipeline_for(kind: str, method: TrainMethod | None, spec: Spec) -> tuple[str, ...]:
+    if isinstance(method, Dpo) and method.sft_base is None and spec.knowledge.dpo_needs_sft_base:
+        return ("sft", "dpo")
+    return (kind,) if kind in TRAIN_KINDS else ()
+
+
+def seq_length(spec: Spec, stats: DataStats, cap: int, method: TrainMethod) -> int:
+    """From the data's token percentiles when known (p95), capped by the config; packing fills it."""
+    if method.sequence_packing or not stats.training.tokens_p95:
+        return cap
+    longest = stats.training.tokens_p95
+    if isinstance(method, Grpo):
+        return min(cap, longest)
+    return min(cap, max(8, longest))
+
+
+def layout_for(draft: Draft, method: TrainMethod, config: CustomizationConfig | None) -> tuple[
+        layout_mod.Result, layout_mod.Candidate | None, object | None, int]:
+    spec = draft.spec
+    cap = method.max_seq_length or draft.max_seq
+    seq = seq_length(spec, draft.stats, cap, method)
+    ctx = layout_mod.Context(arch=spec.model.architecture, method=method, inventory=spec.inventory,
+                             stats=draft.stats, prior=spec.knowledge.estimator, precision=draft.precision, seq=seq,
+                             headroom=spec.knowledge.lints.memory_headroom)
+    option = config.option(method.training_type, method.finetuning_type) \
+        if config is not None and draft.config_source != "foreign" else None
+    request = spec.layout
+    searched = layout_mod.search(ctx, request)
+    shape_pinned = any(v is not None for v in (request.nodes, request.gpus_per_node, request.tensor_parallel,
+                                                 request.pipeline_parallel))
+    if shape_pinned:
+        cand = layout_mod.from_request(ctx, _merge(request, option))
+        return layout_mod.Result(chosen=cand, source="pinned", best_search=searched.chosen), cand, option, seq
+    if option is not None:
+        cand = layout_mod.from_option(ctx, option, request)
+        return layout_mod.Result(chosen=cand, source="pinned", best_search=searched.chosen,
+                                 alternatives=searched.alternatives), cand, option, seq
+    if searched.chosen is None:
+        return searched, searched.alternatives[0][0] if searched.alternatives else None, None, seq
+    return searched, searched.chosen, None, seq
+
+
+def _merge(request, option):
+    """The user's pins over the published option's values."""
+    if option is None:
+        return request
+    return request.model_copy(update={
+        "nodes": request.nodes or option.num_nodes,
+        "gpus_per_node": request.gpus_per_node or option.num_gpus,
+        "tensor_parallel": request.tensor_parallel or option.tensor_parallel_size,
+        "pipeline_parallel": request.pipeline_parallel or option.pipeline_parallel_size,
+        "micro_batch": request.micro_batch or option.micro_batch_size,
+    })
+
+
+def assess_rung(spec: Spec, stats: DataStats, config: CustomizationConfig | None, config_source: str):
+    """For the ladder: can this rung be trained on the inventory, and at what cost (cached)."""
+
+    @cache
+    def assess(kind: str) -> ladder_mod.Assessment:
+        method = default_method(kind, spec)
+        if method is None:
+            return ladder_mod.Assessment(fits=True, gpus=0, gpu_hours=0.0)
+        draft = Draft(spec=spec, stats=stats, config=config, config_source=config_source, config_findings=[],
+                      method_kind=kind, train=method, pipeline=(kind,), ladder=None)  # type: ignore[arg-type]
+        result, cand, _, _ = layout_for(draft, method, config)
+        if cand is None:
+            return ladder_mod.Assessment(fits=False, gpus=0, gpu_hours=None, detail="no layout")
+        if not cand.fits:
+            smallest = result.best_search or cand
+            return ladder_mod.Assessment(
+                fits=False, gpus=cand.shape.gpus, gpu_hours=cand.gpu_hours,
+                detail=f"{smallest.memory.total / GB:.0f} GB per GPU > {cand.capacity / GB:.0f} GB usable")
+        hours = cand.gpu_hours
+        if kind == "dpo" and pipeline_for(kind, method, spec) == ("sft", "dpo"):
+            hours += assess("sft").gpu_hours or 0.0
+        return ladder_mod.Assessment(fits=True, gpus=cand.shape.gpus, gpu_hours=hours)
+
+    return assess
+
+
+def plan(spec: Spec, stats: DataStats) -> Plan:
+    """The plan for a validated spec and probed data. Pure and deterministic."""
+    from planner.checks import run_checks
+
+    config, config_source, config_findings = select_config(spec)
+    assess = assess_rung(spec, stats, config, config_source)
+    climbed = ladder_mod.climb(ladder_mod.Inputs(
+        goal=spec.goal, data_format=spec.data.format, stats=stats, knowledge=spec.knowledge, assess=assess,
+        inventory_name=spec.inventory.name))
+    requested = spec.method.kind
+    kind = climbed.choice if requested == "auto" else requested
+    train = default_method(kind, spec)
+    pipeline = pipeline_for(kind, train, spec)
+    draft = Draft(spec=spec, stats=stats, config=config, config_source=config_source,
+                  config_findings=config_findings, method_kind=kind, train=train, pipeline=pipeline, ladder=climbed)
+    layout = Layout(source="none", precision=draft.precision)
+    estimate = Estimate(assumptions=("no training: evaluation only",)) if train is None else Estimate()
+    if train is not None:
+        result, cand, option, seq = layout_for(draft, train, config)
+        draft.layout_result, draft.candidate, draft.option, draft.seq = result, cand, option, seq
+        if cand is not None:
+            layout = _layout(cand, result.source, draft.precision)
+            estimate = _estimate(draft, cand, train)
+    findings = tuple(run_checks(draft, layout))
+    pid = plan_id(spec, stats)
+    artifacts = _artifacts(spec, kind, pid, train)
+    stages = build_stages(spec, kind, pipeline, layout, artifacts)
+    rungs = climbed.rungs if requested == "auto" else _explicit_rungs(climbed, requested)
+    decision = Decision(
+        method=kind, requested=requested, rungs=rungs, pipeline=pipeline,
+        config_urn=config.urn if config else None,
+        training_option=draft.option.model_dump() if draft.option is not None else None,  # type: ignore[union-attr]
+        next_step=climbed.next_step if kind == climbed.choice else "",
+    )
+    return Plan(
+        id=pid, name=f"{spec.goal.name}-{pid}", spec=spec, data_stats=stats, decision=decision, layout=layout,
+        estimate=estimate, findings=findings, feasible=not any(f.severity == "error" for f in findings),
+        stages=stages, artifacts=artifacts,
+    )
+
+
+def _explicit_rungs(climbed: ladder_mod.LadderResult, requested: str):
+    from schemas.plan import Rung
+
+    out = []
+    for rung in climbed.rungs:
+        if rung.method == requested:
+            reason = f"requested with method={requested}"
+            if rung.verdict != "chosen":
+                reason += f"; the ladder says: {rung.reason}"
+            out.append(Rung(method=rung.method, verdict="chosen", reason=reason))
+        elif rung.verdict == "chosen":
+            out.append(Rung(method=rung.method, verdict="recommended",
+                            reason=f"method=auto would choose this: {rung.reason}"))
+        else:
+            out.append(rung)
+    return tuple(out)
+
+
+def _layout(cand: layout_mod.Candidate, source: str, precision: str) -> Layout:
+    s = cand.shape
+    dp = max(1, s.dp)
+    return Layout(
+        nodes=s.nodes, gpus_per_node=s.gpus_per_node, tensor_parallel=s.tp, pipeline_parallel=s.pp,
+        data_parallel=dp, micro_batch=s.micro_batch, grad_accum=max(1, s.global_batch // (s.micro_batch * dp)),
+        global_batch=s.global_batch, sharding=s.sharding, activation_checkpointing=s.checkpointing,
+        precision=precision, seq_length=s.seq, source=source,  # type: ignore[arg-type]
+    )
+
+
+def _estimate(draft: Draft, cand: layout_mod.Candidate, train: TrainMethod) -> Estimate:
+    spec = draft.spec
+    m = cand.memory
+    mem = MemoryBreakdown(weights=m.weights, grads=m.grads, optimizer=m.optimizer, activations=m.activations,
+                          logits=m.logits, adapters=m.adapters, reference_model=m.reference_model,
+                          kv_cache=m.kv_cache, overhead=m.overhead, total=m.total,
+                          capacity=int(spec.inventory.gpu.memory_gb * GB))
+    t = cand.time
+    gpus = cand.shape.gpus
+    hours, low, high = t.gpu_hours(gpus)
+    wall, wall_lo, wall_hi = t.wall_hours, t.wall_low, t.wall_high
+    assumptions = [
+        f"MFU {spec.knowledge.estimator.mfu:.0%} (range {spec.knowledge.estimator.mfu_low:.0%}-"
+        f"{spec.knowledge.estimator.mfu_high:.0%}); fixed costs: load {spec.knowledge.estimator.load_minutes:g} min, "
+        f"eval {spec.knowledge.estimator.eval_fraction:.0%} of training, checkpoint writes",
+        f"sequence length {cand.shape.seq} tokens "
+        f"({'declared p95' if draft.stats.source == 'remote' else 'data p95, chars/4'} capped by the config)",
+    ]
+    if "sft" in draft.pipeline and train.kind == "dpo":
+        sft = default_method("sft", spec)
+        assert sft is not None
+        sft_result, sft_cand, _, _ = layout_for(draft, sft, draft.config)
+        if sft_cand is not None:
+            s_hours, s_low, s_high = sft_cand.time.gpu_hours(sft_cand.shape.gpus)
+            hours, low, high = hours + s_hours, low + s_low, high + s_high
+            wall, wall_lo, wall_hi = (wall + sft_cand.time.wall_hours, wall_lo + sft_cand.time.wall_low,
+                                      wall_hi + sft_cand.time.wall_high)
+            assumptions.append("includes the SFT stage that builds the DPO base, on the same data's chosen answers")
+    price = spec.inventory.price_per_gpu_hour
+    alternatives = tuple(
+        Alternative(layout=alt.describe(), gpus=alt.shape.gpus, memory_per_gpu_bytes=alt.memory.total,
+                    gpu_hours=round(alt.gpu_hours, 4), why=why)
+        for alt, why in (draft.layout_result.alternatives if draft.layout_result else [])
+        if alt is not cand and alt.fits)
+    return Estimate(
+        memory_per_gpu_bytes=mem, trainable_params=est.trainable_params(spec.model.architecture, train),
+        tokens=t.tokens, steps=t.steps, flops=t.flops, gpu_hours=round(hours, 4),
+        gpu_hours_range=(round(low, 4), round(high, 4)), wall_hours=round(wall, 4),
+        wall_hours_range=(round(wall_lo, 4), round(wall_hi, 4)),
+        cost_usd=round(hours * price, 2) if price is not None else None, alternatives=alternatives,
+        assumptions=tuple(assumptions),
+    )
+
+
+def _artifacts(spec: Spec, kind: str, pid: str, train: TrainMethod | None) -> Artifacts:
+    name = f"{spec.goal.namespace}/{spec.model.name}-{spec.data.name}-{kind}@{pid}"
+    lora = train is not None and train.finetuning_type == "lora"
+    return Artifacts(
+        output_model=name,
+        adapter_dir="run/adapter" if lora else None,
+        model_dir="run/model" if train is not None and not lora else None,
+    )
+
+
+__all__ = ["Draft", "plan", "plan_id", "select_config"]
+_ = (Lora, Sft)

@@ -1,0 +1,63 @@
+"""The stage DAG: which stages a plan runs and in what order (networkx checks it is acyclic)."""
+
+from __future__ import annotations
+
+from schemas.plan import Artifacts, Layout, Stage
+from schemas.spec import Spec
+
+RUNTIME = ("python", "-m", "runtime", "plan.json", "--stage")
+
+
+def _stage(name: str, after: tuple[str, ...], *, distributed: bool = False, gpus: int = 0, nodes: int = 1,
+           hours: float = 1.0, inputs: dict | None = None, outputs: dict | None = None) -> Stage:
+    return Stage(name=name, after=after, argv=(*RUNTIME, name), distributed=distributed,
+                 resources={"nodes": nodes, "gpus_per_node": gpus, "hours": hours},
+                 inputs=inputs or {}, outputs=outputs or {})
+
+
+def build_stages(spec: Spec, kind: str, pipeline: tuple[str, ...], layout: Layout,
+                 artifacts: Artifacts) -> tuple[Stage, ...]:
+    """validate_data -> baseline_eval -> [train_sft ->] train -> eval -> gate -> publish."""
+    eval_gpus = 1 if spec.inventory.gpu.name != "cpu" else 0
+    stages = [_stage("validate_data", (), outputs={"report": "run/data_report.json"})]
+    stages.append(_stage("baseline_eval", ("validate_data",), gpus=eval_gpus,
+                         outputs={"scores": "run/eval/baseline.json"}))
+    if not pipeline:  # prompting / rag: evaluation plan only
+        stages.append(_stage("eval", ("baseline_eval",), gpus=eval_gpus, outputs={"scores": "run/eval/tuned.json"}))
+        stages.append(_stage("gate", ("baseline_eval", "eval"), outputs={"verdict": "run/gate.json"}))
+        return _checked(stages)
+    train_after = ("validate_data",)
+    weights = artifacts.adapter_dir or artifacts.model_dir or "run/model"
+    if pipeline[0] == "sft" and len(pipeline) > 1:
+        stages.append(_stage("train_sft", ("validate_data",), distributed=True, gpus=layout.gpus_per_node,
+                             nodes=layout.nodes, outputs={"model": "run/sft"}))
+        train_after = ("train_sft",)
+    stages.append(_stage("train", train_after, distributed=True, gpus=layout.gpus_per_node, nodes=layout.nodes,
+                         inputs={"base": "run/sft"} if train_after == ("train_sft",) else {},
+                         outputs={"weights": weights, "checkpoints": "run/checkpoints"}))
+    stages.append(_stage("eval", ("train", "baseline_eval"), gpus=eval_gpus, inputs={"weights": weights},
+                         outputs={"scores": "run/eval/tuned.json"}))
+    stages.append(_stage("gate", ("eval",), inputs={"baseline": "run/eval/baseline.json",
+                                                   "tuned": "run/eval/tuned.json"},
+                         outputs={"verdict": "run/gate.json"}))
+    stages.append(_stage("publish", ("gate",), inputs={"weights": weights},
+                         outputs={"model": f"run/published/{artifacts.output_model.replace('/', '__')}"}))
+    return _checked(stages)
+
+
+def _checked(stages: list[Stage]) -> tuple[Stage, ...]:
+    """Order topologically (stable) and refuse cycles or dangling dependencies."""
+    import networkx as nx
+
+    graph = nx.DiGraph()
+    for s in stages:
+        graph.add_node(s.name)
+        for dep in s.after:
+            graph.add_edge(dep, s.name)
+    names = {s.name for s in stages}
+    missing = {dep for s in stages for dep in s.after} - names
+    if missing or not nx.is_directed_acyclic_graph(graph):
+        raise ValueError(f"bad stage graph: missing {missing}" if missing else "stage graph has a cycle")
+    position = {name: i for i, name in enumerate(nx.lexicographical_topological_sort(
+        graph, key=lambda n: [s.name for s in stages].index(n)))}
+    return tuple(sorted(stages, key=lambda s: position[s.name]))

@@ -1,0 +1,255 @@
+"""Memory per GPU, FLOPs, GPU-hours and wall time for one layout. Pure arithmetic.
+
+Every formula and its source is in docs/estimator.md. Units: bytes, FLOPs, hours.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from schemas.data import DataStats
+from schemas.inventory import Inventory
+from schemas.knowledge import Estimator
+from schemas.method import Dpo, Grpo, LoraParams, TrainMethod
+from schemas.model import Architecture
+
+GB = 10**9
+ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+# Bytes per parameter of (weights, grads, optimizer states) for trainable weights, by precision
+# and optimizer. Mixed-precision AdamW: bf16 weights + bf16 grads + fp32 master, m, v = 2+2+12.
+_STATE_BYTES = {
+    ("mixed", "adamw"): (2, 2, 12),
+    ("mixed", "adamw_8bit"): (2, 2, 6),   # 8-bit Adam: 6 bytes of optimizer state (fp32 master + 2x int8)
+    ("mixed", "adamw_bf16"): (2, 2, 4),   # pure bf16: bf16 moments, no master copy: 8 in all
+    ("mixed", "sgd"): (2, 2, 4),          # fp32 master only
+    ("fp32", "adamw"): (4, 4, 8),
+    ("fp32", "adamw_8bit"): (4, 4, 2),
+    ("fp32", "adamw_bf16"): (4, 4, 4),
+    ("fp32", "sgd"): (4, 4, 0),
+}
+ADAPTER_BYTES = 16  # fp32 copy, fp32 grad, two fp32 moments per trainable adapter parameter
+
+
+@dataclass(frozen=True)
+class Shape:
+    """The layout knobs the estimator needs."""
+
+    nodes: int
+    gpus_per_node: int
+    tp: int
+    pp: int
+    micro_batch: int
+    global_batch: int
+    seq: int
+    sharding: str  # none | zero1 | zero2 | fsdp
+    checkpointing: bool
+    sequence_parallel: bool = False
+    flash: bool = True
+
+    @property
+    def gpus(self) -> int:
+        return self.nodes * self.gpus_per_node
+
+    @property
+    def dp(self) -> int:
+        return self.gpus // (self.tp * self.pp)
+
+
+def precision_kind(precision: str) -> str:
+    return "fp32" if precision == "fp32" else "mixed"
+
+
+def weight_bytes(precision: str) -> int:
+    return 4 if precision == "fp32" else 2
+
+
+def lora_trainable(arch: Architecture, lora: LoraParams) -> int:
+    """r x (d_in + d_out) per adapted linear layer, over all layers (REFERENCE.md)."""
+    shapes = arch.linear_shapes()
+    targets = ALL_LINEAR if "all-linear" in lora.target_modules else lora.target_modules
+    per_layer = sum(lora.adapter_dim * sum(shapes[t]) for t in targets if t in shapes)
+    return per_layer * arch.num_layers
+
+
+def trainable_params(arch: Architecture, method: TrainMethod) -> int:
+    if _is_lora(method):
+        return lora_trainable(arch, method.lora)
+    return arch.total_params
+
+
+def _is_lora(method: TrainMethod) -> bool:
+    return method.finetuning_type == "lora"
+
+
+def activation_bytes_per_layer(arch: Architecture, s: int, b: int, tp: int, sp: bool, flash: bool,
+                               checkpointing: bool, wbytes: int) -> int:
+    """Activations one decoder layer keeps for backward, re-derived for SwiGLU and GQA, no dropout.
+
+    Attention: norm input, QKV input, Q, K and V (K, V scaled by kv_heads/heads), o_proj input:
+    (8 + 4g) * s*b*h bytes at 2 bytes per value, plus the softmax output 2*a*s^2*b unless flash
+    attention recomputes it. SwiGLU MLP: norm input, gate/up input (4*s*b*h), gate output, up
+    output, SiLU output, down input (8*s*b*i). With tensor parallel t, the norm and projection
+    inputs (8*s*b*h) stay whole unless sequence parallel splits them; the rest divides by t.
+    Full recompute keeps only each layer's input, 2*s*b*h. Scaled by wbytes/2 for fp32 runs.
+    """
+    h, i, a = arch.hidden_size, arch.intermediate_size, arch.num_heads
+    g = arch.num_kv_heads / arch.num_heads
+    scale = wbytes / 2
+    if checkpointing:
+        return int(2 * s * b * h * scale)
+    whole = 8 * s * b * h
+    split = (2 + 4 * g + 2) * s * b * h + 8 * s * b * i + (0 if flash else 2 * a * s * s * b)
+    per = (whole / tp if sp else whole) + split / tp
+    return int(per * scale)
+
+
+@dataclass(frozen=True)
+class Memory:
+    weights: int
+    grads: int
+    optimizer: int
+    activations: int
+    logits: int
+    adapters: int
+    reference_model: int
+    kv_cache: int
+    overhead: int
+
+    @property
+    def total(self) -> int:
+        return (self.weights + self.grads + self.optimizer + self.activations + self.logits + self.adapters
+                + self.reference_model + self.kv_cache + self.overhead)
+
+
+def memory(arch: Architecture, method: TrainMethod, shape: Shape, precision: str, prior: Estimator,
+           is_cpu: bool = False) -> Memory:
+    """Peak bytes per GPU for training with this layout."""
+    p = arch.total_params
+    model_split = shape.tp * shape.pp
+    dp = shape.dp
+    kind = precision_kind(precision)
+    wb = weight_bytes(precision)
+    lora = _is_lora(method)
+    shard_w = dp if shape.sharding == "fsdp" else 1
+    shard_g = dp if shape.sharding in ("fsdp", "zero2") else 1
+    shard_o = dp if shape.sharding in ("fsdp", "zero1", "zero2") else 1
+
+    if lora:
+        weights = wb * p / model_split / shard_w
+        grads = optimizer = 0.0
+        adapters = ADAPTER_BYTES * lora_trainable(arch, method.lora) / model_split
+    else:
+        w, gr, opt = _STATE_BYTES[(kind, method.optimizer)]
+        weights = w * p / model_split / shard_w
+        grads = gr * p / model_split / shard_g
+        optimizer = opt * p / model_split / shard_o
+        adapters = 0.0
+
+    # DPO runs chosen and rejected through the policy: twice the sequences per micro batch.
+    seqs = shape.micro_batch * (2 if isinstance(method, Dpo) else 1)
+    seq = shape.seq
+    kv_cache = reference = 0.0
+    if isinstance(method, Grpo):
+        seq = shape.seq + method.max_completion_length
+        per_token = 2 * arch.num_layers * arch.num_kv_heads * arch.head_dim * wb / shape.tp
+        kv_cache = per_token * seq * max(shape.micro_batch, method.num_generations_per_prompt)
+        if method.kl_beta > 0 and not lora:
+            reference = wb * p / model_split / shard_w
+    if isinstance(method, Dpo) and method.effective_reference == "copy":
+        reference = wb * p / model_split / shard_w
+
+    # With 1F1B the first pipeline stage holds pp micro batches of its L/pp layers: all L layers.
+    per_layer = activation_bytes_per_layer(arch, seq, seqs, shape.tp, shape.sequence_parallel, shape.flash,
+                                           shape.checkpointing, wb)
+    activations = per_layer * arch.num_layers
+    if shape.checkpointing:  # one layer is recomputed at a time: its full activations come back
+        activations += activation_bytes_per_layer(arch, seq, seqs, shape.tp, shape.sequence_parallel,
+                                                  shape.flash, False, wb)
+    # Logits: b*s*vocab in the compute dtype plus an fp32 copy in the loss, vocab split by TP.
+    logits = seqs * seq * arch.vocab_size * (wb + 4) / shape.tp
+    overhead = 0.0 if is_cpu else prior.runtime_overhead_gb * GB
+    return Memory(*(int(x) for x in (weights, grads, optimizer, activations, logits, adapters, reference,
+                                       kv_cache, overhead)))
+
+
+def flops_per_token(arch: Architecture, method: TrainMethod) -> float:
+    """Training FLOPs per trained token: 6P full, 4P LoRA (no weight-gradient GEMMs for frozen
+    weights); DPO adds a reference forward (2P) per token; GRPO adds 2P with a KL reference."""
+    p = arch.total_params
+    base = 4 * p if _is_lora(method) else 6 * p
+    if isinstance(method, Dpo) and method.effective_reference != "precomputed":
+        base += 2 * p
+    if isinstance(method, Grpo) and method.kl_beta > 0:
+        base += 2 * p
+    return base
+
+
+@dataclass(frozen=True)
+class Time:
+    tokens: int
+    steps: int
+    flops: float
+    wall_hours: float
+    wall_low: float
+    wall_high: float
+    generated_tokens: int = 0
+
+    def gpu_hours(self, gpus: int) -> tuple[float, float, float]:
+        return self.wall_hours * gpus, self.wall_low * gpus, self.wall_high * gpus
+
+
+def trained_tokens(stats: DataStats, method: TrainMethod, seq: int) -> tuple[int, int]:
+    """(tokens per epoch, examples per epoch). Without packing each micro batch pads to its longest
+    record, so count p95 per record; with packing, the real total. Capped by the sequence length."""
+    n = stats.training.records
+    if method.sequence_packing:
+        per_epoch = min(stats.training.tokens_total, n * seq)
+    else:
+        per_epoch = n * min(seq, stats.training.tokens_p95 or seq)
+    if isinstance(method, Dpo):
+        per_epoch *= 2  # chosen and rejected
+    return int(per_epoch), n
+
+
+def time(arch: Architecture, method: TrainMethod, shape: Shape, inventory: Inventory, stats: DataStats,
+         prior: Estimator, checkpoint_bytes: int) -> Time:
+    """Wall time: compute at an MFU prior plus fixed costs (load, eval, checkpoints, generation)."""
+    tokens_epoch, examples = trained_tokens(stats, method, shape.seq)
+    steps_epoch = max(1, math.ceil(examples / shape.global_batch)) if examples else 0
+    steps = steps_epoch * method.epochs
+    epochs = method.epochs
+    if method.max_steps is not None and method.max_steps < steps:
+        epochs = method.max_steps / max(steps_epoch, 1)
+        steps = method.max_steps
+    tokens = int(tokens_epoch * epochs)
+    generated = 0
+    if isinstance(method, Grpo):
+        prompts = int(examples * epochs)
+        generated = prompts * method.num_generations_per_prompt * method.max_completion_length
+        tokens = int(tokens_epoch * epochs * method.num_generations_per_prompt) + generated
+    flops = flops_per_token(arch, method) * tokens
+    if shape.checkpointing:  # full recompute: one more forward pass, 2P per token
+        flops += 2 * arch.total_params * tokens
+    peak = shape.gpus * inventory.gpu.bf16_tflops * 1e12
+
+    def hours(mfu: float) -> float:
+        compute = flops / (peak * mfu)
+        gen = 0.0
+        if generated:  # decoding is bandwidth-bound: scale the 8B/H100 prior by size and bandwidth
+            rate = prior.generation_tokens_per_second * (8e9 / arch.total_params) * (inventory.gpu.bandwidth_gbps / 3350)
+            gen = generated / (rate * max(shape.dp, 1))
+        fixed = prior.load_minutes * 60 + compute * prior.eval_fraction
+        ckpt = math.ceil(epochs) * checkpoint_bytes / (prior.checkpoint_gb_per_minute * GB / 60)
+        return (compute + gen + fixed + ckpt) / 3600
+
+    return Time(tokens=tokens, steps=steps, flops=flops, wall_hours=hours(prior.mfu),
+                wall_low=hours(prior.mfu_high), wall_high=hours(prior.mfu_low), generated_tokens=generated)
+
+
+def checkpoint_bytes(arch: Architecture, method: TrainMethod) -> int:
+    """What one resumable checkpoint writes: trainable weights and their optimizer state."""
+    if _is_lora(method):
+        return ADAPTER_BYTES * lora_trainable(arch, method.lora)
+    return 16 * arch.total_params

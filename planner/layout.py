@@ -1,0 +1,232 @@
+"""The parallel layout: honour a pinned training option, or search for the cheapest that fits.
+
+Cheapest means fewest GPU-hours, then fewest GPUs, then no recompute, less sharding, smaller TP,
+larger micro batch. Pure: the inventory is an input.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from planner import estimator as est
+from schemas.data import DataStats
+from schemas.inventory import Inventory
+from schemas.knowledge import Estimator
+from schemas.layout import LayoutRequest
+from schemas.method import TrainMethod
+from schemas.model import Architecture, TrainingOption
+
+GB = est.GB
+SHARDING_ORDER = {"none": 0, "zero1": 1, "zero2": 2, "fsdp": 3}
+
+
+@dataclass(frozen=True)
+class Candidate:
+    shape: est.Shape
+    memory: est.Memory
+    time: est.Time
+    capacity: int
+
+    @property
+    def fits(self) -> bool:
+        return self.memory.total <= self.capacity
+
+    @property
+    def gpu_hours(self) -> float:
+        return self.time.wall_hours * self.shape.gpus
+
+    def key(self) -> tuple:
+        s = self.shape
+        return (round(self.gpu_hours, 4), s.gpus, s.checkpointing, SHARDING_ORDER[s.sharding], s.tp, s.pp,
+                -s.micro_batch)
+
+    def describe(self) -> str:
+        s = self.shape
+        parts = [f"{s.gpus} GPU{'s' if s.gpus > 1 else ''}"]
+        if s.nodes > 1:
+            parts[0] = f"{s.nodes} nodes x {s.gpus_per_node}"
+        if s.tp > 1:
+            parts.append(f"TP{s.tp}")
+        if s.pp > 1:
+            parts.append(f"PP{s.pp}")
+        if s.dp > 1:
+            parts.append(f"DP{s.dp}")
+        if s.sharding != "none":
+            parts.append(s.sharding.upper() if s.sharding == "fsdp" else s.sharding)
+        if s.checkpointing:
+            parts.append("activation checkpointing")
+        parts.append(f"micro batch {s.micro_batch}")
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a layout is evaluated against."""
+
+    arch: Architecture
+    method: TrainMethod
+    inventory: Inventory
+    stats: DataStats
+    prior: Estimator
+    precision: str
+    seq: int
+    headroom: float
+
+    @property
+    def capacity(self) -> int:
+        return int(self.inventory.gpu.memory_gb * GB * self.headroom)
+
+    @property
+    def is_cpu(self) -> bool:
+        return self.inventory.gpu.name == "cpu"
+
+
+@dataclass
+class Result:
+    chosen: Candidate | None
+    source: str  # pinned | search
+    alternatives: list[tuple[Candidate, str]] = field(default_factory=list)
+    best_search: Candidate | None = None  # what the search would pick, to compare with a pin
+
+
+def evaluate(ctx: Context, shape: est.Shape) -> Candidate:
+    mem = est.memory(ctx.arch, ctx.method, shape, ctx.precision, ctx.prior, is_cpu=ctx.is_cpu)
+    t = est.time(ctx.arch, ctx.method, shape, ctx.inventory, ctx.stats, ctx.prior,
+                 est.checkpoint_bytes(ctx.arch, ctx.method))
+    return Candidate(shape=shape, memory=mem, time=t, capacity=ctx.capacity)
+
+
+def from_option(ctx: Context, option: TrainingOption, request: LayoutRequest) -> Candidate:
+    """The published option, with the user's pins for what it leaves open."""
+    gpus = option.num_gpus * option.num_nodes
+    dp = max(1, gpus // (option.tensor_parallel_size * option.pipeline_parallel_size))
+    sharding = _sharding(ctx, request, dp)
+    return evaluate(ctx, est.Shape(
+        nodes=option.num_nodes, gpus_per_node=option.num_gpus, tp=option.tensor_parallel_size,
+        pp=option.pipeline_parallel_size, micro_batch=request.micro_batch or option.micro_batch_size,
+        global_batch=ctx.method.batch_size, seq=ctx.seq,
+        sharding=sharding if sharding != "auto" else "none",
+        checkpointing=_checkpointing(ctx, request, default=False),
+    ))
+
+
+def from_request(ctx: Context, request: LayoutRequest) -> Candidate:
+    """A layout the user pinned outright (checks report what is wrong with it)."""
+    nodes = request.nodes or 1
+    gpn = request.gpus_per_node or 1
+    tp = request.tensor_parallel or 1
+    pp = request.pipeline_parallel or 1
+    dp = max(1, (nodes * gpn) // (tp * pp))
+    sharding = _sharding(ctx, request, dp)
+    return evaluate(ctx, est.Shape(
+        nodes=nodes, gpus_per_node=gpn, tp=tp, pp=pp, micro_batch=request.micro_batch or 1,
+        global_batch=ctx.method.batch_size, seq=ctx.seq, sharding=sharding if sharding != "auto" else "none",
+        checkpointing=_checkpointing(ctx, request, default=False),
+    ))
+
+
+def _sharding(ctx: Context, request: LayoutRequest, dp: int) -> str:
+    choice = request.sharding if request.sharding != "auto" else ctx.method.sharding
+    return choice if choice == "auto" or dp > 1 or choice == "none" else "none"
+
+
+def _checkpointing(ctx: Context, request: LayoutRequest, default: bool) -> bool:
+    for value in (request.activation_checkpointing, ctx.method.activation_checkpointing):
+        if value is not None:
+            return value
+    return default
+
+
+def search(ctx: Context, request: LayoutRequest) -> Result:
+    """Enumerate layouts within the inventory and the pins; keep the cheapest that fits."""
+    inv, arch = ctx.inventory, ctx.arch
+    gb = ctx.method.batch_size
+    nodes_opts = [request.nodes] if request.nodes else range(1, inv.nodes + 1)
+    fitting: list[Candidate] = []
+    smallest: Candidate | None = None
+    for nodes in nodes_opts:
+        gpn_opts = [request.gpus_per_node] if request.gpus_per_node else _gpn_options(inv.gpus_per_node, nodes)
+        for gpn in gpn_opts:
+            gpus = nodes * gpn
+            tp_opts = [request.tensor_parallel] if request.tensor_parallel else [
+                t for t in _pow2(gpn) if arch.num_kv_heads % t == 0 and arch.num_heads % t == 0]
+            for tp in tp_opts:
+                pp_opts = [request.pipeline_parallel] if request.pipeline_parallel else [
+                    p for p in _pow2(gpus // tp) if arch.num_layers % p == 0]
+                for pp in pp_opts:
+                    if gpus % (tp * pp):
+                        continue
+                    dp = gpus // (tp * pp)
+                    if gb % dp:
+                        continue
+                    shard_opts = _shard_options(ctx, request, dp)
+                    ckpt_opts = ([request.activation_checkpointing] if request.activation_checkpointing is not None
+                                 else [ctx.method.activation_checkpointing]
+                                 if ctx.method.activation_checkpointing is not None else [False, True])
+                    mb_opts = [request.micro_batch] if request.micro_batch else [
+                        m for m in (16, 8, 4, 2, 1) if m * dp <= gb and gb % (m * dp) == 0]
+                    for sharding in shard_opts:
+                        for ckpt in ckpt_opts:
+                            for mb in mb_opts:  # largest first: stop at the first that fits
+                                cand = evaluate(ctx, est.Shape(nodes, gpn, tp, pp, mb, gb, ctx.seq, sharding, ckpt))
+                                if smallest is None or cand.memory.total < smallest.memory.total:
+                                    smallest = cand
+                                if cand.fits:
+                                    fitting.append(cand)
+                                    break
+    if not fitting:
+        return Result(chosen=None, source="search", best_search=None,
+                      alternatives=[(smallest, "smallest footprint found, still too large")] if smallest else [])
+    fitting.sort(key=Candidate.key)
+    best = fitting[0]
+    return Result(chosen=best, source="search", best_search=best, alternatives=_alternatives(best, fitting[1:]))
+
+
+def _alternatives(best: Candidate, rest: list[Candidate]) -> list[tuple[Candidate, str]]:
+    out: list[tuple[Candidate, str]] = []
+    seen = {(best.shape.gpus, best.shape.tp, best.shape.pp, best.shape.sharding, best.shape.checkpointing)}
+    for cand in rest:
+        sig = (cand.shape.gpus, cand.shape.tp, cand.shape.pp, cand.shape.sharding, cand.shape.checkpointing)
+        if sig in seen:
+            continue
+        seen.add(sig)
+        out.append((cand, why_lost(best, cand)))
+        if len(out) == 3:
+            break
+    return out
+
+
+def why_lost(best: Candidate, other: Candidate) -> str:
+    if other.gpu_hours > best.gpu_hours * 1.005:
+        return f"{other.gpu_hours:.2f} GPU-hours against {best.gpu_hours:.2f}"
+    if other.shape.gpus > best.shape.gpus:
+        return f"{other.shape.gpus} GPUs where {best.shape.gpus} suffice"
+    if other.shape.checkpointing and not best.shape.checkpointing:
+        return "recomputes activations where memory allows keeping them"
+    if SHARDING_ORDER[other.shape.sharding] > SHARDING_ORDER[best.shape.sharding]:
+        return "more sharding traffic for no memory it needs"
+    if other.shape.tp > best.shape.tp:
+        return "more tensor-parallel traffic for no memory it needs"
+    return "smaller micro batch, lower throughput"
+
+
+def _pow2(limit: int) -> list[int]:
+    out, v = [], 1
+    while v <= limit:
+        out.append(v)
+        v *= 2
+    return out
+
+
+def _gpn_options(per_node: int, nodes: int) -> list[int]:
+    # A multi-node job uses whole nodes; a single node may use a power-of-two share of its GPUs.
+    if nodes > 1:
+        return [per_node]
+    return sorted(set([g for g in _pow2(per_node)] + [per_node]))
+
+
+def _shard_options(ctx: Context, request: LayoutRequest, dp: int) -> list[str]:
+    choice = request.sharding if request.sharding != "auto" else ctx.method.sharding
+    if choice != "auto":
+        return [choice]
+    return ["none"] if dp == 1 else ["none", "zero1", "fsdp"]

@@ -1,0 +1,1 @@
+"""The torch runtime: `python -m runtime <plan.json> --stage <name>` executes a compiled plan."""

@@ -1,0 +1,100 @@
+"""Data declarations (what the team has) and the statistics probed from the files."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from schemas.base import Frozen, SafeName
+
+DataFormat = Literal["prompt_completion", "messages", "preference", "prompt_answer", "documents"]
+
+REMOTE_SCHEMES = ("hf://", "s3://", "gs://", "nds://", "https://")
+
+
+class Declared(Frozen):
+    """Counts declared for data that is not on this machine (remote datasets)."""
+
+    training: int = Field(ge=0)
+    validation: int | None = Field(None, ge=0)
+    p95_tokens: int | None = Field(None, gt=0, description="95th percentile of record length in tokens, if known.")
+
+
+class Data(Frozen):
+    """A dataset: `training/` (every .jsonl merged) and optional `validation/`, NeMo layout."""
+
+    name: SafeName = Field(description="Short name; part of the output model name.")
+    description: str = ""
+    path: str = Field(
+        description="builtin:<name> for a shipped sample, a local directory (relative to the working "
+        "directory), or a remote location (hf://, s3://, gs://, nds://, https://) with `declared` counts."
+    )
+    format: DataFormat = Field(
+        description="prompt_completion {prompt, completion}; messages {messages}; preference "
+        "{prompt, chosen, rejected}; prompt_answer {prompt, answer}; documents {text} (RAG)."
+    )
+    declared: Declared | None = Field(None, description="Counts for remote data; ignored for local data.")
+
+    @property
+    def is_remote(self) -> bool:
+        return self.path.startswith(REMOTE_SCHEMES)
+
+    @property
+    def is_builtin(self) -> bool:
+        return self.path.startswith("builtin:")
+
+    @model_validator(mode="after")
+    def _remote_needs_counts(self) -> Data:
+        if self.is_remote and self.declared is None:
+            raise ValueError(f"remote data {self.path!r} needs declared counts: add declared.training")
+        if self.is_builtin:
+            rest = self.path.removeprefix("builtin:")
+            if not rest or "/" in rest or ".." in rest:
+                raise ValueError(f"builtin data is named, not a path: builtin:<name>, got {self.path!r}")
+        return self
+
+
+class BadLine(Frozen):
+    """A record that cannot be used, with where it is."""
+
+    file: str
+    line: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.reason}"
+
+
+class SplitStats(Frozen):
+    """What one split holds, as probed."""
+
+    files: tuple[str, ...] = ()
+    records: int = 0
+    invalid: tuple[BadLine, ...] = ()
+    invalid_total: int = 0
+    fields: dict[str, int] = Field(default_factory=dict, description="How many records have each field.")
+    empty: int = Field(0, description="Records whose required text fields are empty.")
+    duplicates: int = 0
+    same_chosen_rejected: int = 0
+    unparsable_answers: int = 0
+    tokens_p50: int = 0
+    tokens_p95: int = 0
+    tokens_max: int = 0
+    tokens_total: int = 0
+
+
+class DataStats(Frozen):
+    """Everything the planner knows about the data. Probed once; the only I/O before planning."""
+
+    source: Literal["local", "builtin", "remote"]
+    found: bool = True
+    root_files: tuple[str, ...] = Field((), description="Data files in the dataset root instead of training/.")
+    training: SplitStats = Field(default_factory=SplitStats)
+    validation: SplitStats | None = None
+    fingerprint: str = Field(description="Content hash of the data files (or of the declaration).")
+    token_estimate: Literal["chars/4", "declared", "none"] = "chars/4"
+
+    @property
+    def examples(self) -> int:
+        return self.training.records

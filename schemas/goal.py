@@ -1,0 +1,51 @@
+"""What the team wants: the gap to close, how it is measured, what it may cost."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from schemas.base import Frozen, SafeName
+
+GapKind = Literal["format", "style", "task", "knowledge", "domain", "alignment", "reasoning"]
+Metric = Literal[
+    "exact_match", "accuracy", "macro_f1", "rouge_l", "pass_at_1", "preference_accuracy",
+    "answer_recall",
+]
+
+
+class Serving(Frozen):
+    """How the result must be served; drives the redeploy consequences."""
+
+    hot_swap: bool = Field(
+        False, description="The result must hot-swap into a running multi-LoRA server (no new deployment)."
+    )
+    server: str | None = Field(None, description="The serving stack, for the report (e.g. 'vllm multi-lora').")
+
+
+class Goal(Frozen):
+    """A customization goal: the gap, the task metric, the target and the budget."""
+
+    name: SafeName = Field(description="Short name; part of the bundle folder and the output model name.")
+    namespace: SafeName = Field("default", description="Namespace of the output model (namespace/name@plan-id).")
+    description: str = Field(description="What is wrong today, in the team's words.")
+    gap: GapKind = Field(
+        description="The kind of gap: format, style (tone), task, knowledge (facts), domain (deep shift), "
+        "alignment (preferences, safety) or reasoning (verifiable answers)."
+    )
+    metric: Metric = Field(description="The task metric the gate compares, baseline against tuned.")
+    baseline_score: float | None = Field(
+        None, description="Task metric measured today with the best prompt; null when not measured yet."
+    )
+    target_score: float | None = Field(None, description="Task metric that counts as done.")
+    gpu_hour_budget: float | None = Field(None, gt=0, description="GPU-hours the team will spend; null for no limit.")
+    serving: Serving = Field(default_factory=Serving)
+
+    @model_validator(mode="after")
+    def _scores_in_range(self) -> Goal:
+        for key in ("baseline_score", "target_score"):
+            value = getattr(self, key)
+            if value is not None and not 0.0 <= value <= 1.0:
+                raise ValueError(f"{key} must be a fraction in [0, 1], got {value}")
+        return self

@@ -1,0 +1,44 @@
+"""The hardware the plan may use: an input, never a probe."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from schemas.base import Frozen, SafeName
+
+
+class Gpu(Frozen):
+    """One accelerator type from the GPU catalog (dense bf16 figures, no sparsity)."""
+
+    name: SafeName
+    display_name: str
+    memory_gb: float = Field(gt=0, description="Device memory in GB (10^9 bytes).")
+    bandwidth_gbps: float = Field(gt=0, description="Memory bandwidth in GB/s.")
+    bf16_tflops: float = Field(gt=0, description="Dense bf16 TFLOP/s.")
+    link: Literal["nvlink", "pcie", "none"]
+    link_gbps: float = Field(ge=0)
+    classes: tuple[str, ...] = Field(
+        description="Customization-config GPU classes this GPU satisfies (the URN suffix after '+')."
+    )
+
+
+class Inventory(Frozen):
+    """A cluster or machine: nodes x GPUs of one type, and how jobs reach it."""
+
+    name: SafeName
+    nodes: int = Field(ge=1)
+    gpus_per_node: int = Field(ge=1)
+    cpus_per_node: int = Field(ge=1)
+    memory_per_node_gb: float = Field(gt=0)
+    scheduler: Literal["slurm", "none"]
+    partition: str | None = None
+    account: str | None = None
+    time_limit_hours: float | None = Field(24, gt=0, description="Longest job the scheduler allows; null: no limit.")
+    price_per_gpu_hour: float | None = Field(None, ge=0, description="USD per GPU-hour, for the cost line.")
+    gpu: Gpu
+
+    @property
+    def total_gpus(self) -> int:
+        return self.nodes * self.gpus_per_node

@@ -1,0 +1,177 @@
+"""The rungs of the ladder as a discriminated union keyed by `kind`, with their hyperparameters.
+
+Defaults follow the seed: LoRA rank 8, alpha = rank, dropout 0.1, lr 1e-4; early stopping
+after 10 epochs without a 0.001 improvement in val_loss.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+from pydantic import Field, model_validator
+
+from schemas.base import Frozen
+
+MethodKind = Literal["auto", "prompting", "rag", "lora", "sft", "dpo", "grpo"]
+TRAIN_KINDS: tuple[str, ...] = ("lora", "sft", "dpo", "grpo")
+
+
+class LoraParams(Frozen):
+    """LoRA adapter settings (NeMo names)."""
+
+    adapter_dim: int = Field(8, ge=1, description="LoRA rank r; a power of two.")
+    alpha: int | None = Field(None, ge=1, description="LoRA alpha; null means alpha = adapter_dim.")
+    adapter_dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    target_modules: tuple[str, ...] = Field(
+        ("all-linear",), description="Module names to adapt, or 'all-linear' (q,k,v,o,gate,up,down)."
+    )
+
+    @property
+    def effective_alpha(self) -> int:
+        return self.alpha if self.alpha is not None else self.adapter_dim
+
+
+class EarlyStopping(Frozen):
+    """Stop when val_loss has not improved by min_delta for `patience` evaluations."""
+
+    patience: int = Field(10, ge=1)
+    min_delta: float = Field(0.001, ge=0.0)
+
+
+class _Train(Frozen):
+    """Hyperparameters every training rung shares (NeMo Customizer names)."""
+
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(8, ge=1, description="Global batch size in examples.")
+    learning_rate: float = Field(1e-4, gt=0)
+    min_learning_rate: float | None = Field(None, ge=0, description="Cosine floor; null means 0.1 x lr.")
+    warmup_steps: int = Field(0, ge=0)
+    weight_decay: float = Field(0.0, ge=0)
+    seed: int = 42
+    max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps.")
+    val_check_interval: float = Field(1.0, gt=0, description="Validate every N epochs (fractions allowed).")
+    sequence_packing: bool = False
+    max_seq_length: int | None = Field(None, gt=0, description="Null: the config's max_seq_length.")
+    micro_batch_size: int | None = Field(None, ge=1, description="Null: chosen by the layout.")
+    optimizer: Literal["adamw", "adamw_8bit", "adamw_bf16", "sgd"] = "adamw"
+    activation_checkpointing: bool | None = Field(None, description="Null: the layout decides.")
+    sharding: Literal["auto", "none", "zero1", "zero2", "fsdp"] = "auto"
+    early_stopping: EarlyStopping = Field(default_factory=EarlyStopping)
+    lora: LoraParams = Field(default_factory=LoraParams)
+
+    @property
+    def effective_min_lr(self) -> float:
+        return self.min_learning_rate if self.min_learning_rate is not None else 0.1 * self.learning_rate
+
+
+class Lora(_Train):
+    """Supervised fine-tuning of LoRA adapters on a frozen base."""
+
+    kind: Literal["lora"] = "lora"
+
+    @property
+    def training_type(self) -> str:
+        return "sft"
+
+    @property
+    def finetuning_type(self) -> str:
+        return "lora"
+
+
+class Sft(_Train):
+    """Supervised fine-tuning of all weights."""
+
+    kind: Literal["sft"] = "sft"
+    learning_rate: float = Field(1e-5, gt=0)
+
+    @property
+    def training_type(self) -> str:
+        return "sft"
+
+    @property
+    def finetuning_type(self) -> str:
+        return "all_weights"
+
+
+class Dpo(_Train):
+    """Direct preference optimisation on prompt/chosen/rejected pairs, on an SFT base."""
+
+    kind: Literal["dpo"] = "dpo"
+    finetuning_type: Literal["lora", "all_weights"] = "all_weights"
+    learning_rate: float = Field(5e-6, gt=0)
+    epochs: int = Field(1, ge=1)
+    beta: float = Field(0.1, gt=0, description="KL penalty against the reference (ref_policy_kl_penalty).")
+    sft_loss_weight: float = Field(0.0, ge=0)
+    preference_loss_weight: float = Field(1.0, ge=0)
+    reference: Literal["auto", "copy", "adapters_disabled", "precomputed"] = Field(
+        "auto", description="auto: adapters disabled under LoRA, a frozen copy for all weights."
+    )
+    sft_base: str | None = Field(
+        None, description="An SFT-tuned base to start from; null compiles an SFT stage first."
+    )
+
+    @property
+    def training_type(self) -> str:
+        return "dpo"
+
+    @property
+    def effective_reference(self) -> str:
+        if self.reference != "auto":
+            return self.reference
+        return "adapters_disabled" if self.finetuning_type == "lora" else "copy"
+
+    @model_validator(mode="after")
+    def _reference_matches(self) -> Dpo:
+        if self.reference == "adapters_disabled" and self.finetuning_type != "lora":
+            raise ValueError("reference 'adapters_disabled' needs finetuning_type 'lora'")
+        return self
+
+
+class Grpo(_Train):
+    """Group relative policy optimisation with verifiable rewards."""
+
+    kind: Literal["grpo"] = "grpo"
+    finetuning_type: Literal["lora", "all_weights"] = "all_weights"
+    learning_rate: float = Field(1e-6, gt=0)
+    epochs: int = Field(1, ge=1)
+    num_generations_per_prompt: int = Field(8, ge=2)
+    max_completion_length: int = Field(256, gt=0)
+    kl_beta: float = Field(0.0, ge=0, description="KL coefficient; > 0 adds a reference model.")
+    temperature: float = Field(1.0, gt=0)
+    rewards: tuple[str, ...] = Field(("numeric_match",), min_length=1)
+    generation_backend: Literal["transformers", "vllm"] = "transformers"
+
+    @property
+    def training_type(self) -> str:
+        return "grpo"
+
+
+class Prompting(Frozen):
+    """No training: a prompt (and few-shot examples) evaluated against the task metric."""
+
+    kind: Literal["prompting"] = "prompting"
+    few_shot: int = Field(3, ge=0)
+    system_prompt: str | None = None
+
+
+class Rag(Frozen):
+    """No training: retrieve from the documents, answer with the base model."""
+
+    kind: Literal["rag"] = "rag"
+    top_k: int = Field(4, ge=1)
+    chunk_tokens: int = Field(256, gt=0)
+    retriever: Literal["bm25", "embedding"] = "bm25"
+
+
+class Auto(Frozen):
+    """Let the ladder choose the cheapest rung that can close the gap."""
+
+    kind: Literal["auto"] = "auto"
+
+
+Method = Annotated[Union[Auto, Prompting, Rag, Lora, Sft, Dpo, Grpo], Field(discriminator="kind")]
+TrainMethod = Union[Lora, Sft, Dpo, Grpo]
+
+BY_KIND: dict[str, type[Frozen]] = {
+    "auto": Auto, "prompting": Prompting, "rag": Rag, "lora": Lora, "sft": Sft, "dpo": Dpo, "grpo": Grpo,
+}
