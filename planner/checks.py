@@ -456,6 +456,16 @@ def _smallest_fix(d, cand) -> str:
             continue
         if layout_mod.evaluate(base, shape).fits:
             return text
+    if d.train.finetuning_type != "lora" and d.train.optimizer == "adamw":
+        import dataclasses
+
+        eight_bit = dataclasses.replace(base, method=d.train.model_copy(update={"optimizer": "adamw_8bit"}))
+        for ckpt in (s.checkpointing, True):
+            shape = est.Shape(s.nodes, s.gpus_per_node, s.tp, s.pp, s.micro_batch, s.global_batch, s.seq,
+                              s.sharding, ckpt)
+            if layout_mod.evaluate(eight_bit, shape).fits:
+                return "8-bit AdamW (method.optimizer=adamw_8bit" + (
+                    " layout.activation_checkpointing=true)" if ckpt and not s.checkpointing else ")")
     frozen = d.spec.model.architecture.total_params * est.weight_bytes(d.precision)
     if frozen > inv.gpu.memory_gb * GB:
         return (f"one {inv.gpu.display_name} cannot hold even the frozen base ({frozen / GB:.0f} GB of weights): "

@@ -139,9 +139,15 @@ def layout_for(draft: Draft, method: TrainMethod, config: CustomizationConfig | 
     searched = layout_mod.search(ctx, request)
     shape_pinned = any(v is not None for v in (request.nodes, request.gpus_per_node, request.tensor_parallel,
                                                  request.pipeline_parallel))
-    if shape_pinned:
-        cand = layout_mod.from_request(ctx, _merge(request, option))
-        return layout_mod.Result(chosen=cand, source="pinned", best_search=searched.chosen), cand, option, seq
+    if shape_pinned:  # the user's pins win; the search fills in the rest
+        if searched.chosen is not None:
+            return layout_mod.Result(chosen=searched.chosen, source="pinned", alternatives=searched.alternatives,
+                                     best_search=searched.chosen), searched.chosen, None, seq
+        if searched.alternatives:  # nothing fits under the pins: report the smallest
+            cand = searched.alternatives[0][0]
+            return layout_mod.Result(chosen=cand, source="pinned"), cand, None, seq
+        cand = layout_mod.from_request(ctx, request)  # no valid combination: the checks say why
+        return layout_mod.Result(chosen=cand, source="pinned"), cand, None, seq
     if option is not None:
         cand = layout_mod.from_option(ctx, option, request)
         return layout_mod.Result(chosen=cand, source="pinned", best_search=searched.chosen,
@@ -149,19 +155,6 @@ def layout_for(draft: Draft, method: TrainMethod, config: CustomizationConfig | 
     if searched.chosen is None:
         return searched, searched.alternatives[0][0] if searched.alternatives else None, None, seq
     return searched, searched.chosen, None, seq
-
-
-def _merge(request, option):
-    """The user's pins over the published option's values."""
-    if option is None:
-        return request
-    return request.model_copy(update={
-        "nodes": request.nodes or option.num_nodes,
-        "gpus_per_node": request.gpus_per_node or option.num_gpus,
-        "tensor_parallel": request.tensor_parallel or option.tensor_parallel_size,
-        "pipeline_parallel": request.pipeline_parallel or option.pipeline_parallel_size,
-        "micro_batch": request.micro_batch or option.micro_batch_size,
-    })
 
 
 def assess_rung(spec: Spec, stats: DataStats, config: CustomizationConfig | None, config_source: str):
