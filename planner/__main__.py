@@ -50,7 +50,11 @@ def main(argv: list[str] | None = None) -> int:
     from planner.bundle import launch, write_bundle
     from planner.render import render
 
-    files = render(plan, RENDERERS["markdown"](plan))
+    try:
+        files = render(plan, RENDERERS["markdown"](plan))
+    except ConfigError as exc:
+        sys.stderr.write(exc.render() + "\n")
+        return 2
     bundle = write_bundle(files, Path(options.out_dir), plan.name)
     sys.stderr.write(f"bundle: {bundle}\n")
     if not options.launch:

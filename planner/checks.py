@@ -150,6 +150,30 @@ def _batch(d, layout):
                  f"set method.batch_size to a multiple of {unit}")
 
 
+@check("launcher-multinode")
+def _launcher(d, layout):
+    from planner.core import resolve_launcher
+
+    kind = resolve_launcher(d.spec)
+    if d.train is not None and layout.nodes > 1 and kind in ("local", "torchrun"):
+        yield _f("error", "launcher-multinode", "launcher.kind",
+                 f"the layout spans {layout.nodes} nodes; the {kind} launcher runs on one machine",
+                 "use launcher=slurm, or pin layout.nodes=1")
+
+
+@check("deadline")
+def _deadline(d, layout):
+    deadline = d.spec.goal.deadline_hours
+    cand = d.candidate
+    if d.train is None or deadline is None or cand is None:
+        return
+    if cand.time.wall_hours > deadline:
+        yield _f("warning", "deadline", "goal.deadline_hours",
+                 f"expected {cand.time.wall_hours:.1f} wall-hours > the {deadline:g}-hour deadline with "
+                 f"{cand.describe()}; {d.spec.inventory.name} has no more GPUs to add",
+                 "use a larger inventory, fewer epochs, or relax goal.deadline_hours")
+
+
 # ---- data -----------------------------------------------------------------------------------
 
 @check("data-root-files")
@@ -408,8 +432,9 @@ def _memory(d, layout):
                  f"{total / GB:.1f} GB per GPU leaves under {d.spec.knowledge.lints.headroom_warning:.0%} of "
                  f"{inv.gpu.memory_gb:g} GB free", "expect fragmentation OOMs; consider activation checkpointing")
     best = d.layout_result.best_search if d.layout_result else None
+    deadline = d.spec.goal.deadline_hours
     if layout.source == "pinned" and d.option is not None and best is not None and total <= usable \
-            and best.shape.gpus < cand.shape.gpus:
+            and best.shape.gpus < cand.shape.gpus and (deadline is None or best.time.wall_hours <= deadline):
         yield _f("info", "memory-fit", "layout",
                  f"the estimate fits in fewer GPUs than {d.config.urn} pins: {best.describe()} "
                  f"({best.memory.total / GB:.0f} GB per GPU, {best.gpu_hours:.1f} GPU-hours against "

@@ -149,12 +149,44 @@ def layout_for(draft: Draft, method: TrainMethod, config: CustomizationConfig | 
         cand = layout_mod.from_request(ctx, request)  # no valid combination: the checks say why
         return layout_mod.Result(chosen=cand, source="pinned"), cand, None, seq
     if option is not None:
+        option = _meet_deadline(ctx, option, request, spec.goal.deadline_hours)
         cand = layout_mod.from_option(ctx, option, request)
         return layout_mod.Result(chosen=cand, source="pinned", best_search=searched.chosen,
                                  alternatives=searched.alternatives), cand, option, seq
     if searched.chosen is None:
         return searched, searched.alternatives[0][0] if searched.alternatives else None, None, seq
     return searched, searched.chosen, None, seq
+
+
+def _meet_deadline(ctx: layout_mod.Context, option, request, deadline: float | None):
+    """Replicate a pinned option data-parallel (whole nodes first) until the expected wall time
+    fits the goal's deadline; TP and PP stay as published. The option itself when it already fits."""
+    if deadline is None:
+        return option
+    inv = ctx.inventory
+    current = option
+    while layout_mod.from_option(ctx, current, request).time.wall_hours > deadline:
+        if current.num_gpus == inv.gpus_per_node and current.num_nodes * 2 <= inv.nodes:
+            nxt = current.model_copy(update={"num_nodes": current.num_nodes * 2})
+        elif current.num_nodes == 1 and current.num_gpus * 2 <= inv.gpus_per_node:
+            nxt = current.model_copy(update={"num_gpus": current.num_gpus * 2})
+        else:
+            return current  # the inventory is exhausted: the deadline check reports it
+        dp = nxt.num_gpus * nxt.num_nodes // (nxt.tensor_parallel_size * nxt.pipeline_parallel_size)
+        if ctx.method.batch_size % (dp * nxt.micro_batch_size):
+            return current
+        current = nxt
+    return current
+
+
+def resolve_launcher(spec: Spec) -> str:
+    """`auto`: slurm when the inventory has a scheduler, local bash on a CPU inventory, else torchrun."""
+    kind = spec.launcher.kind
+    if kind != "auto":
+        return kind
+    if spec.inventory.scheduler == "slurm":
+        return "slurm"
+    return "local" if spec.inventory.gpu.name == "cpu" else "torchrun"
 
 
 def assess_rung(spec: Spec, stats: DataStats, config: CustomizationConfig | None, config_source: str):
@@ -209,11 +241,12 @@ def plan(spec: Spec, stats: DataStats) -> Plan:
     findings = tuple(run_checks(draft, layout))
     pid = plan_id(spec, stats)
     artifacts = _artifacts(spec, kind, pid, train)
-    stages = build_stages(spec, kind, pipeline, layout, artifacts)
+    stages = build_stages(spec, kind, pipeline, layout, artifacts,
+                          train_hours=draft.candidate.time.wall_high if draft.candidate else None)
     rungs = climbed.rungs if requested == "auto" else _explicit_rungs(climbed, requested)
     decision = Decision(
         method=kind, requested=requested, rungs=rungs, pipeline=pipeline,
-        config_urn=config.urn if config else None,
+        config_urn=config.urn if config else None, launcher=resolve_launcher(spec),
         training_option=draft.option.model_dump() if draft.option is not None else None,  # type: ignore[union-attr]
         next_step=climbed.next_step if kind == climbed.choice else "",
     )
@@ -300,10 +333,13 @@ def _estimate(draft: Draft, cand: layout_mod.Candidate, train: TrainMethod) -> E
 def _artifacts(spec: Spec, kind: str, pid: str, train: TrainMethod | None) -> Artifacts:
     name = f"{spec.goal.namespace}/{spec.model.name}-{spec.data.name}-{kind}@{pid}"
     lora = train is not None and train.finetuning_type == "lora"
+    needs_base = isinstance(train, Dpo) and train.sft_base is None and spec.knowledge.dpo_needs_sft_base
     return Artifacts(
         output_model=name,
-        adapter_dir="run/adapter" if lora else None,
-        model_dir="run/model" if train is not None and not lora else None,
+        adapter_dir="run/train/adapter" if lora else None,
+        model_dir="run/train/model" if train is not None and not lora else None,
+        sft_base_dir="run/train_sft/model" if needs_base else None,
+        published_dir=f"run/publish/{name.replace('/', '__').replace('@', '--')}" if train is not None else None,
     )
 
 

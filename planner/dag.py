@@ -20,32 +20,41 @@ def _stage(name: str, after: tuple[str, ...], *, distributed: bool = False, gpus
 
 
 def build_stages(spec: Spec, kind: str, pipeline: tuple[str, ...], layout: Layout,
-                 artifacts: Artifacts) -> tuple[Stage, ...]:
-    """validate_data -> baseline_eval -> [train_sft ->] train -> eval -> gate -> publish."""
+                 artifacts: Artifacts, train_hours: float | None = None) -> tuple[Stage, ...]:
+    """validate_data -> baseline_eval -> [train_sft ->] train -> eval -> gate -> publish.
+
+    Every stage writes under run/<stage>/ (its status.json and outputs); inputs name the paths
+    of earlier stages' outputs, so artifacts pass between stages by path.
+    """
     eval_gpus = 1 if spec.inventory.gpu.name != "cpu" else 0
-    stages = [_stage("validate_data", (), outputs={"report": "run/data_report.json"})]
+    stages = [_stage("validate_data", (), outputs={"report": "run/validate_data/report.json"})]
     stages.append(_stage("baseline_eval", ("validate_data",), gpus=eval_gpus,
-                         outputs={"scores": "run/eval/baseline.json"}))
+                         outputs={"scores": "run/baseline_eval/scores.json"}))
+    gate_inputs = {"baseline": "run/baseline_eval/scores.json", "tuned": "run/eval/scores.json"}
     if not pipeline:  # prompting / rag: evaluation plan only
-        stages.append(_stage("eval", ("baseline_eval",), gpus=eval_gpus, outputs={"scores": "run/eval/tuned.json"}))
-        stages.append(_stage("gate", ("baseline_eval", "eval"), outputs={"verdict": "run/gate.json"}))
+        stages.append(_stage("eval", ("baseline_eval",), gpus=eval_gpus, outputs={"scores": "run/eval/scores.json"}))
+        stages.append(_stage("gate", ("baseline_eval", "eval"), inputs=gate_inputs,
+                             outputs={"verdict": artifacts.gate}))
         return _checked(stages)
-    train_after = ("validate_data",)
-    weights = artifacts.adapter_dir or artifacts.model_dir or "run/model"
-    if pipeline[0] == "sft" and len(pipeline) > 1:
+    weights = artifacts.adapter_dir or artifacts.model_dir or "run/train/model"
+    # The scheduler's time limit: the estimate's upper bound plus half, rounded up to a quarter hour.
+    hours = max(0.5, -(-(train_hours or 0.5) * 1.5 // 0.25) * 0.25)
+    train_after: tuple[str, ...] = ("validate_data",)
+    train_inputs: dict[str, str] = {}
+    if artifacts.sft_base_dir:
         stages.append(_stage("train_sft", ("validate_data",), distributed=True, gpus=layout.gpus_per_node,
-                             nodes=layout.nodes, outputs={"model": "run/sft"}))
-        train_after = ("train_sft",)
+                             nodes=layout.nodes, hours=hours, outputs={"model": artifacts.sft_base_dir,
+                                                          "checkpoints": "run/train_sft/checkpoints"}))
+        train_after, train_inputs = ("train_sft",), {"base": artifacts.sft_base_dir}
     stages.append(_stage("train", train_after, distributed=True, gpus=layout.gpus_per_node, nodes=layout.nodes,
-                         inputs={"base": "run/sft"} if train_after == ("train_sft",) else {},
-                         outputs={"weights": weights, "checkpoints": "run/checkpoints"}))
+                         hours=hours, inputs=train_inputs, outputs={"weights": weights, "checkpoints": "run/train/checkpoints",
+                                                       "metrics": artifacts.metrics}))
     stages.append(_stage("eval", ("train", "baseline_eval"), gpus=eval_gpus, inputs={"weights": weights},
-                         outputs={"scores": "run/eval/tuned.json"}))
-    stages.append(_stage("gate", ("eval",), inputs={"baseline": "run/eval/baseline.json",
-                                                   "tuned": "run/eval/tuned.json"},
-                         outputs={"verdict": "run/gate.json"}))
+                         outputs={"scores": "run/eval/scores.json"}))
+    stages.append(_stage("gate", ("eval",), inputs={**gate_inputs, "metrics": artifacts.metrics},
+                         outputs={"verdict": artifacts.gate}))
     stages.append(_stage("publish", ("gate",), inputs={"weights": weights},
-                         outputs={"model": f"run/published/{artifacts.output_model.replace('/', '__')}"}))
+                         outputs={"model": artifacts.published_dir or "run/publish"}))
     return _checked(stages)
 
 

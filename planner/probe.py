@@ -79,6 +79,7 @@ def probe(data: Data, base: Path, chars_per_token: float = 4.0) -> DataStats:
         training=training,
         validation=splits["validation"],
         fingerprint=digest.hexdigest()[:16],
+        root=None if data.is_builtin else str(root.resolve()),
     )
 
 

@@ -93,6 +93,9 @@ class DataStats(Frozen):
     training: SplitStats = Field(default_factory=SplitStats)
     validation: SplitStats | None = None
     fingerprint: str = Field(description="Content hash of the data files (or of the declaration).")
+    root: str | None = Field(
+        None, description="Absolute folder of local data, for the runtime; null for builtin and remote data "
+        "(builtin data is found in the installed package). Not part of the plan id.")
     token_estimate: Literal["chars/4", "declared", "none"] = "chars/4"
 
     @property

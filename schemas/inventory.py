@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, StringConstraints
 
 from schemas.base import Frozen, SafeName
+
+# Written into `#SBATCH` lines, which sbatch reads without a shell: no quoting can make a space,
+# quote or newline safe there, so the names are restricted to what Slurm names use anyway.
+SlurmPartition = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]+(,[A-Za-z0-9._-]+)*$")]
+SlurmAccount = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]+$")]
 
 
 class Gpu(Frozen):
@@ -33,8 +38,9 @@ class Inventory(Frozen):
     cpus_per_node: int = Field(ge=1)
     memory_per_node_gb: float = Field(gt=0)
     scheduler: Literal["slurm", "none"]
-    partition: str | None = None
-    account: str | None = None
+    partition: SlurmPartition | None = Field(
+        None, description="Slurm partition (or comma-separated list); letters, digits, '.', '_', '-'.")
+    account: SlurmAccount | None = Field(None, description="Slurm account; letters, digits, '.', '_', '-'.")
     time_limit_hours: float | None = Field(24, gt=0, description="Longest job the scheduler allows; null: no limit.")
     price_per_gpu_hour: float | None = Field(None, ge=0, description="USD per GPU-hour, for the cost line.")
     gpu: Gpu

@@ -39,6 +39,7 @@ class Decision(Frozen):
     rungs: tuple[Rung, ...]
     pipeline: tuple[str, ...] = Field(description="Training methods run in order, e.g. ('sft', 'dpo').")
     config_urn: str | None = Field(None, description="The customization config used.")
+    launcher: str = Field("local", description="The launch target: local, torchrun or slurm (auto resolved).")
     training_option: dict[str, int | str] | None = Field(None, description="The pinned option, if any.")
     next_step: str = ""
 
@@ -124,11 +125,14 @@ class Artifacts(Frozen):
     """Where outputs go, relative to the bundle; the output model's name."""
 
     output_model: str = Field(description="namespace/base-model-dataset-method@plan-id")
-    run_dir: str = "run"
-    adapter_dir: str | None = None
-    model_dir: str | None = None
-    status: str = "run/status.json"
-    metrics: str = "run/metrics.jsonl"
+    run_dir: str = Field("run", description="Each stage writes under run/<stage>/: status.json and its outputs.")
+    adapter_dir: str | None = Field(None, description="The trained LoRA adapter (PEFT format).")
+    model_dir: str | None = Field(None, description="The trained full model (safetensors).")
+    sft_base_dir: str | None = Field(None, description="The SFT model a DPO stage starts from, when trained here.")
+    status: str = Field("run/train/status.json", description="The training stage's status.")
+    metrics: str = Field("run/train/metrics.jsonl", description="Training metrics, one JSON object per line.")
+    gate: str = Field("run/gate/gate.json", description="The gate's verdict.")
+    published_dir: str | None = Field(None, description="Where publish puts the output model.")
 
 
 class Plan(Frozen):

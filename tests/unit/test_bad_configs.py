@@ -78,6 +78,7 @@ CASES = [
     param(["method=lora", "method.max_seq_length=200000"], 1, "lint-seq-length", "method.max_seq_length", "maximum of 131,072", id="seq-over-model-max"),
     param(["+goal=math_reasoning", "method=grpo", "method.batch_size=12"], 1, "lint-grpo-batch", "method.batch_size", "does not divide by num_generations_per_prompt 8", id="grpo-batch-generations"),
     param(["method=dpo"], 1, "data-format-method", "data.format", "preference", id="dpo-without-pairs"),
+    param(["+goal=domain_shift", "launcher=torchrun"], 1, "launcher-multinode", "launcher.kind", "spans 2 nodes", id="multinode-on-torchrun"),
     param(["goal.gpu_hour_budget=0.01", "method=lora"], 1, "budget", "goal.gpu_hour_budget", "> budget 0.01", id="over-budget"),
     # --- feasible with a warning: exit 0
     param(["method=lora", "method.learning_rate=1e-3"], 0, "lint-lora-lr", "method.learning_rate", "diverges", id="lora-lr-1e-3"),

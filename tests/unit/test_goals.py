@@ -55,7 +55,7 @@ def test_dpo_goal_trains_sft_base_first():
     names = [s.name for s in p.stages]
     assert names.index("train_sft") < names.index("train")
     train = next(s for s in p.stages if s.name == "train")
-    assert train.after == ("train_sft",) and train.inputs["base"] == "run/sft"
+    assert train.after == ("train_sft",) and train.inputs["base"] == p.artifacts.sft_base_dir == "run/train_sft/model"
 
 
 def test_explicit_costlier_method_says_cheaper_rung_first():
@@ -85,3 +85,15 @@ def test_planning_does_not_depend_on_cwd(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     b = make_plan("+goal=tone", base=Path(tmp_path))
     assert a.id == b.id
+
+
+def test_deadline_replicates_the_pinned_option_across_nodes():
+    p = make_plan("+goal=domain_shift")
+    lay = p.layout
+    assert (lay.nodes, lay.gpus_per_node, lay.tensor_parallel, lay.pipeline_parallel, lay.data_parallel) == (2, 8, 4, 2, 2)
+    assert p.estimate.wall_hours <= p.spec.goal.deadline_hours
+    relaxed = make_plan("+goal=domain_shift", "goal.deadline_hours=null")
+    assert relaxed.layout.nodes == 1 and relaxed.layout.gpus_per_node == 8  # the published option as is
+    assert relaxed.estimate.gpu_hours < p.estimate.gpu_hours
+    one_node = make_plan("+goal=domain_shift", "inventory=dgx-h100")
+    assert one_node.layout.gpus == 8 and any(f.code == "deadline" for f in one_node.findings)
