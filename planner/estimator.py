@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 from schemas.data import DataStats
 from schemas.inventory import Inventory
@@ -67,6 +68,11 @@ def weight_bytes(precision: str) -> int:
 
 def lora_trainable(arch: Architecture, lora: LoraParams) -> int:
     """r x (d_in + d_out) per adapted linear layer, over all layers (REFERENCE.md)."""
+    return _lora_trainable(arch, lora)
+
+
+@lru_cache(maxsize=512)
+def _lora_trainable(arch: Architecture, lora: LoraParams) -> int:  # both frozen, hashable: the search asks often
     shapes = arch.linear_shapes()
     targets = ALL_LINEAR if "all-linear" in lora.target_modules else lora.target_modules
     per_layer = sum(lora.adapter_dim * sum(shapes[t]) for t in targets if t in shapes)
@@ -87,22 +93,39 @@ def activation_bytes_per_layer(arch: Architecture, s: int, b: int, tp: int, sp: 
                                checkpointing: bool, wbytes: int) -> int:
     """Activations one decoder layer keeps for backward, re-derived for SwiGLU and GQA, no dropout.
 
-    Attention: norm input, QKV input, Q, K and V (K, V scaled by kv_heads/heads), o_proj input:
-    (8 + 4g) * s*b*h bytes at 2 bytes per value, plus the softmax output 2*a*s^2*b unless flash
-    attention recomputes it. SwiGLU MLP: norm input, gate/up input (4*s*b*h), gate output, up
-    output, SiLU output, down input (8*s*b*i). With tensor parallel t, the norm and projection
-    inputs (8*s*b*h) stay whole unless sequence parallel splits them; the rest divides by t.
-    Full recompute keeps only each layer's input, 2*s*b*h. Scaled by wbytes/2 for fp32 runs.
+    At 2 bytes per value: every norm's input (2*s*b*h each; 2 norms in Llama/Qwen/Mistral, 4 in
+    Gemma 2), the QKV input and the gate/up input (2*s*b*h each), Q and the o_proj input (2*s*b*q_dim
+    each), K and V (2*s*b*kv_dim each), the softmax output 2*a*s^2*b unless flash attention
+    recomputes it, and the MLP's gate output, up output, SiLU output and down input (8*s*b*i).
+    With q_dim = h, kv_dim = g*h (g = kv_heads/heads) and two norms this is (12 + 4g)*s*b*h + 8*s*b*i.
+    With tensor parallel t, the norm and projection inputs stay whole unless sequence parallel
+    splits them; the rest divides by t. Full recompute keeps only each layer's input, 2*s*b*h.
+    Scaled by wbytes/2 for fp32 runs. Derivation: docs/estimator.md.
     """
     h, i, a = arch.hidden_size, arch.intermediate_size, arch.num_heads
-    g = arch.num_kv_heads / arch.num_heads
     scale = wbytes / 2
     if checkpointing:
-        return int(2 * s * b * h * scale)
-    whole = 8 * s * b * h
-    split = (2 + 4 * g + 2) * s * b * h + 8 * s * b * i + (0 if flash else 2 * a * s * s * b)
+        return int(2 * s * b * h / (tp if sp else 1) * scale)
+    whole = (2 * arch.norms_per_layer + 4) * s * b * h
+    split = (4 * arch.q_dim + 4 * arch.kv_dim) * s * b + 8 * s * b * i + (0 if flash else 2 * a * s * s * b)
     per = (whole / tp if sp else whole) + split / tp
     return int(per * scale)
+
+
+def grad_accum(shape: Shape) -> int:
+    """Micro batches per optimizer step on each data-parallel rank (at least 1)."""
+    return max(1, shape.global_batch // (shape.micro_batch * max(shape.dp, 1)))
+
+
+def pipeline_in_flight(shape: Shape) -> int:
+    """Micro batches whose activations the first stage holds under 1F1B: pp, or fewer if the step has fewer."""
+    return min(shape.pp, grad_accum(shape))
+
+
+def pipeline_bubble(shape: Shape) -> float:
+    """Compute-time factor of the 1F1B pipeline flush: (m + pp - 1) / m for m micro batches per step."""
+    m = grad_accum(shape)
+    return (m + shape.pp - 1) / m
 
 
 @dataclass(frozen=True)
@@ -160,10 +183,11 @@ def memory(arch: Architecture, method: TrainMethod, shape: Shape, precision: str
     if isinstance(method, Dpo) and method.effective_reference == "copy":
         reference = wb * p / model_split / shard_w
 
-    # With 1F1B the first pipeline stage holds pp micro batches of its L/pp layers: all L layers.
+    # With 1F1B the first pipeline stage holds pp micro batches of its L/pp layers: all L layers
+    # (fewer when a step has fewer than pp micro batches). Without PP: L layers of one micro batch.
     per_layer = activation_bytes_per_layer(arch, seq, seqs, shape.tp, shape.sequence_parallel, shape.flash,
                                            shape.checkpointing, wb)
-    activations = per_layer * arch.num_layers
+    activations = per_layer * math.ceil(arch.num_layers / shape.pp) * pipeline_in_flight(shape)
     if shape.checkpointing:  # one layer is recomputed at a time: its full activations come back
         activations += activation_bytes_per_layer(arch, seq, seqs, shape.tp, shape.sequence_parallel,
                                                   shape.flash, False, wb)
@@ -234,8 +258,10 @@ def time(arch: Architecture, method: TrainMethod, shape: Shape, inventory: Inven
         flops += 2 * arch.total_params * tokens
     peak = shape.gpus * inventory.gpu.bf16_tflops * 1e12
 
+    bubble = pipeline_bubble(shape)  # 1.0 without pipeline parallel
+
     def hours(mfu: float) -> float:
-        compute = flops / (peak * mfu)
+        compute = flops / (peak * mfu) * bubble
         gen = 0.0
         if generated:  # decoding is bandwidth-bound: scale the 8B/H100 prior by size and bandwidth
             rate = prior.generation_tokens_per_second * (8e9 / arch.total_params) * (inventory.gpu.bandwidth_gbps / 3350)

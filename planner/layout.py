@@ -7,6 +7,7 @@ larger micro batch. Pure: the inventory is an input.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from planner import estimator as est
 from schemas.data import DataStats
@@ -36,9 +37,7 @@ class Candidate:
         return self.time.wall_hours * self.shape.gpus
 
     def key(self) -> tuple:
-        s = self.shape
-        return (round(self.gpu_hours, 4), s.gpus, s.checkpointing, SHARDING_ORDER[s.sharding], s.tp, s.pp,
-                -s.micro_batch)
+        return _key(self.shape, self.time)
 
     def describe(self) -> str:
         s = self.shape
@@ -57,6 +56,12 @@ class Candidate:
             parts.append("activation checkpointing")
         parts.append(f"micro batch {s.micro_batch}")
         return ", ".join(parts)
+
+
+def _key(s: est.Shape, t: est.Time) -> tuple:
+    """Cheapest first: GPU-hours, GPUs, no recompute, less sharding, smaller TP and PP, larger micro batch."""
+    return (round(t.wall_hours * s.gpus, 4), s.gpus, s.checkpointing, SHARDING_ORDER[s.sharding], s.tp, s.pp,
+            -s.micro_batch)
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,15 @@ class Context:
     def is_cpu(self) -> bool:
         return self.inventory.gpu.name == "cpu"
 
+    @cached_property
+    def checkpoint_bytes(self) -> int:
+        return est.checkpoint_bytes(self.arch, self.method)
+
+    @cached_property
+    def times(self) -> dict[tuple, est.Time]:
+        """est.time per the shape fields it reads (a search asks for the same one many times)."""
+        return {}
+
 
 @dataclass
 class Result:
@@ -91,9 +105,17 @@ class Result:
 
 def evaluate(ctx: Context, shape: est.Shape) -> Candidate:
     mem = est.memory(ctx.arch, ctx.method, shape, ctx.precision, ctx.prior, is_cpu=ctx.is_cpu)
-    t = est.time(ctx.arch, ctx.method, shape, ctx.inventory, ctx.stats, ctx.prior,
-                 est.checkpoint_bytes(ctx.arch, ctx.method))
-    return Candidate(shape=shape, memory=mem, time=t, capacity=ctx.capacity)
+    return Candidate(shape=shape, memory=mem, time=_time(ctx, shape), capacity=ctx.capacity)
+
+
+def _time(ctx: Context, shape: est.Shape) -> est.Time:
+    # est.time reads only these of the shape (sharding, TP and memory-only knobs do not change it).
+    key = (shape.gpus, shape.dp, shape.seq, shape.global_batch, shape.checkpointing, est.pipeline_bubble(shape))
+    t = ctx.times.get(key)
+    if t is None:
+        t = ctx.times[key] = est.time(ctx.arch, ctx.method, shape, ctx.inventory, ctx.stats, ctx.prior,
+                                      ctx.checkpoint_bytes)
+    return t
 
 
 def from_option(ctx: Context, option: TrainingOption, request: LayoutRequest) -> Candidate:
@@ -167,11 +189,24 @@ def search(ctx: Context, request: LayoutRequest) -> Result:
                         m for m in (16, 8, 4, 2, 1) if m * dp <= gb and gb % (m * dp) == 0]
                     for sharding in shard_opts:
                         for ckpt in ckpt_opts:
-                            for mb in mb_opts:  # largest first: stop at the first that fits
-                                cand = evaluate(ctx, est.Shape(nodes, gpn, tp, pp, mb, gb, ctx.seq, sharding, ckpt))
+                            # Largest first, up to the first that fits. Memory grows with the micro batch,
+                            # so every smaller one fits too; without PP they take the same time and lose
+                            # the tie, with PP they shrink the bubble: keep the best of them by key. Only
+                            # the best of a (GPUs, TP, PP, sharding, recompute) signature can be chosen or
+                            # listed as an alternative, so the others need no memory estimate.
+                            for n, mb in enumerate(mb_opts):
+                                shape = est.Shape(nodes, gpn, tp, pp, mb, gb, ctx.seq, sharding, ckpt)
+                                cand = evaluate(ctx, shape)
                                 if smallest is None or cand.memory.total < smallest.memory.total:
                                     smallest = cand
                                 if cand.fits:
+                                    if pp > 1:
+                                        best_shape = min(
+                                            [shape] + [est.Shape(nodes, gpn, tp, pp, m, gb, ctx.seq, sharding, ckpt)
+                                                       for m in mb_opts[n + 1:]],
+                                            key=lambda sh: _key(sh, _time(ctx, sh)))
+                                        if best_shape is not shape:
+                                            cand = evaluate(ctx, best_shape)
                                     fitting.append(cand)
                                     break
     if not fitting:
