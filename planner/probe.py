@@ -27,16 +27,20 @@ FIELDS: dict[str, tuple[tuple[str, ...], ...]] = {
 VALIDATION_FORMAT = {"documents": "prompt_completion"}  # RAG validates on questions, not documents
 
 
-def resolve_path(data: Data, base: Path) -> Path:
-    """Where a local or builtin dataset lives on this machine."""
+def resolve_path(data: Data, base: Path, samples: Path | None = None) -> Path:
+    """Where a local or builtin dataset lives on this machine (builtin: under `samples`, default the shipped ones)."""
     if data.is_builtin:
-        return samples_dir() / data.path.removeprefix("builtin:")
+        return (samples or samples_dir()) / data.path.removeprefix("builtin:")
     path = Path(data.path).expanduser()
     return path if path.is_absolute() else base / path
 
 
-def probe(data: Data, base: Path, chars_per_token: float = 4.0) -> DataStats:
-    """Statistics of the dataset; ConfigError when a local path does not exist."""
+def probe(data: Data, base: Path, chars_per_token: float = 4.0, samples: Path | None = None) -> DataStats:
+    """Statistics of the dataset; ConfigError when a local path does not exist.
+
+    `samples` is the folder builtin:<name> data resolves in (default: the shipped conf/samples);
+    planner.diff passes a revision's own conf/samples.
+    """
     if data.is_remote:
         assert data.declared is not None  # the schema requires it
         d = data.declared
@@ -50,7 +54,7 @@ def probe(data: Data, base: Path, chars_per_token: float = 4.0) -> DataStats:
             fingerprint=fp[:16],
             token_estimate="declared" if d.p95_tokens else "none",
         )
-    root = resolve_path(data, base)
+    root = resolve_path(data, base, samples)
     if not root.is_dir():
         raise ConfigError(
             f"data folder {data.path!r} does not exist ({root})",
