@@ -1,0 +1,46 @@
+"""`python -m runtime <plan.json> --stage <name>`: run one stage of a compiled plan.
+
+The plan is the contract: this reads plan.json and nothing else (no Hydra config, no guessing
+from the environment). Each stage writes run/<stage>/status.json through its lifecycle:
+created -> running -> completed | failed | cancelled. Exit codes: 0 completed, 1 failed,
+2 bad invocation, 143 cancelled (SIGTERM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+
+# Stage name -> "module:function"; imported lazily so validate_data needs no torch.
+STAGES: dict[str, str] = {
+    "validate_data": "runtime.validate:run",
+    "baseline_eval": "runtime.evaluate:baseline",
+    "train_sft": "runtime.train:run",
+    "train": "runtime.train:run",
+    "eval": "runtime.evaluate:tuned",
+    "gate": "runtime.gate:run",
+    "publish": "runtime.publish:run",
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m runtime", description="Run one stage of a compiled plan.")
+    parser.add_argument("plan", type=Path, help="the bundle's plan.json")
+    parser.add_argument("--stage", required=True, choices=sorted(STAGES))
+    args = parser.parse_args(argv)
+
+    from runtime.context import RunContext, StageFailed, run_stage
+
+    try:
+        ctx = RunContext.load(args.plan, args.stage)
+    except StageFailed as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 2
+    module, _, func = STAGES[args.stage].partition(":")
+    return run_stage(ctx, lambda: getattr(importlib.import_module(module), func)(ctx))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

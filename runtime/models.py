@@ -1,0 +1,89 @@
+"""Load the plan's model and tokenizer the way real models load: from_pretrained(a directory).
+
+tiny-llama is built by the project (runtime.tiny) and cached; catalog models load from a local
+directory when model.hf_id names one, else by hub id (honouring HF_HUB_OFFLINE; tests never do).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from runtime.context import StageFailed
+from schemas.plan import Plan
+
+
+def model_dir(plan: Plan, base: str | None = None) -> str:
+    """Where the base weights come from: a trained SFT base, the tiny model, a local dir or a hub id."""
+    if base is not None:
+        return base
+    model = plan.spec.model
+    if model.name == "tiny-llama":
+        from runtime import tiny
+
+        return str(tiny.build(progress=True))
+    local = Path(model.hf_id).expanduser()
+    return str(local) if local.is_dir() else model.hf_id
+
+
+def load_tokenizer(plan: Plan, base: str | None = None):
+    from transformers import AutoTokenizer
+
+    source = model_dir(plan, base)
+    try:
+        tok = AutoTokenizer.from_pretrained(source)
+    except OSError as exc:
+        raise StageFailed(f"cannot load the tokenizer of {plan.spec.model.name} from {source!r}: {exc}. "
+                          "Set model.hf_id to a local directory, or allow hub downloads on this machine") from None
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def torch_dtype(plan: Plan):
+    import torch
+
+    precision = plan.layout.precision
+    if precision.startswith("bf16") and torch.cuda.is_available():
+        return torch.bfloat16
+    if precision.startswith("fp16") and torch.cuda.is_available():
+        return torch.float16
+    return torch.float32
+
+
+def load_model(plan: Plan, base: str | None = None, adapter: str | None = None):
+    """The causal LM (optionally with a PEFT adapter applied) in eval mode."""
+    from transformers import AutoModelForCausalLM
+
+    source = model_dir(plan, base)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype(plan))
+    except OSError as exc:
+        raise StageFailed(f"cannot load {plan.spec.model.name} from {source!r}: {exc}") from None
+    if adapter is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, adapter)
+    model.eval()
+    return model
+
+
+def render_prompt(plan: Plan, prompt: str) -> str:
+    """The config's prompt template up to the completion: what the model sees at inference.
+
+    Trailing spaces are left to the completion, as in training (runtime.train): a byte-level BPE
+    merges " word" into one token, so a prompt ending in a lone space token is one the model never saw.
+    """
+    template = _template(plan)
+    return template.split("{completion}")[0].replace("{prompt}", prompt).rstrip(" ")
+
+
+def render_example(plan: Plan, prompt: str, completion: str) -> tuple[str, str]:
+    """(prompt part, completion part) of the template, so the loss covers the completion only."""
+    template = _template(plan)
+    head, _, tail = template.partition("{completion}")
+    return head.replace("{prompt}", prompt), completion + tail.replace("{prompt}", prompt)
+
+
+def _template(plan: Plan) -> str:
+    config = plan.spec.model.find_config(plan.decision.config_urn) if plan.decision.config_urn else None
+    return config.prompt_template if config else "{prompt} {completion}"

@@ -1,0 +1,74 @@
+"""status.json (atomic rewrite) and metrics.jsonl (append), written by rank 0 only."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+STATES = ("created", "running", "completed", "failed", "cancelled")
+
+
+class Status:
+    """The lifecycle file of one stage; every update rewrites it atomically (temp file + rename)."""
+
+    def __init__(self, path: Path, *, plan_id: str, stage: str, writer: bool = True):
+        self.path = path
+        self.writer = writer
+        self.data: dict[str, Any] = {"plan_id": plan_id, "stage": stage, "state": "created"}
+        if path.exists():  # a rerun (resume) keeps what the last attempt recorded
+            try:
+                self.data.update(json.loads(path.read_text()))
+            except json.JSONDecodeError:
+                pass
+        self.data["attempts"] = int(self.data.get("attempts", 0)) + 1
+
+    def update(self, **fields: Any) -> None:
+        state = fields.get("state")
+        if state is not None and state not in STATES:
+            raise ValueError(f"unknown state {state!r}")
+        self.data.update(fields)
+        self.data["updated_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        if not self.writer:
+            return
+        write_json_atomic(self.path, self.data)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.data.get(key)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(data, fh, indent=2, sort_keys=True)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+class Metrics:
+    """metrics.jsonl: one JSON object per logging step or epoch, appended and flushed."""
+
+    def __init__(self, path: Path, writer: bool = True):
+        self.path = path
+        self.writer = writer
+
+    def write(self, **record: Any) -> None:
+        if not self.writer:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a") as fh:
+            fh.write(json.dumps(record, sort_keys=True) + "\n")
+
+    def read(self) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
