@@ -100,13 +100,15 @@ def select_config(spec: Spec) -> tuple[CustomizationConfig | None, str, list[Fin
         fix="add a config for this GPU class to the model's catalog entry to pin published training options")]
 
 
-def default_method(kind: str, spec: Spec) -> TrainMethod | None:
-    """The requested method, or the schema's defaults for a rung the ladder chose."""
+def default_method(kind: str, spec: Spec, config: CustomizationConfig | None = None) -> TrainMethod | None:
+    """The requested method; for a rung the ladder chose, the customization config's recommended
+    hyperparameters for it (NeMo configs carry training defaults) over the schema's defaults."""
     if spec.method.kind == kind:
         return spec.method if kind in TRAIN_KINDS else None  # type: ignore[return-value]
     if kind not in TRAIN_KINDS:
         return None
-    return BY_KIND[kind]()  # type: ignore[return-value]
+    recommended = config.defaults.get(kind, {}) if config is not None else {}
+    return BY_KIND[kind].model_validate(recommended)  # type: ignore[return-value]
 
 
 def pipeline_for(kind: str, method: TrainMethod | None, spec: Spec) -> tuple[str, ...]:
@@ -194,7 +196,7 @@ def assess_rung(spec: Spec, stats: DataStats, config: CustomizationConfig | None
 
     @cache
     def assess(kind: str) -> ladder_mod.Assessment:
-        method = default_method(kind, spec)
+        method = default_method(kind, spec, config)
         if method is None:
             return ladder_mod.Assessment(fits=True, gpus=0, gpu_hours=0.0)
         draft = Draft(spec=spec, stats=stats, config=config, config_source=config_source, config_findings=[],
@@ -226,7 +228,7 @@ def plan(spec: Spec, stats: DataStats) -> Plan:
         inventory_name=spec.inventory.name))
     requested = spec.method.kind
     kind = climbed.choice if requested == "auto" else requested
-    train = default_method(kind, spec)
+    train = default_method(kind, spec, config)
     pipeline = pipeline_for(kind, train, spec)
     draft = Draft(spec=spec, stats=stats, config=config, config_source=config_source,
                   config_findings=config_findings, method_kind=kind, train=train, pipeline=pipeline, ladder=climbed)
@@ -305,7 +307,7 @@ def _estimate(draft: Draft, cand: layout_mod.Candidate, train: TrainMethod) -> E
         f"({'declared p95' if draft.stats.source == 'remote' else 'data p95, chars/4'} capped by the config)",
     ]
     if "sft" in draft.pipeline and train.kind == "dpo":
-        sft = default_method("sft", spec)
+        sft = default_method("sft", spec, draft.config)
         assert sft is not None
         sft_result, sft_cand, _, _ = layout_for(draft, sft, draft.config)
         if sft_cand is not None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -123,9 +123,17 @@ class CustomizationConfig(Frozen):
     precision: Literal["bf16-mixed", "bf16", "fp16-mixed", "fp32"]
     prompt_template: str = Field(description="How a record becomes text: '{prompt} {completion}'.")
     training_options: tuple[TrainingOption, ...] = ()
+    defaults: dict[Literal["lora", "sft", "dpo", "grpo"], dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Hyperparameters this config recommends per method kind, used when method=auto "
+        "chooses that rung (an explicit method= keeps its own values).")
 
     @model_validator(mode="after")
     def _urn_is_complete(self) -> CustomizationConfig:
+        from schemas.method import BY_KIND
+
+        for kind, values in self.defaults.items():
+            BY_KIND[kind].model_validate(values)  # a typo in the catalog fails here, with the key
         urn = URN.parse(self.urn)
         if not urn.version or not urn.gpu_class:
             raise ValueError(f"catalog URN {self.urn!r} must carry @version and +gpu_class")
