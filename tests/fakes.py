@@ -20,11 +20,18 @@ def _script(path: Path, body: str) -> Path:
     return path
 
 
-def fake_python(path: Path, log: Path, fail_stage: str | None = None) -> Path:
-    """An interpreter that appends its $0 and argv to `log`; exits 1 for `--stage <fail_stage>`."""
+def fake_python(path: Path, log: Path, fail_stage: str | None = None, real: tuple[str, ...] = (),
+                interpreter: str = "", pythonpath: str = "") -> Path:
+    """An interpreter that appends its $0 and argv to `log`; exits 1 for `--stage <fail_stage>`;
+    hands the stages in `real` to the real `interpreter` (with `pythonpath`) after recording them."""
     fail = ""
+    for stage in real:
+        fail += (f'prev=""\nfor arg in "$@"; do\n'
+                 f'    if [[ $prev == --stage && $arg == {shlex.quote(stage)} ]]; then\n'
+                 f'        PYTHONPATH={shlex.quote(pythonpath)} exec {shlex.quote(interpreter)} "$@"\n'
+                 f'    fi\n    prev=$arg\ndone\n')
     if fail_stage is not None:
-        fail = (f'prev=""\nfor arg in "$@"; do\n'
+        fail += (f'prev=""\nfor arg in "$@"; do\n'
                 f'    if [[ $prev == --stage && $arg == {shlex.quote(fail_stage)} ]]; then exit 1; fi\n'
                 f'    prev=$arg\ndone\n')
     return _script(path, f"{{ printf '%s\\x1f' \"$0\" \"$@\"; printf '\\x1e'; }} >> {shlex.quote(str(log))}\n{fail}")

@@ -1,17 +1,19 @@
 """Compiled Slurm bundles on the real local cluster (.ci/slurm-up.sh).
 
 * `sbatch --test-only` accepts every single-node script compiled from the shipped goals.
-* launch/submit.sh submits a whole bundle; the runtime is a fake `python` (launcher.python) that
-  records its argv, so the stages run for real under Slurm in DAG order, in seconds; a forced
-  failure in `train` cancels every stage after it.
+* launch/submit.sh submits a whole bundle: validate_data runs the real runtime; the other stages
+  run a fake `python` (launcher.python) that records its argv, so every stage runs under Slurm in
+  DAG order, in seconds; a forced failure in `train` cancels every stage after it.
 
 Accounting is off on the local cluster (no sacct): job states come from `scontrol show job`.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -65,9 +67,11 @@ def _submit(bundle: Path) -> dict[str, str]:
     return ids
 
 
-def _bundle(tmp_path: Path, fail_stage: str | None = None):
+def _bundle(tmp_path: Path, fail_stage: str | None = None, real: tuple[str, ...] = ()):
     log = tmp_path / "calls"
-    python = fake_python(tmp_path / "bin" / "python", log, fail_stage=fail_stage)
+    root = Path(__file__).resolve().parents[2]
+    python = fake_python(tmp_path / "bin" / "python", log, fail_stage=fail_stage, real=real,
+                         interpreter=sys.executable, pythonpath=str(root))
     plan = make_plan("+goal=tone", "model=tiny-llama", "inventory=local", "launcher=slurm",
                      f"launcher.python={python}")
     return plan, write_bundle(render(plan, REPORT), tmp_path / "runs", plan.name), log
@@ -88,8 +92,17 @@ def test_sbatch_accepts_every_compiled_script(slurm_cluster, tmp_path):
     assert len(checked) >= 7 * 4, checked
 
 
-def test_submitted_bundle_runs_stages_in_dag_order(slurm_cluster, tmp_path):
-    plan, bundle, log = _bundle(tmp_path)
+@pytest.fixture(scope="module")
+def tiny_model():
+    """The tiny model, built before a Slurm job needs its tokenizer (a build takes about a minute)."""
+    from runtime import tiny
+
+    return tiny.build(progress=False)
+
+
+def test_submitted_bundle_runs_stages_in_dag_order(slurm_cluster, tiny_model, tmp_path):
+    """The real runtime runs validate_data under Slurm; the later stages are recorded, not run."""
+    plan, bundle, log = _bundle(tmp_path, real=("validate_data",))
     ids = _submit(bundle)
     assert list(ids) == [s.name for s in plan.stages]
     try:
@@ -105,6 +118,10 @@ def test_submitted_bundle_runs_stages_in_dag_order(slurm_cluster, tmp_path):
             assert ran.index(dep) < ran.index(stage.name), f"{stage.name} ran before {dep}: {ran}"
     for stage, job in ids.items():
         assert (bundle / "logs" / f"{stage}-{job}.out").is_file(), stage
+    status = json.loads((bundle / "run" / "validate_data" / "status.json").read_text())
+    assert status["state"] == "completed", status
+    report = json.loads((bundle / "run" / "validate_data" / "report.json").read_text())
+    assert report["splits"]["training"]["records"] == 400 and report["tokens"]["max"] > 0
 
 
 def test_failed_stage_cancels_its_dependents(slurm_cluster, tmp_path):
