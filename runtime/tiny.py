@@ -72,10 +72,8 @@ RECIPE = {
     "initializer_range": 0.02,
 }
 INFO_FILE = "build_info.json"
-MAX_THREADS = 2
-# Not part of the recipe: the saved bytes do not depend on the thread count (checked: 1 and 2
-# threads give byte-identical builds on the 2-core x86 dev machine; 1, 2, 4 for short runs),
-# only the speed does.
+# Not part of the recipe: one thread by default (see build_threads); the override is for speed
+# on an idle many-core machine and may change the bytes.
 THREADS_ENV = "LADDER_TINY_THREADS"
 
 
@@ -126,19 +124,13 @@ def path() -> Path:
 
 
 def build_threads() -> int:
-    """Threads for the build: $LADDER_TINY_THREADS, else 2, or 1 when the machine is busy.
+    """Threads for the build: $LADDER_TINY_THREADS, else 1.
 
-    With 2 threads on 2 cores that another process also uses, torch's OpenMP workers wait
-    on each other and a build slows down several-fold; one thread degrades gracefully."""
+    One thread keeps the bytes identical everywhere (a different thread count can change the
+    order of float reductions), and on a busy 2-core machine torch's OpenMP workers wait on each
+    other: one thread built in 63-72 s where two took up to 447 s."""
     env = os.environ.get(THREADS_ENV, "").strip()
-    if env:
-        return max(1, int(env))
-    cores = os.cpu_count() or 1
-    try:
-        busy = round(os.getloadavg()[0])
-    except OSError:
-        busy = 0
-    return max(1, min(MAX_THREADS, cores - busy))
+    return max(1, int(env)) if env else 1
 
 
 def _is_built(d: Path, digest: str) -> bool:

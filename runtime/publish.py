@@ -1,0 +1,153 @@
+"""publish: put the trained weights where the plan says, under the output model's name.
+
+Refuses unless the gate passed (plan.artifacts.gate exists and says "pass"). A LoRA adapter is
+copied in PEFT format (adapter_config.json + adapter_model.safetensors): it hot-swaps into a
+running multi-LoRA server. A full model is copied as safetensors + config + tokenizer, with a
+NOTE.md: it needs its own serving deployment. Both get model_card.json: the output model name,
+plan id, base model, method, data and a metrics summary. Written into a temporary folder and
+renamed into place, so a reader never sees half a model. No torch needed.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from runtime.context import RunContext, StageFailed
+from runtime.status import write_json_atomic
+
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+MODEL_PATTERNS = ("*.safetensors", "model.safetensors.index.json", "config.json", "generation_config.json",
+                  "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
+                  "chat_template.jinja", "vocab.json", "merges.txt")
+
+
+def run(ctx: RunContext) -> dict:
+    plan = ctx.plan
+    verdict = _gate(ctx)
+    lora = plan.artifacts.adapter_dir is not None
+    source = ctx.path(ctx.stage.inputs.get("weights") or plan.artifacts.adapter_dir or plan.artifacts.model_dir or "")
+    dest = ctx.path(plan.artifacts.published_dir or ctx.stage.outputs.get("model") or "run/publish/model")
+    if lora:
+        missing = [f for f in ADAPTER_FILES if not (source / f).is_file()]
+        if missing:
+            raise StageFailed(f"no PEFT adapter at {source} (missing {', '.join(missing)}): run the train stage")
+        files = [source / f for f in ADAPTER_FILES]
+    else:
+        if not any(source.glob("*.safetensors")):
+            raise StageFailed(f"no safetensors weights at {source}: run the train stage")
+        files = sorted({p for pattern in MODEL_PATTERNS for p in source.glob(pattern) if p.is_file()})
+
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    for f in files:
+        shutil.copy2(f, tmp / f.name)
+    card = model_card(ctx, verdict, lora, [f.name for f in files])
+    write_json_atomic(tmp / "model_card.json", card)
+    if not lora:
+        (tmp / "NOTE.md").write_text(_note(plan), encoding="utf-8")
+    if dest.exists():
+        shutil.rmtree(dest)
+    tmp.rename(dest)
+    where = dest.relative_to(ctx.bundle)
+    ctx.log(f"published {plan.artifacts.output_model} ({'LoRA adapter, PEFT format' if lora else 'full model'}) "
+            f"to {where}")
+    if not lora:
+        ctx.log("full model: it needs its own serving deployment (see NOTE.md)")
+    ctx.status.update(published=str(where), output_model=plan.artifacts.output_model)
+    return card
+
+
+def _gate(ctx: RunContext) -> dict:
+    path = ctx.path(ctx.plan.artifacts.gate)
+    if not path.is_file():
+        raise StageFailed(f"no gate verdict at {ctx.plan.artifacts.gate}: run the gate stage first; publish only "
+                          "ships a model that passed it")
+    try:
+        verdict = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise StageFailed(f"{path} is not valid JSON ({exc}): rerun the gate stage") from None
+    if not isinstance(verdict, dict) or verdict.get("verdict") != "pass":
+        reasons = verdict.get("reasons") if isinstance(verdict, dict) else None
+        raise StageFailed("the gate did not pass"
+                          + (f": {'; '.join(map(str, reasons))}" if reasons else "")
+                          + "; not publishing")
+    return verdict
+
+
+def model_card(ctx: RunContext, verdict: dict, lora: bool, files: list[str]) -> dict:
+    plan = ctx.plan
+    status = _read_json(ctx.path(plan.artifacts.status))
+    records = _read_metrics(ctx.path(plan.artifacts.metrics))
+    epochs = [r for r in records if r.get("kind") == "epoch" and r.get("val_loss") is not None]
+    best = min(epochs, key=lambda r: r["val_loss"]) if epochs else None
+    from planner.core import default_method  # what train used: the spec's, or the config's/schema's defaults
+
+    config = plan.spec.model.find_config(plan.decision.config_urn) if plan.decision.config_urn else None
+    method = default_method(plan.decision.method, plan.spec, config)
+    card = {
+        "name": plan.artifacts.output_model,
+        "plan_id": plan.id,
+        "base_model": {"name": plan.spec.model.name, "hf_id": plan.spec.model.hf_id,
+                       "config": plan.decision.config_urn},
+        "method": plan.decision.method,
+        "pipeline": list(plan.decision.pipeline),
+        "format": "peft-lora" if lora else "safetensors",
+        "files": files,
+        "serving": ("LoRA adapter: hot-swaps into a running multi-LoRA server" if lora
+                    else "full model: needs its own serving deployment"),
+        "data": {"name": plan.spec.data.name, "path": plan.spec.data.path, "format": plan.spec.data.format,
+                 "training_records": plan.data_stats.training.records,
+                 "validation_records": plan.data_stats.validation.records if plan.data_stats.validation else None},
+        "hyperparameters": method.model_dump(mode="json") if method is not None else None,
+        "metrics": {
+            "steps": status.get("steps_completed"),
+            "epochs": status.get("epochs_completed"),
+            "train_loss": status.get("train_loss"),
+            "val_loss": status.get("val_loss"),
+            "best_val_loss": best["val_loss"] if best else None,
+            "best_epoch": status.get("best_epoch"),
+            "train_seconds": status.get("elapsed_seconds"),
+        },
+        "gate": {"verdict": verdict.get("verdict"), "metric": verdict.get("metric"),
+                 "baseline": (verdict.get("baseline") or {}).get("task_score"),
+                 "tuned": (verdict.get("tuned") or {}).get("task_score"),
+                 "improvement": verdict.get("improvement"),
+                 "general": verdict.get("general")},
+    }
+    return card
+
+
+def _note(plan) -> str:
+    return (f"# {plan.artifacts.output_model}\n\n"
+            f"A full fine-tune of {plan.spec.model.name} ({plan.decision.method}, plan {plan.id}): every weight "
+            "changed, so it cannot hot-swap into the server that runs the base model the way a LoRA adapter "
+            "does. It needs its own serving deployment (its own GPUs and endpoint), like any other model.\n\n"
+            "Files: safetensors weights, config.json and the tokenizer; load with "
+            "`AutoModelForCausalLM.from_pretrained(<this folder>)`. model_card.json has the plan, data and "
+            "metrics.\n")
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _read_metrics(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict):
+            out.append(record)
+    return out
