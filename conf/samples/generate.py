@@ -1126,6 +1126,157 @@ def _corpus_and_facts(rng) -> tuple[list[str], dict[str, list[tuple[str, str, li
     return lines, facts
 
 
+# Everyday words of customer correspondence (you, your, we, our, sorry, thank, kind, regards,
+# dear, please, order numbers...) in plain general prose, so that the tiny model's (tied)
+# embeddings of these tokens are trained. These lines never hold a tone reply or its template:
+# the house reply format is left for the tone task to teach.
+CORRESPONDENCE = [
+    "You can track your order on our website.",
+    "When you write to us, please give your order number.",
+    "We pack every order in Stonebridge, and our couriers take it to your door.",
+    "If you have a question, you can email our team from Monday to Friday.",
+    "Please keep the instruction leaflet that comes with your gear.",
+    "If your parcel is late, you can ask us to trace it.",
+    "We answer every message that we get.",
+    "Our team reads every email and every letter.",
+    "If the wrong item arrives, you can send it back and get the right one instead.",
+    "A warranty covers your gear if it stops working because of a fault.",
+    "If a product stopped working, you can ask for a repair.",
+    "We repair or replace faulty gear that is still under warranty.",
+    "The money for a refund goes back to the account that paid for the order.",
+    "You will not be charged for an order that is cancelled before it is sent.",
+    "A care guide tells you how to clean and store your gear.",
+    "Tracking details show where a parcel is.",
+    "The courier can trace a parcel that is lost.",
+    "A free return label lets you send an item back at no cost.",
+    "Something that is free of charge costs nothing.",
+    "Kind words make people happy.",
+    "It is kind to say thank you.",
+    "Thank you and thanks mean the same thing.",
+    "People say sorry when something goes wrong.",
+    "People say thank you when someone helps them.",
+    "Please and thank you are polite words.",
+    "A letter to a friend often starts with Dear and the name of the friend.",
+    "Many letters end with Kind regards, Best wishes or Thanks.",
+    "Kind regards is a polite way to end a letter or an email.",
+    "Dear is a polite way to start a letter.",
+    "A message can be sent by email or by post.",
+    "An email arrives in a few seconds, but a letter by post takes a few days.",
+    "A team is a group of people who work together.",
+    "A guide shows visitors the way.",
+    "We wish you a good day is a friendly thing to say.",
+    "Happy trips start with good gear.",
+    "A storage sack keeps a sleeping bag dry.",
+    "A carry bag makes a tent easy to carry.",
+    "A spare strap comes with some backpacks.",
+    "A repair kit can fix a small tear in a tent.",
+    "An instruction leaflet explains how to use a product.",
+    "If something is missing from a box, it is not there.",
+    "Instead means in place of something else.",
+    "An item is one thing in an order.",
+    "A damaged item is broken or scratched.",
+    "Thank you for letting me know is a polite reply.",
+    "Your order number is printed on your receipt.",
+    "We send orders on working days, from Monday to Friday.",
+    "You can pay for your order by card or with a gift card.",
+    "Our shops are open every day except Sunday.",
+    "We are open from nine in the morning.",
+    "Your details are safe with us.",
+    "We never share your card number or your address.",
+    "The shop in Brackenford is closed today. We open again on Monday.",
+    "Your parcel left the warehouse today. Our courier will bring it tomorrow.",
+    "Thank you for waiting. We know that your time is important.",
+    "The new tents arrived today. Our team will send them to the shops.",
+    "A parcel can arrive without a label, so we check every box.",
+    "Thanks for asking. Your question helps us to write better guides.",
+    "The rain stopped on Tuesday. We walked to Lake Mirren without our coats.",
+    "Our letters arrived on time. Your email arrived a day later.",
+    "We emailed the map to the guide, so it will reach the camp today.",
+    "Thank you for asking about the trail. We have emailed you a map.",
+    "The refund will reach the bank in a few days. Your money is safe.",
+    "Sorry, the bus was late. We will be there at ten.",
+    "The courier arrived at noon. Our parcel was on time.",
+]
+
+CORR_PEOPLE = [  # (who, sayer pronoun) - plain prose about people writing, thanking, apologising
+    "{first} wrote a letter to {first2} that began with Dear {first2}.",
+    "{first} ended the letter to {first2} with Kind regards and a name.",
+    "{first} sent a short email to {first2} to say thank you.",
+    "Thank you for the {small}, said {first} to {first2}.",
+    "Thanks for your help, said {first} to {first2}.",
+    "{first} said sorry to {first2} for being late.",
+    "I am sorry, said {first}, I did not know that.",
+    "We will be in {town} on {day}, said {first}.",
+    "Are you warm enough, asked {first}.",
+    "Please close the gate, said {first} to {first2}.",
+    "Can you help us, asked {first}.",
+    "Your {cat} looks new, said {first} to {first2}.",
+    "{first} and {first2} are very kind to their neighbours in {town}.",
+    "We are very happy with our {cat}, said {first}.",
+    "{first} asked about the weather in {town} on {day}.",
+    "{first} will visit {town} on {day}.",
+    "{first} posted a letter in {town} on {day}.",
+    "We have a question about the bus to {town}, said {first}.",
+    "{first} thanked the guide in {town} for a happy trip.",
+    "Dear {first2}, thank you for the postcard from {town}, wrote {first}.",
+    "{first} was sorry that the shop in {town} was closed on {day}.",
+    "Please send me the map of {town}, {first} asked.",
+    "Our trip to {town} was very good, said {first}.",
+    "You can see Mount Caldor from {town} on a clear day, {first} told {first2}.",
+]
+
+CORR_ORDERS = [
+    "Order {n} left the warehouse in Stonebridge on {day}.",
+    "Order {n} reached {town} on {day}.",
+    "The courier took order {n} to {town}.",
+    "Order {n} was packed on {day} and sent the next day.",
+    "The tracking page for order {n} says that the parcel is in {town}.",
+    "The parcel for order {n} was late because the roads were bad.",
+    "Order {n} held a {small} and a {small2}.",
+    "{name} placed order {n} on {day}.",
+    "The refund for order {n} was paid on {day}.",
+    "Order {n} was cancelled before it was sent.",
+    "Order {n} and order {m} went to {town} in the same van.",
+    "The label on the box says order {n}.",
+    "Order {n} comes after order {p}.",
+    "The number {n} is an order number.",
+    "The {product} in order {n} was sent from Stonebridge.",
+    "Order {n} was paid with a gift card.",
+    "Order {n} was sent back, and order {m} was sent out instead.",
+    "On {day}, order {n} was in the van to {town}.",
+    "Please write order {n} on the return label.",
+    "The team packed order {n} in a strong box.",
+    "Order {n} is for a {cat}.",
+    "The {product} arrived today. Your order {n} is complete.",
+]
+
+
+def correspondence_lines(rng) -> list[str]:
+    """General lines in the everyday vocabulary of customer correspondence (no tone replies)."""
+    # order numbers of the world's orders (the tokenizer keeps each as one token), never with
+    # that order's customer or product
+    pool = [int(o["order"]) for o in ORDERS]
+    firsts = sorted({c["first"] for c in CUSTOMERS})
+    smalls = [s for s, _, _ in SMALL_GOODS]
+    out = list(CORRESPONDENCE)
+
+    def slots() -> dict:
+        a, b = rng.sample(firsts, 2)
+        s1, s2 = rng.sample(smalls, 2)
+        n = rng.choice(pool)
+        return {"first": a, "first2": b, "town": rng.choice(sorted(TOWNS)),
+                "day": rng.choice(DAYS), "cat": rng.choice(sorted(CATEGORIES)),
+                "small": s1, "small2": s2, "name": rng.choice(CUSTOMERS)["name"],
+                "product": rng.choice(PRODUCTS)["name"], "n": n, "m": rng.choice(pool),
+                "p": n - rng.randint(1, 9)}
+
+    for template in CORR_PEOPLE:
+        out += [template.format(**slots()) for _ in range(6)]
+    for template in CORR_ORDERS:
+        out += [template.format(**slots()) for _ in range(10)]
+    return out
+
+
 def _plural(name: str) -> str:
     irregular = {"deer": "deer", "sheep": "sheep", "trout": "trout", "salmon": "salmon",
                  "fox": "foxes", "wolf": "wolves"}
@@ -1148,6 +1299,17 @@ def general_dataset() -> tuple[str, list[dict]]:
             seen.add(ln)
             corpus.append(ln)
     rng.shuffle(corpus)
+    # extra lines with their own generators, so that the benchmark draw above is unchanged
+    extra_rng = random.Random(2011)
+    for ln in correspondence_lines(random.Random(2010)):
+        if ln not in seen:
+            seen.add(ln)
+            corpus.insert(extra_rng.randrange(len(corpus) + 1), ln)
+    tone = tone_dataset()
+    replies = {r["completion"] for split in tone.values() for r in split}
+    sentences = {s for c in replies for line in c.split("\n")[1:-2] for s in line.split(". ")}
+    assert not any(s in ln for ln in corpus for s in sentences if len(s) > 20), \
+        "a tone reply sentence leaked into the general corpus"
 
     bench = []
     for family in sorted(BENCHMARK_QUOTA):
