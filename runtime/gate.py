@@ -95,18 +95,10 @@ def read_scores(path: Path, stage: str) -> dict:
 
 
 def read_metrics(path: Path) -> list[dict]:
-    """metrics.jsonl records; a torn last line (a killed writer) is skipped, not fatal."""
-    if not path.is_file():
-        return []
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(record, dict):
-            out.append(record)
-    return out
+    """metrics.jsonl records (runtime.status.read_jsonl: torn last lines are skipped)."""
+    from runtime.status import read_jsonl
+
+    return read_jsonl(path)
 
 
 # ----------------------------------------------------------------------------- verdict (pure)

@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 
 from runtime.context import RunContext, StageFailed
-from runtime.status import write_json_atomic
+from runtime.status import read_jsonl, write_json_atomic
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 MODEL_PATTERNS = ("*.safetensors", "model.safetensors.index.json", "config.json", "generation_config.json",
@@ -81,7 +81,7 @@ def _gate(ctx: RunContext) -> dict:
 def model_card(ctx: RunContext, verdict: dict, lora: bool, files: list[str]) -> dict:
     plan = ctx.plan
     status = _read_json(ctx.path(plan.artifacts.status))
-    records = _read_metrics(ctx.path(plan.artifacts.metrics))
+    records = read_jsonl(ctx.path(plan.artifacts.metrics))
     epochs = [r for r in records if r.get("kind") == "epoch" and r.get("val_loss") is not None]
     best = min(epochs, key=lambda r: r["val_loss"]) if epochs else None
     from planner.core import default_method  # what train used: the spec's, or the config's/schema's defaults
@@ -139,15 +139,3 @@ def _read_json(path: Path) -> dict:
     return data if isinstance(data, dict) else {}
 
 
-def _read_metrics(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(record, dict):
-            out.append(record)
-    return out
