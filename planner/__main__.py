@@ -51,12 +51,14 @@ def main(argv: list[str] | None = None) -> int:
     from planner.render import render
 
     try:
-        files = render(plan, RENDERERS["markdown"](plan))
+        files = render(plan, RENDERERS["markdown"](plan), scripts=plan.feasible)
     except ConfigError as exc:
         sys.stderr.write(exc.render() + "\n")
         return 2
     bundle = write_bundle(files, Path(options.out_dir), plan.name)
     sys.stderr.write(f"bundle: {bundle}\n")
+    if not plan.feasible:
+        sys.stderr.write("not feasible: plan.json and report.md written for review; no launch scripts\n")
     if not options.launch:
         return code
     if not plan.feasible:

@@ -167,9 +167,10 @@ def _deadline(d, layout):
     cand = d.candidate
     if d.train is None or deadline is None or cand is None:
         return
-    if cand.time.wall_hours > deadline:
+    wall = d.wall_hours if d.wall_hours is not None else cand.time.wall_hours
+    if wall > deadline:
         yield _f("warning", "deadline", "goal.deadline_hours",
-                 f"expected {cand.time.wall_hours:.1f} wall-hours > the {deadline:g}-hour deadline with "
+                 f"expected {wall:.1f} wall-hours > the {deadline:g}-hour deadline with "
                  f"{cand.describe()}; {d.spec.inventory.name} has no more GPUs to add",
                  "use a larger inventory, fewer epochs, or relax goal.deadline_hours")
 
@@ -218,14 +219,16 @@ def _needs(fmt: str) -> str:
 @check("data-validation-split")
 def _validation(d, layout):
     if d.stats.validation is None and d.stats.source != "remote":
-        frac = d.spec.knowledge.lints.holdout_fraction
+        lints = d.spec.knowledge.lints
         n = d.stats.training.records
         yield _f("info", "data-validation-split", "data.path",
-                 f"no validation/ folder: {frac:.0%} of training ({int(n * frac)} of {n}) is held out for validation",
+                 f"no validation/ folder: {lints.holdout_fraction:.0%} of training ({lints.holdout(n)} of {n}) is "
+                 "held out for validation",
                  "add validation/*.jsonl to keep all training examples")
     elif d.stats.source == "remote" and d.spec.data.declared and d.spec.data.declared.validation is None:
         yield _f("info", "data-validation-split", "data.declared.validation",
-                 "no validation split declared: 10% of training is held out", "")
+                 f"no validation split declared: {d.spec.knowledge.lints.holdout_fraction:.0%} of training is held "
+                 "out", "")
 
 
 @check("data-format-method")
@@ -393,7 +396,7 @@ def _steps(d, layout):
         return
     n = d.stats.examples
     if d.stats.validation is None:
-        n = int(n * (1 - d.spec.knowledge.lints.holdout_fraction))
+        n -= d.spec.knowledge.lints.holdout(n)
     if n and n // layout.global_batch < 1:
         yield _f("error", "lint-steps-per-epoch", "method.batch_size",
                  f"{n} training examples < global batch {layout.global_batch}: zero optimizer steps per epoch",
@@ -466,7 +469,7 @@ def _smallest_fix(d, cand) -> str:
                        est.Shape(s.nodes, s.gpus_per_node, s.tp, s.pp, s.micro_batch, s.global_batch, s.seq,
                                  "fsdp", s.checkpointing)))
     for tp in (2, 4, 8):
-        if tp > s.tp and tp <= inv.gpus_per_node and s.gpus_per_node * 1 >= 1:
+        if tp > s.tp and tp <= inv.gpus_per_node:
             gpn = max(s.gpus_per_node, tp * s.pp if s.nodes == 1 else s.gpus_per_node)
             if gpn <= inv.gpus_per_node:
                 trials.append((f"TP={tp} (layout.tensor_parallel={tp} layout.gpus_per_node={gpn})",
@@ -506,7 +509,7 @@ def _budget(d, layout):
     cand = d.candidate
     if d.train is None or budget is None or cand is None:
         return
-    hours = cand.gpu_hours
+    hours = d.gpu_hours if d.gpu_hours is not None else cand.gpu_hours
     if hours > budget:
         yield _f("error", "budget", "goal.gpu_hour_budget",
                  f"estimated {hours:.1f} GPU-hours > budget {budget:g}",

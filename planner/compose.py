@@ -10,7 +10,7 @@ import re
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from planner.errors import ConfigError, did_you_mean
 from planner.paths import conf_dir, group_options
@@ -28,6 +28,12 @@ class RunOptions(Frozen):
     out_dir: str = "runs"
     launch: bool = False
     goal: str = Field("", description="The goal option picked with +goal=<name>.")
+
+    @model_validator(mode="after")
+    def _launch_needs_bundle(self) -> RunOptions:
+        if self.launch and self.dry_run:
+            raise ValueError("launch=true runs the bundle, dry_run=true writes none: drop one of them")
+        return self
 
 
 def compose(overrides: Sequence[str], config_dir: str | None = None) -> dict[str, Any]:
@@ -109,6 +115,14 @@ def _hydra_error(exc: Exception, overrides: Sequence[str], root: str) -> ConfigE
     if struct:
         key = struct.group(1)
         full = next((o.split("=", 1)[0].lstrip("+~") for o in overrides if key in o.split("=", 1)[0]), key)
+        if full == "goal":
+            return ConfigError("the goal is added, not overridden", path="goal",
+                               fix="write +goal=<name> (with the plus sign)")
+        parts = full.split(".")
+        if len(parts) == 2 and parts[0] == "method" and parts[1] in _field_names(Spec, ["method"]):
+            return ConfigError(
+                f"'{full}' is not a key of the selected method (method=auto or another kind)", path=full,
+                fix=f"pick the method first, e.g. method=lora {full}=..., (keys per method: docs/config-reference.md)")
         hint = _known_key_hint(full, root)
         return ConfigError(
             f"unknown configuration key '{full}'.{hint}",
@@ -162,7 +176,12 @@ def validation_error(exc: ValidationError, model: type[BaseModel], title: str) -
         if err["type"] == "extra_forbidden":
             parent = path.rsplit(".", 1)[0] if "." in path else ""
             options = _field_names(model, [p for p in parent.split(".") if p]) if parent else list(model.model_fields)
-            problems.append(f"{path}: unknown key.{did_you_mean(path.rsplit('.', 1)[-1], options)}")
+            leaf = path.rsplit(".", 1)[-1]
+            kind = err["loc"][1] if len(err["loc"]) > 1 and err["loc"][0] == "method" else None
+            if parent == "method" and leaf in options and isinstance(kind, str):
+                problems.append(f"{path}: not a key of method={kind}; pick the method first (e.g. method=lora)")
+            else:
+                problems.append(f"{path}: unknown key.{did_you_mean(leaf, options)}")
         elif err["type"] == "missing":
             problems.append(f"{path}: required key is missing")
         else:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cache
 
 from planner import estimator as est
@@ -16,7 +16,7 @@ from planner import ladder as ladder_mod
 from planner import layout as layout_mod
 from planner.dag import build_stages
 from schemas.data import DataStats
-from schemas.method import BY_KIND, TRAIN_KINDS, Dpo, Grpo, Lora, Sft, TrainMethod
+from schemas.method import BY_KIND, TRAIN_KINDS, Dpo, Grpo, TrainMethod
 from schemas.model import URN, CustomizationConfig
 from schemas.plan import Alternative, Artifacts, Decision, Estimate, Finding, Layout, MemoryBreakdown, Plan
 from schemas.spec import Spec
@@ -41,7 +41,8 @@ class Draft:
     candidate: layout_mod.Candidate | None = None
     option: object | None = None
     seq: int = 0
-    extra: dict = field(default_factory=dict)
+    gpu_hours: float | None = None  # the whole pipeline (an SFT base stage included)
+    wall_hours: float | None = None
 
     @property
     def precision(self) -> str:
@@ -138,6 +139,8 @@ def layout_for(draft: Draft, method: TrainMethod, config: CustomizationConfig | 
     option = config.option(method.training_type, method.finetuning_type) \
         if config is not None and draft.config_source != "foreign" else None
     request = spec.layout
+    if method.micro_batch_size and request.micro_batch is None:  # the method's micro batch pins it too
+        request = request.model_copy(update={"micro_batch": method.micro_batch_size})
     searched = layout_mod.search(ctx, request)
     shape_pinned = any(v is not None for v in (request.nodes, request.gpus_per_node, request.tensor_parallel,
                                                  request.pipeline_parallel))
@@ -240,6 +243,7 @@ def plan(spec: Spec, stats: DataStats) -> Plan:
         if cand is not None:
             layout = _layout(cand, result.source, draft.precision)
             estimate = _estimate(draft, cand, train)
+            draft.gpu_hours, draft.wall_hours = estimate.gpu_hours, estimate.wall_hours
     findings = tuple(run_checks(draft, layout))
     pid = plan_id(spec, stats)
     artifacts = _artifacts(spec, kind, pid, train)
@@ -346,4 +350,3 @@ def _artifacts(spec: Spec, kind: str, pid: str, train: TrainMethod | None) -> Ar
 
 
 __all__ = ["Draft", "plan", "plan_id", "select_config"]
-_ = (Lora, Sft)

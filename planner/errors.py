@@ -28,5 +28,5 @@ class ConfigError(Exception):
 
 def did_you_mean(word: str, options: Iterable[str]) -> str:
     """' Did you mean 'epochs'?' or '' when nothing is close."""
-    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
+    close = difflib.get_close_matches(word, [o for o in options if o != word], n=1, cutoff=0.6)
     return f" Did you mean '{close[0]}'?" if close else ""

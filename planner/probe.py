@@ -63,11 +63,11 @@ def probe(data: Data, base: Path, chars_per_token: float = 4.0, samples: Path | 
             "or use a builtin sample such as builtin:tone",
         )
     digest = hashlib.sha256()
-    root_files = tuple(sorted(p.name for p in root.glob("*.jsonl")))
+    root_files = tuple(sorted(p.name for p in root.glob("*.jsonl") if p.is_file()))
     splits: dict[str, SplitStats | None] = {}
     for split in ("training", "validation"):
         folder = root / split
-        files = sorted(folder.glob("*.jsonl")) if folder.is_dir() else []
+        files = sorted(p for p in folder.glob("*.jsonl") if p.is_file()) if folder.is_dir() else []
         if split == "validation" and not files:
             splits[split] = None
             continue
@@ -98,7 +98,11 @@ def _probe_split(root: Path, files: list[Path], fmt: str, chars_per_token: float
     lengths: list[int] = []
     for path in files:
         rel = path.relative_to(root).as_posix()
-        blob = path.read_bytes()
+        try:
+            blob = path.read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"cannot read {path}: {exc.strerror}", path="data.path",
+                              fix="make the file readable, or move it out of the dataset folder") from None
         digest.update(rel.encode() + b"\0" + blob)
         for lineno, line in enumerate(blob.decode("utf-8", errors="replace").splitlines(), start=1):
             if not line.strip():

@@ -33,18 +33,19 @@ _DIRECTIVE_VALUE = re.compile(r"^[A-Za-z0-9._%,:=/+-]+$")
 
 
 def resolve_launcher(plan: Plan) -> str:
-    """The launcher kind: `auto` is slurm with a scheduler, local on a CPU inventory, else torchrun."""
+    """The launcher kind the planner resolved (planner.core.resolve_launcher)."""
     return plan.decision.launcher
 
 
-def render(plan: Plan, report_md: str) -> dict[str, str]:
-    """Every file of the bundle, keyed by its path relative to the bundle folder (sorted)."""
+def render(plan: Plan, report_md: str, scripts: bool = True) -> dict[str, str]:
+    """Every file of the bundle, keyed by its path relative to the bundle folder (sorted).
+    scripts=False leaves out launch/ (an infeasible plan is written for review, not to run)."""
     _check_stages(plan.stages)
     files = {
         "plan.json": plan.model_dump_json(indent=2) + "\n",
         "config.yaml": _config_yaml(plan),
         "report.md": report_md,
-        **LAUNCHERS[resolve_launcher(plan)](plan),
+        **(LAUNCHERS[resolve_launcher(plan)](plan) if scripts else {}),
     }
     return dict(sorted(files.items()))
 

@@ -13,9 +13,9 @@ from schemas.plan import Plan
 def data_root(plan: Plan) -> Path:
     data = plan.spec.data
     if data.is_builtin:
-        from planner.paths import samples_dir
+        from planner.probe import resolve_path
 
-        return samples_dir() / data.path.removeprefix("builtin:")
+        return resolve_path(data, Path.cwd())
     if plan.data_stats.root is None:
         raise StageFailed(f"data {data.path!r} is remote: download it into a local folder with training/ and "
                           "validation/ and recompile with data.path=<folder>")
@@ -27,7 +27,7 @@ def read_split(root: Path, split: str) -> list[dict]:
     records: list[dict] = []
     folder = root / split
     for path in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
-        for line in path.read_text(encoding="utf-8").splitlines():
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
             if not line.strip():
                 continue
             try:
@@ -45,14 +45,22 @@ def splits(plan: Plan) -> tuple[list[dict], list[dict]]:
     train = read_split(root, "training")
     validation = read_split(root, "validation")
     if not validation and train:
-        fraction = plan.spec.knowledge.lints.holdout_fraction
         order = list(range(len(train)))
-        random.Random(plan.spec.method.seed if hasattr(plan.spec.method, "seed") else 0).shuffle(order)
-        cut = max(1, int(len(train) * fraction))
+        random.Random(_seed(plan)).shuffle(order)
+        cut = plan.spec.knowledge.lints.holdout(len(train))
         held = set(order[:cut])
         validation = [r for i, r in enumerate(train) if i in held]
         train = [r for i, r in enumerate(train) if i not in held]
     return train, validation
+
+
+def _seed(plan: Plan) -> int:
+    """The seed of the method that trains (method=auto resolves it the way the planner did)."""
+    from planner.core import default_method
+
+    config = plan.spec.model.find_config(plan.decision.config_urn) if plan.decision.config_urn else None
+    method = default_method(plan.decision.method, plan.spec, config)
+    return getattr(method, "seed", 42)
 
 
 def field(record: dict, *names: str) -> str:

@@ -88,7 +88,6 @@ class DataStats(Frozen):
     """Everything the planner knows about the data. Probed once; the only I/O before planning."""
 
     source: Literal["local", "builtin", "remote"]
-    found: bool = True
     root_files: tuple[str, ...] = Field((), description="Data files in the dataset root instead of training/.")
     training: SplitStats = Field(default_factory=SplitStats)
     validation: SplitStats | None = None

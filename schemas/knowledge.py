@@ -53,6 +53,10 @@ class Lints(Frozen):
     memory_headroom: float = Field(0.9, gt=0, le=1, description="Usable fraction of device memory.")
     headroom_warning: float = Field(0.1, ge=0, lt=1, description="Warn when less than this is left.")
 
+    def holdout(self, n: int) -> int:
+        """Examples held out for validation when there is no validation/ (at least one)."""
+        return max(1, int(n * self.holdout_fraction)) if n else 0
+
 
 class Estimator(Frozen):
     """Priors of the estimator; docs/estimator.md says where each comes from."""

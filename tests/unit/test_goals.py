@@ -45,8 +45,9 @@ def test_rung_reasons_say_why():
     assert "400 examples < 2,000 minimum" in reasons["sft"]
     assert "400 examples" in reasons["lora"] and "1 GPU" in reasons["lora"] and "hot-swaps" in reasons["lora"]
     assert "0.42" in reasons["prompting"]
-    dpo = make_plan("+goal=tone", "data=tone")
-    assert dpo.decision.method == "lora"
+    no_pairs = make_plan("+goal=safety_alignment", "data=tone")
+    assert "no preference pairs" in {r.method: r.reason for r in no_pairs.decision.rungs}["dpo"]
+    assert not no_pairs.feasible and any(f.code == "data-format-method" for f in no_pairs.errors)
 
 
 def test_dpo_goal_trains_sft_base_first():
