@@ -65,10 +65,7 @@ def method_for(plan: Plan, stage: str) -> Lora | Sft:
     if stage == "train_sft":  # the base of a later DPO stage: all weights, SFT defaults, the same data
         return default_method("sft", plan.spec, config)  # type: ignore[return-value]
     kind = plan.decision.method
-    if kind in ("dpo", "grpo"):
-        raise StageFailed(f"method {kind}: {kind.upper()} training is not in this runtime yet (it trains lora and "
-                          "sft); run the plan's train stage with a later runtime, or recompile with method=lora|sft")
-    if kind not in ("lora", "sft"):
+    if kind not in ("lora", "sft", "dpo", "grpo"):
         raise StageFailed(f"plan {plan.id} chose {kind!r}: there is nothing to train")
     return default_method(kind, plan.spec, config)  # type: ignore[return-value]
 
@@ -493,6 +490,11 @@ def _config(ctx: RunContext, method: Lora | Sft, checkpoints: Path, n_train: int
 def run(ctx: RunContext) -> None:
     plan = ctx.plan
     method = method_for(plan, ctx.stage.name)
+    if method.kind in ("dpo", "grpo"):  # preference / RL trainers, on this module's lifecycle helpers
+        import importlib
+
+        module = importlib.import_module("runtime.preference" if method.kind == "dpo" else "runtime.grpo")
+        return module.run(ctx)
     out = output_dir(ctx, method)
     checkpoints = ctx.path(ctx.stage.outputs.get("checkpoints", f"run/{ctx.stage.name}/checkpoints"))
     metrics_path = ctx.path(plan.artifacts.metrics) if ctx.stage.name == "train" else ctx.dir / "metrics.jsonl"

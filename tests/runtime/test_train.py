@@ -180,9 +180,7 @@ def test_train_sft_stage_builds_the_dpo_base(tmp_path, tiny_dir, monkeypatch):
     status = _json(bundle / "run/train_sft/status.json")
     assert status["state"] == "completed" and status["method"] == "sft" and status["total_steps"] == 3
     assert (bundle / "run/train_sft/metrics.jsonl").is_file()
-    # DPO itself is not in this runtime yet: the train stage says so
-    assert _run(bundle, "train") == 1
-    assert "not in this runtime yet" in _json(bundle / "run/train/status.json")["error"]
+    # the DPO train stage on this base: tests/runtime/test_preference.py
 
 
 # ----------------------------------------------------------------------------- failures
@@ -237,13 +235,14 @@ def test_the_trained_hyperparameters_are_the_ones_the_planner_estimated():
     assert method_for(explicit, "train").learning_rate == 2e-4
 
 
-def test_grpo_is_refused_clearly():
-    from runtime.context import StageFailed
+def test_dpo_and_grpo_plans_resolve_their_methods():
+    """train dispatches dpo / grpo to runtime.preference / runtime.grpo (tests/runtime/test_preference.py,
+    test_grpo.py) with the hyperparameters the planner estimated."""
     from runtime.train import method_for
 
-    plan = make_plan("+goal=math_reasoning", *TINY, "method=grpo")
-    with pytest.raises(StageFailed, match="GRPO training is not in this runtime yet"):
-        method_for(plan, "train")
+    assert method_for(make_plan("+goal=math_reasoning", *TINY, "method=grpo"), "train").kind == "grpo"
+    plan = make_plan("+goal=safety_alignment", *TINY, "method=dpo")
+    assert method_for(plan, "train").kind == "dpo" and method_for(plan, "train_sft").kind == "sft"
 
 
 # ----------------------------------------------------------------------------- resume, SIGTERM

@@ -1,0 +1,156 @@
+"""train (method grpo): group relative policy optimisation through TRL's GRPOTrainer.
+
+What runs is what plan.json says (runtime.train.method_for): method.num_generations_per_prompt
+completions per prompt, sampled at method.temperature up to method.max_completion_length tokens,
+scored by the verifiable rewards method.rewards names (runtime.rewards; the reference is the record's
+answer, or NeMo's reference_answer), the KL coefficient method.kl_beta (> 0 keeps a reference:
+the adapter disabled under LoRA, else a frozen copy TRL loads), LoRA or all weights
+(method.finetuning_type). The layout's micro batch is the number of completions per device and step;
+a generation batch is the layout's global batch (micro x data parallel x accumulation) completions,
+that is global_batch / num_generations prompts, generated once per optimizer step.
+
+Lifecycle: runtime.train's Lifecycle callback (status, metrics, early stopping, SIGTERM, resume, NaN
+guard); every metrics.jsonl step line also carries reward, reward_std, rewards/<name>/mean,
+completions/mean_length, frac_reward_zero_std and kl (eval_ prefixed on epoch lines).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import warnings
+from pathlib import Path
+
+from runtime.context import RunContext, StageFailed, rank, world_size
+from runtime.data import splits
+from runtime.models import render_prompt
+from runtime.preference import (
+    ExtraMetrics, _check_distributed, _dataset, _drop_printer, _fit, _short, as_sft, convert_args, guarded,
+    lora_config, metrics_feeder, source_for, weights_dir,
+)
+from runtime.rewards import trl_reward
+from schemas.method import Grpo
+
+# private helpers of runtime.train, reused so GRPO shares the SFT lifecycle exactly
+from runtime.train import Parallel, _callback, _config, _last_checkpoint, _load_model, _quiet_libraries, _text  # noqa: I001
+from runtime.train import _threads_for, _trim_metrics, method_for  # noqa: I001
+
+PROMPT = ("prompt",)
+ANSWER = ("answer", "reference_answer")
+BASE_KEYS = ("reward", "reward_std", "frac_reward_zero_std", "completions/mean_length", "completions/clipped_ratio",
+             "kl", "entropy")
+
+
+def prompt_rows(plan, records: list[dict]) -> tuple[list[dict], int]:
+    """GRPOTrainer rows {prompt (through the prompt template), answer}; and how many were skipped."""
+    out = []
+    for record in records:
+        prompt, answer = _text(record, PROMPT), record.get("answer", record.get("reference_answer"))
+        if prompt is None or answer is None:
+            continue
+        out.append({"prompt": render_prompt(plan, prompt), "answer": str(answer)})
+    return out, len(records) - len(out)
+
+
+def run(ctx: RunContext) -> None:
+    plan = ctx.plan
+    method = method_for(plan, ctx.stage.name)
+    if not isinstance(method, Grpo):
+        raise StageFailed(f"runtime.grpo trains grpo, not {method.kind}")
+    if method.generation_backend != "transformers":
+        raise StageFailed(f"method.generation_backend {method.generation_backend}: this runtime generates with "
+                          "transformers; recompile with method.generation_backend=transformers")
+    try:
+        reward_funcs = [trl_reward(name) for name in method.rewards]
+    except KeyError as exc:
+        raise StageFailed(f"method.rewards: {exc.args[0]}") from None
+    lora = method.finetuning_type == "lora"
+    out = weights_dir(ctx, lora)
+    checkpoints = ctx.path(ctx.stage.outputs.get("checkpoints", f"run/{ctx.stage.name}/checkpoints"))
+    metrics_path = ctx.path(plan.artifacts.metrics) if ctx.stage.name == "train" else ctx.dir / "metrics.jsonl"
+    tty = sys.stdout.isatty() and rank() == 0
+    _quiet_libraries(tty)
+
+    from transformers import AutoTokenizer
+    from trl import GRPOConfig, GRPOTrainer
+
+    source = source_for(ctx, method)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+    except OSError as exc:
+        raise StageFailed(f"cannot load the tokenizer of {plan.spec.model.name} from {source!r}: {exc}") from None
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"  # generation continues the prompt
+
+    train_records, val_records = splits(plan)
+    train_rows, skipped = prompt_rows(plan, train_records)
+    val_rows, val_skipped = prompt_rows(plan, val_records)
+    if skipped or val_skipped:
+        ctx.log(f"skipped {skipped} training and {val_skipped} validation record(s) without a prompt and an answer")
+    if not train_rows:
+        raise StageFailed(f"no usable prompts with answers in {plan.spec.data.path}; run the validate_data stage")
+
+    par = Parallel(plan)
+    layout = plan.layout
+    dp = max(1, par.world // par.tp)
+    group = method.num_generations_per_prompt
+    generation_batch = layout.micro_batch * dp * layout.grad_accum
+    if generation_batch % group:
+        raise StageFailed(f"a generation batch of {generation_batch} completions (micro_batch {layout.micro_batch} x "
+                          f"{dp} data parallel x grad_accum {layout.grad_accum}) does not hold whole groups of "
+                          f"{group} generations per prompt; recompile with a global batch that divides by {group}")
+    shim = as_sft(method, lora)
+    sft_args, _ = _config(ctx, shim, checkpoints, len(train_rows), bool(val_rows), tty, par)
+    # a step trains micro_batch completions per device, so an epoch is n_prompts x group completions
+    steps_per_epoch = max(1, math.ceil(len(train_rows) * group / generation_batch))
+    overrides: dict = dict(
+        num_generations=group, max_completion_length=method.max_completion_length, temperature=method.temperature,
+        beta=method.kl_beta, steps_per_generation=layout.grad_accum,
+        logging_steps=max(1, min(50, min(steps_per_epoch, method.max_steps or steps_per_epoch) // 10)),
+        gradient_checkpointing=False, log_completions=False,
+        remove_unused_columns=False,  # the rewards read the answer column (SFTConfig's True would drop it)
+    )
+    if val_rows:  # the GRPO loss is ~0 by construction (zero-mean advantages): keep the best mean reward
+        overrides.update(metric_for_best_model="eval_reward", greater_is_better=True)
+    if val_rows and (layout.micro_batch * dp) % group:
+        overrides["num_generations_eval"] = math.gcd(layout.micro_batch * dp, group) if group > 1 else group
+    if sft_args.eval_strategy == "steps" or str(sft_args.eval_strategy).endswith("STEPS"):
+        every = max(1, round(method.val_check_interval * steps_per_epoch))
+        overrides.update(eval_steps=every, save_steps=every)
+    args = convert_args(sft_args, GRPOConfig, **overrides)
+
+    resume = _last_checkpoint(checkpoints)
+    if resume and par.sharded_at_load:
+        ctx.log(f"not resuming from {Path(resume).name}: a model sharded at load time has no optimizer state")
+        resume = None
+    keys = BASE_KEYS + tuple(f"rewards/{f.__name__}/{s}" for f in reward_funcs for s in ("mean", "std"))
+    metrics = ExtraMetrics(metrics_path, keys, writer=rank() == 0)
+    if rank() == 0:
+        _trim_metrics(metrics, resume)
+
+    model = _load_model(plan, source, shim, par)
+    resumed_from = Path(resume).name if resume else None
+    callback = _callback(ctx, metrics, method, tty, resumed_from)
+    with _threads_for(model):
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=FutureWarning)
+            warnings.filterwarnings("ignore", category=UserWarning)
+            trainer = guarded(GRPOTrainer)(
+                model=model, reward_funcs=reward_funcs, args=args, train_dataset=_dataset(train_rows),
+                eval_dataset=_dataset(val_rows) if val_rows else None, processing_class=tokenizer,
+                peft_config=lora_config(method) if lora else None, callbacks=[metrics_feeder(metrics), callback])
+        _drop_printer(trainer, tty)
+        _check_distributed(trainer)
+        trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
+        what = f"LoRA r={method.lora.adapter_dim}" if lora else "all weights"
+        ctx.log(f"grpo: {what} ({trainable:,} trainable) from {_short(ctx, source)}, rewards "
+                f"{', '.join(method.rewards)}, {group} generations/prompt at temperature {method.temperature:g} up to "
+                f"{method.max_completion_length} tokens, generation batch {generation_batch} completions "
+                f"({generation_batch // group} prompts), kl_beta {method.kl_beta:g}, {len(train_rows)} train / "
+                f"{len(val_rows)} validation prompts, ~{steps_per_epoch} steps/epoch x {method.epochs} epochs"
+                + (f" (max_steps {method.max_steps})" if method.max_steps else "")
+                + f", lr {method.learning_rate:g}, {world_size()} process(es)")
+        ctx.status.update(method="grpo", finetuning_type=method.finetuning_type, rewards=list(method.rewards),
+                          resumed_from=resumed_from, output=str(out.relative_to(ctx.bundle)))
+        _fit(ctx, trainer, callback, method, resume, checkpoints, out, shim, "the adapter" if lora else "the model")

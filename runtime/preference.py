@@ -1,0 +1,317 @@
+"""train (method dpo): direct preference optimisation through TRL's DPOTrainer.
+
+What runs is what plan.json says (runtime.train.method_for: the spec's Dpo, else the config's
+recommended values over Dpo's defaults):
+
+* the policy starts from the train_sft stage's model (stage input "base") when the plan has one,
+  else from method.sft_base, else from the plan's model;
+* finetuning_type lora: a LoRA adapter (method.lora) on the frozen base; all_weights: every weight;
+* the reference, as method.effective_reference says: ``adapters_disabled`` (LoRA: the same model
+  with the adapter switched off, no second copy), ``copy`` (a frozen deep copy of the starting
+  weights), ``precomputed`` (reference log-probs computed once before training, no reference
+  model kept: DPOConfig.precompute_ref_log_probs);
+* loss: TRL's sigmoid DPO loss with method.beta, weighted by method.preference_loss_weight, plus
+  the SFT loss on the chosen answer weighted by method.sft_loss_weight when > 0 (trl 1.16 has no
+  rpo_alpha: DPOConfig(loss_type=["sigmoid", "sft"], loss_weights=[w_pref, w_sft])).
+
+Data: preference records (prompt + chosen/rejected, or NeMo's chosen_response/rejected_response),
+rendered through the config's prompt template exactly as SFT renders prompt + chosen.
+
+Lifecycle: runtime.train's Lifecycle callback (status.json, metrics.jsonl, early stopping on the DPO
+val loss, SIGTERM, resume, NaN guard); every metrics.jsonl line also carries TRL's preference
+metrics: rewards/chosen, rewards/rejected, rewards/margins, rewards/accuracies (eval_ prefixed on
+epoch lines).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import sys
+import warnings
+from pathlib import Path
+from types import SimpleNamespace
+
+from runtime.context import Cancelled, RunContext, StageFailed, rank, world_size
+from runtime.data import splits
+from runtime.models import model_dir
+from runtime.status import Metrics
+from schemas.method import Dpo
+
+# private helpers of runtime.train, reused so DPO/GRPO share the SFT lifecycle exactly
+from runtime.train import (  # noqa: I001
+    NonFiniteLoss, Parallel, _callback, _config, _last_checkpoint, _load_model, _prompt_completion,
+    _quiet_libraries, _save, _text, _threads_for, _trim_metrics, method_for,
+)
+
+PROMPT = ("prompt",)
+CHOSEN = ("chosen", "chosen_response")
+REJECTED = ("rejected", "rejected_response")
+# TRL's per-step preference metrics copied into metrics.jsonl
+PREFERENCE_KEYS = ("rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies")
+
+
+def preference_rows(plan, records: list[dict]) -> tuple[list[dict], int]:
+    """DPOTrainer rows {prompt, chosen, rejected} through the prompt template; and how many were skipped."""
+    out: list[dict] = []
+    for record in records:
+        prompt, chosen, rejected = _text(record, PROMPT), _text(record, CHOSEN), _text(record, REJECTED)
+        if not (prompt and chosen and rejected):
+            continue
+        good = _prompt_completion(plan, prompt, chosen)
+        bad = _prompt_completion(plan, prompt, rejected)
+        out.append({"prompt": good["prompt"], "chosen": good["completion"], "rejected": bad["completion"]})
+    return out, len(records) - len(out)
+
+
+def source_for(ctx: RunContext, method) -> str:
+    """The starting weights: the train_sft stage's output, else method.sft_base, else the plan's model."""
+    base = ctx.stage.inputs.get("base")
+    if base:
+        path = ctx.path(base)
+        if not path.is_dir():
+            raise StageFailed(f"the SFT base {base} does not exist: run the train_sft stage first")
+        return str(path)
+    if getattr(method, "sft_base", None):
+        local = Path(method.sft_base).expanduser()
+        return str(local) if local.is_dir() else method.sft_base
+    return model_dir(ctx.plan)
+
+
+def weights_dir(ctx: RunContext, lora: bool) -> Path:
+    plan = ctx.plan
+    relative = (plan.artifacts.adapter_dir if lora else plan.artifacts.model_dir) or ctx.stage.outputs.get("weights")
+    if not relative:
+        raise StageFailed(f"plan {plan.id} names no output directory for the weights; recompile it")
+    return ctx.path(relative)
+
+
+def as_sft(method, lora: bool) -> SimpleNamespace:
+    """`method` seen as runtime.train's helpers expect it: kind 'lora' (adapter, compute dtype) or 'sft'."""
+    fields = {f: getattr(method, f) for f in type(method).model_fields}
+    fields.update(kind="lora" if lora else "sft", effective_min_lr=method.effective_min_lr)
+    return SimpleNamespace(**fields)
+
+
+def lora_config(method):
+    from peft import LoraConfig
+
+    lora = method.lora
+    targets = "all-linear" if "all-linear" in lora.target_modules else list(lora.target_modules)
+    return LoraConfig(r=lora.adapter_dim, lora_alpha=lora.effective_alpha, lora_dropout=lora.adapter_dropout,
+                      target_modules=targets, bias="none", task_type="CAUSAL_LM")
+
+
+def convert_args(sft_args, config_cls, **overrides):
+    """runtime.train._config's SFTConfig (schedule, evaluation/checkpoint strategy, optimizer, precision,
+    use_cpu / gloo, FSDP) as another TRL config class: the fields both share, then `overrides`."""
+    from transformers import TrainingArguments
+
+    # only the Trainer's own fields: TRL's (loss_type, max_length, packing, ...) mean different things per trainer
+    names = {f.name for f in dataclasses.fields(TrainingArguments) if f.init}
+    kwargs = {f.name: getattr(sft_args, f.name) for f in dataclasses.fields(type(sft_args))
+              if f.init and f.name in names and not f.name.startswith("_")}
+    # fields TrainingArguments.__post_init__ rewrites into derived values; let the new config derive them again
+    for derived in ("logging_dir", "fsdp_config", "deepspeed_plugin", "accelerator_config", "max_length",
+                    "hub_token", "push_to_hub_token"):
+        kwargs.pop(derived, None)
+    if not sft_args.fsdp:
+        kwargs.pop("fsdp", None)
+    else:
+        kwargs["fsdp"] = True
+        kwargs["fsdp_config"] = sft_args.fsdp_config
+    kwargs.update(overrides)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return config_cls(**kwargs)
+
+
+def guarded(trainer_cls):
+    """`trainer_cls` refusing a non-finite loss at the step it appears (runtime.train's NaN guard)."""
+    import torch
+
+    class Guarded(trainer_cls):
+        def training_step(self, *args, **kwargs):
+            loss = super().training_step(*args, **kwargs)
+            if not bool(torch.isfinite(loss).all()):
+                raise NonFiniteLoss(self.state.global_step + 1, float(loss.detach().float().mean()))
+            return loss
+
+    Guarded.__name__ = f"Guarded{trainer_cls.__name__}"
+    return Guarded
+
+
+class ExtraMetrics(Metrics):
+    """metrics.jsonl whose step / epoch lines also carry the trainer's own metrics of that log call."""
+
+    def __init__(self, path: Path, keys: tuple[str, ...], writer: bool = True):
+        super().__init__(path, writer)
+        self.keys = keys
+        self.step: dict = {}
+        self.epoch: dict = {}
+
+    def take(self, logs: dict) -> None:
+        if "loss" in logs:
+            self.step = {k: logs[k] for k in self.keys if k in logs}
+        if "eval_loss" in logs:
+            self.epoch = {f"eval_{k}": logs[f"eval_{k}"] for k in self.keys if f"eval_{k}" in logs}
+
+    def write(self, **record) -> None:
+        extra = self.step if record.get("kind") == "step" else self.epoch if record.get("kind") == "epoch" else {}
+        super().write(**{**extra, **record})
+
+
+def metrics_feeder(metrics: ExtraMetrics):
+    """A callback that runs before Lifecycle.on_log and hands it the trainer's extra metrics."""
+    from transformers import TrainerCallback
+
+    class Feed(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            metrics.take(logs or {})
+            return control
+
+    return Feed()
+
+
+def run(ctx: RunContext) -> None:
+    plan = ctx.plan
+    method = method_for(plan, ctx.stage.name)
+    if not isinstance(method, Dpo):
+        raise StageFailed(f"runtime.preference trains dpo, not {method.kind}")
+    if plan.spec.data.format != "preference":
+        raise StageFailed(f"DPO needs preference data (prompt, chosen, rejected); {plan.spec.data.path} is "
+                          f"{plan.spec.data.format}")
+    lora = method.finetuning_type == "lora"
+    reference = method.effective_reference
+    out = weights_dir(ctx, lora)
+    checkpoints = ctx.path(ctx.stage.outputs.get("checkpoints", f"run/{ctx.stage.name}/checkpoints"))
+    metrics_path = ctx.path(plan.artifacts.metrics) if ctx.stage.name == "train" else ctx.dir / "metrics.jsonl"
+    tty = sys.stdout.isatty() and rank() == 0
+    _quiet_libraries(tty)
+
+    from transformers import AutoTokenizer
+    from trl import DPOConfig, DPOTrainer
+
+    source = source_for(ctx, method)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+    except OSError as exc:
+        raise StageFailed(f"cannot load the tokenizer of {plan.spec.model.name} from {source!r}: {exc}") from None
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+
+    train_records, val_records = splits(plan)
+    train_rows, skipped = preference_rows(plan, train_records)
+    val_rows, val_skipped = preference_rows(plan, val_records)
+    if skipped or val_skipped:
+        ctx.log(f"skipped {skipped} training and {val_skipped} validation record(s) without prompt, chosen and "
+                "rejected (validate_data lists them)")
+    if not train_rows:
+        raise StageFailed(f"no usable preference pairs in {plan.spec.data.path}; run the validate_data stage")
+
+    par = Parallel(plan)
+    shim = as_sft(method, lora)
+    sft_args, steps_per_epoch = _config(ctx, shim, checkpoints, len(train_rows), bool(val_rows), tty, par)
+    losses, weights = ["sigmoid"], [method.preference_loss_weight]
+    if method.sft_loss_weight > 0:
+        losses.append("sft")
+        weights.append(method.sft_loss_weight)
+    args = convert_args(sft_args, DPOConfig, beta=method.beta, loss_type=losses, loss_weights=weights,
+                        max_length=sft_args.max_length, precompute_ref_log_probs=reference == "precomputed",
+                        gradient_checkpointing=False,
+                        logging_steps=max(1, min(50, min(steps_per_epoch, method.max_steps or steps_per_epoch) // 5)))
+
+    resume = _last_checkpoint(checkpoints)
+    if resume and par.sharded_at_load:
+        ctx.log(f"not resuming from {Path(resume).name}: a model sharded at load time has no optimizer state")
+        resume = None
+    metrics = ExtraMetrics(metrics_path, PREFERENCE_KEYS, writer=rank() == 0)
+    if rank() == 0:
+        _trim_metrics(metrics, resume)
+
+    model = _load_model(plan, source, shim, par)
+    ref_model = None
+    if reference == "copy":
+        ref_model = copy.deepcopy(model)
+        ref_model.requires_grad_(False).eval()
+    elif reference == "adapters_disabled" and not lora:
+        raise StageFailed("reference adapters_disabled needs finetuning_type lora")
+
+    resumed_from = Path(resume).name if resume else None
+    callback = _callback(ctx, metrics, method, tty, resumed_from)
+    with _threads_for(model):
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=FutureWarning)
+            warnings.filterwarnings("ignore", category=UserWarning)
+            trainer = guarded(DPOTrainer)(
+                model=model, ref_model=ref_model, args=args, train_dataset=_dataset(train_rows),
+                eval_dataset=_dataset(val_rows) if val_rows else None, processing_class=tokenizer,
+                peft_config=lora_config(method) if lora else None,
+                callbacks=[metrics_feeder(metrics), callback])
+        _drop_printer(trainer, tty)
+        _check_distributed(trainer)
+        trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
+        what = f"LoRA r={method.lora.adapter_dim}" if lora else "all weights"
+        ctx.log(f"dpo: {what} ({trainable:,} trainable) from {_short(ctx, source)}, reference {reference}, "
+                f"beta {method.beta:g}, loss {'+'.join(f'{w:g}*{t}' for t, w in zip(losses, weights))}, "
+                f"{len(train_rows)} train / {len(val_rows)} validation pairs, ~{steps_per_epoch} steps/epoch x "
+                f"{method.epochs} epochs" + (f" (max_steps {method.max_steps})" if method.max_steps else "")
+                + f", lr {method.learning_rate:g}, seq {args.max_length}, {world_size()} process(es)")
+        ctx.status.update(method="dpo", finetuning_type=method.finetuning_type, reference=reference,
+                          resumed_from=resumed_from, output=str(out.relative_to(ctx.bundle)))
+        _fit(ctx, trainer, callback, method, resume, checkpoints, out, shim, "the adapter" if lora else "the model")
+
+
+def _fit(ctx: RunContext, trainer, callback, method, resume, checkpoints: Path, out: Path, shim, what: str) -> None:
+    """trainer.train with the lifecycle's endings: NaN -> StageFailed, SIGTERM -> Cancelled, else save."""
+    if resume:
+        ctx.log(f"resumed from {Path(resume).name} ({resume})")
+    try:
+        with warnings.catch_warnings():
+            # TRL's DPO/GRPO read model.is_gradient_checkpointing every step: deprecated in transformers 5.x
+            warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated",
+                                    category=FutureWarning)
+            trainer.train(resume_from_checkpoint=resume)
+    except NonFiniteLoss as exc:
+        raise StageFailed(f"{exc}: training diverged (learning rate {method.learning_rate:g}); lower "
+                          "method.learning_rate and rerun") from None
+    state = trainer.state
+    if callback.cancelled:
+        raise Cancelled(f"SIGTERM: checkpoint saved at step {state.global_step} of {state.max_steps} in "
+                        f"{checkpoints.relative_to(ctx.bundle)}; rerun the stage to resume")
+    _save(trainer, out, shim)
+    if rank() == 0 and shim.kind != "lora":
+        trainer.processing_class.save_pretrained(str(out))
+    ctx.status.update(steps_completed=state.global_step, total_steps=state.max_steps,
+                      percentage_done=100.0 if not callback.stopped_early else
+                      round(100.0 * state.global_step / max(1, state.max_steps), 2),
+                      best_checkpoint=Path(state.best_model_checkpoint).name if state.best_model_checkpoint else None)
+    ctx.log(f"saved {what} to {out.relative_to(ctx.bundle)} after {state.global_step} steps"
+            + (f" (best epoch {callback.best_epoch}, val_loss {callback.best_val:.4f})" if callback.best_val else ""))
+
+
+def _dataset(rows: list[dict]):
+    import datasets
+
+    return datasets.Dataset.from_list(rows)
+
+
+def _drop_printer(trainer, tty: bool) -> None:
+    from transformers import PrinterCallback
+
+    if not tty:
+        trainer.remove_callback(PrinterCallback)
+
+
+def _check_distributed(trainer) -> None:
+    distributed = str(trainer.accelerator.distributed_type).rsplit(".", 1)[-1]
+    if world_size() > 1 and distributed == "NO":
+        raise StageFailed(f"{world_size()} processes but accelerate set up no distributed training: each rank "
+                          "would train alone; check the torchrun environment (RANK, WORLD_SIZE, MASTER_ADDR)")
+
+
+def _short(ctx: RunContext, source: str) -> str:
+    try:
+        return str(Path(source).relative_to(ctx.bundle))
+    except ValueError:
+        return Path(source).name if Path(source).is_dir() else source

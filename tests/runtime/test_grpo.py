@@ -1,0 +1,108 @@
+"""train (method grpo) on tiny-llama (CPU): GRPOTrainer from the plan, rewards from runtime.rewards
+scored on the model's real generations."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from runtime import rewards
+from runtime.__main__ import main as runtime_main
+from tests.unit.helpers import make_plan
+
+pytestmark = pytest.mark.runtime
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = ("model=tiny-llama", "inventory=local")
+GOAL = "+goal=math_reasoning"
+
+
+def _bundle(root: Path, *overrides: str) -> Path:
+    plan = make_plan(GOAL, *TINY, "method=grpo", *overrides)
+    bundle = root / plan.name
+    bundle.mkdir(parents=True)
+    (bundle / "plan.json").write_text(plan.model_dump_json(indent=2))
+    return bundle
+
+
+def _run(bundle: Path) -> int:
+    return runtime_main([str(bundle / "plan.json"), "--stage", "train"])
+
+
+def _json(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def _metrics(bundle: Path) -> list[dict]:
+    return [json.loads(line) for line in (bundle / "run/train/metrics.jsonl").read_text().splitlines()]
+
+
+def _answers() -> set[str]:
+    out = set()
+    for split in ("training", "validation"):
+        for line in (ROOT / f"conf/samples/math_reasoning/{split}/math_reasoning.jsonl").read_text().splitlines():
+            out.add(str(json.loads(line)["answer"]))
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny_dir() -> Path:
+    from runtime import tiny
+
+    return tiny.build(progress=False)
+
+
+def test_grpo_scores_real_generations_with_the_registered_rewards(tmp_path, tiny_dir, monkeypatch):
+    seen: list[tuple[str, str | None, float]] = []
+    real = rewards.REWARDS["numeric_match"]
+
+    def spy(completion: str, reference: str | None) -> float:
+        score = real(completion, reference)
+        seen.append((completion, reference, score))
+        return score
+
+    monkeypatch.setitem(rewards.REWARDS, "numeric_match", spy)
+    bundle = _bundle(tmp_path, "++method.max_steps=4", "++method.num_generations_per_prompt=4",
+                     "++method.max_completion_length=24", "++method.rewards=[numeric_match,format]")
+    assert _run(bundle) == 0
+    status = _json(bundle / "run/train/status.json")
+    assert status["state"] == "completed" and status["method"] == "grpo" and status["steps_completed"] == 4
+    assert status["rewards"] == ["numeric_match", "format"]
+    assert (bundle / "run/train/model/model.safetensors").is_file()
+
+    # micro batch 8 = 2 prompts x 4 generations per step, 4 steps (plus the validation prompts' generations)
+    assert len(seen) >= 4 * 8
+    assert any(c.strip() for c, _, _ in seen)  # the model's own text, not placeholders
+    assert {r for _, r, _ in seen} <= _answers()  # the reference is the record's answer
+    lines = _metrics(bundle)
+    steps = [r for r in lines if r["kind"] == "step"]
+    assert len(steps) >= 2
+    for key in ("reward", "reward_std", "rewards/numeric_match/mean", "rewards/format/mean",
+                "completions/mean_length"):
+        assert key in steps[-1], key
+    assert 0.0 <= steps[-1]["rewards/numeric_match/mean"] <= 1.0
+    assert 0 < steps[-1]["completions/mean_length"] <= 24
+    epoch = [r for r in lines if r["kind"] == "epoch"]
+    assert epoch and "eval_reward" in epoch[-1]
+
+
+def test_grpo_lora_with_a_kl_reference(tmp_path, tiny_dir):
+    bundle = _bundle(tmp_path, "++method.finetuning_type=lora", "++method.kl_beta=0.04", "++method.max_steps=3",
+                     "++method.num_generations_per_prompt=4", "++method.max_completion_length=16",
+                     r"++method.rewards=[regex:\d]", "method.learning_rate=1e-4")
+    assert _run(bundle) == 0
+    status = _json(bundle / "run/train/status.json")
+    assert status["state"] == "completed" and status["finetuning_type"] == "lora"
+    plan = _json(bundle / "plan.json")
+    assert (bundle / plan["artifacts"]["adapter_dir"] / "adapter_model.safetensors").is_file()
+    steps = [r for r in _metrics(bundle) if r["kind"] == "step"]
+    assert "kl" in steps[-1] and "rewards/regex_d/mean" in steps[-1]
+
+
+def test_an_unknown_reward_fails_the_stage_with_the_known_names(tmp_path, tiny_dir):
+    bundle = _bundle(tmp_path, "++method.rewards=[nonsense]", "++method.max_steps=1")
+    assert _run(bundle) == 1
+    error = _json(bundle / "run/train/status.json")["error"]
+    assert "nonsense" in error and "numeric_match" in error
