@@ -23,7 +23,7 @@ from pathlib import Path
 
 from runtime.context import RunContext, StageFailed, rank, world_size
 from runtime.data import splits
-from runtime.models import render_prompt
+from runtime.models import load_tokenizer, render_prompt
 from runtime.preference import (
     ExtraMetrics, _check_distributed, _dataset, _drop_printer, _fit, _short, as_sft, convert_args, guarded,
     lora_config, metrics_feeder, source_for, weights_dir,
@@ -71,16 +71,10 @@ def run(ctx: RunContext) -> None:
     tty = sys.stdout.isatty() and rank() == 0
     _quiet_libraries(tty)
 
-    from transformers import AutoTokenizer
     from trl import GRPOConfig, GRPOTrainer
 
     source = source_for(ctx, method)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(source)
-    except OSError as exc:
-        raise StageFailed(f"cannot load the tokenizer of {plan.spec.model.name} from {source!r}: {exc}") from None
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer = load_tokenizer(plan, source)
     tokenizer.padding_side = "left"  # generation continues the prompt
 
     train_records, val_records = splits(plan)

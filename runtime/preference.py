@@ -34,7 +34,7 @@ from types import SimpleNamespace
 
 from runtime.context import Cancelled, RunContext, StageFailed, rank, world_size
 from runtime.data import splits
-from runtime.models import model_dir
+from runtime.models import load_tokenizer, model_dir
 from runtime.status import Metrics
 from schemas.method import Dpo
 
@@ -189,16 +189,10 @@ def run(ctx: RunContext) -> None:
     tty = sys.stdout.isatty() and rank() == 0
     _quiet_libraries(tty)
 
-    from transformers import AutoTokenizer
     from trl import DPOConfig, DPOTrainer
 
     source = source_for(ctx, method)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(source)
-    except OSError as exc:
-        raise StageFailed(f"cannot load the tokenizer of {plan.spec.model.name} from {source!r}: {exc}") from None
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer = load_tokenizer(plan, source)
 
     train_records, val_records = splits(plan)
     train_rows, skipped = preference_rows(plan, train_records)

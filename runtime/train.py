@@ -28,7 +28,7 @@ from pathlib import Path
 
 from runtime.context import Cancelled, RunContext, StageFailed, peak_memory_bytes, rank, world_size
 from runtime.data import splits
-from runtime.models import model_dir, render_example
+from runtime.models import load_tokenizer, model_dir, render_example
 from runtime.status import Metrics
 from schemas.method import Lora, Sft
 from schemas.plan import Plan
@@ -501,16 +501,9 @@ def run(ctx: RunContext) -> None:
     tty = sys.stdout.isatty() and rank() == 0
     _quiet_libraries(tty)
 
-    from transformers import AutoTokenizer
-
     base = ctx.stage.inputs.get("base")
     source = str(ctx.path(base)) if base else model_dir(plan)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(source)
-    except OSError as exc:
-        raise StageFailed(f"cannot load the tokenizer of {plan.spec.model.name} from {source!r}: {exc}") from None
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer = load_tokenizer(plan, source)
     chat = bool(getattr(tokenizer, "chat_template", None))
 
     train_records, val_records = splits(plan)
