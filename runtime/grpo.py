@@ -17,7 +17,6 @@ completions/mean_length, frac_reward_zero_std and kl (eval_ prefixed on epoch li
 from __future__ import annotations
 
 import math
-import sys
 import warnings
 from pathlib import Path
 
@@ -32,7 +31,8 @@ from runtime.rewards import trl_reward
 from schemas.method import Grpo
 
 # private helpers of runtime.train, reused so GRPO shares the SFT lifecycle exactly
-from runtime.train import Parallel, _callback, _config, _last_checkpoint, _load_model, _quiet_libraries, _text  # noqa: I001
+from runtime.train import Parallel, _callback, _config, _last_checkpoint, _load_model, _text  # noqa: I001
+from runtime.train import stage_outputs  # noqa: I001
 from runtime.train import _threads_for, _trim_metrics, method_for  # noqa: I001
 
 PROMPT = ("prompt",)
@@ -66,10 +66,7 @@ def run(ctx: RunContext) -> None:
         raise StageFailed(f"method.rewards: {exc.args[0]}") from None
     lora = method.finetuning_type == "lora"
     out = weights_dir(ctx, lora)
-    checkpoints = ctx.path(ctx.stage.outputs.get("checkpoints", f"run/{ctx.stage.name}/checkpoints"))
-    metrics_path = ctx.path(plan.artifacts.metrics) if ctx.stage.name == "train" else ctx.dir / "metrics.jsonl"
-    tty = sys.stdout.isatty() and rank() == 0
-    _quiet_libraries(tty)
+    checkpoints, metrics_path, tty = stage_outputs(ctx)
 
     from trl import GRPOConfig, GRPOTrainer
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import sys
 import warnings
 from pathlib import Path
 from types import SimpleNamespace
@@ -39,9 +38,10 @@ from runtime.status import Metrics
 from schemas.method import Dpo
 
 # private helpers of runtime.train, reused so DPO/GRPO share the SFT lifecycle exactly
+from runtime.train import stage_outputs  # noqa: I001
 from runtime.train import (  # noqa: I001
     NonFiniteLoss, Parallel, _callback, _config, _last_checkpoint, _load_model, _prompt_completion,
-    _quiet_libraries, _save, _text, _threads_for, _trim_metrics, method_for,
+    _save, _text, _threads_for, _trim_metrics, method_for,
 )
 
 PROMPT = ("prompt",)
@@ -184,10 +184,7 @@ def run(ctx: RunContext) -> None:
     lora = method.finetuning_type == "lora"
     reference = method.effective_reference
     out = weights_dir(ctx, lora)
-    checkpoints = ctx.path(ctx.stage.outputs.get("checkpoints", f"run/{ctx.stage.name}/checkpoints"))
-    metrics_path = ctx.path(plan.artifacts.metrics) if ctx.stage.name == "train" else ctx.dir / "metrics.jsonl"
-    tty = sys.stdout.isatty() and rank() == 0
-    _quiet_libraries(tty)
+    checkpoints, metrics_path, tty = stage_outputs(ctx)
 
     from trl import DPOConfig, DPOTrainer
 

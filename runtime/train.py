@@ -487,6 +487,16 @@ def _config(ctx: RunContext, method: Lora | Sft, checkpoints: Path, n_train: int
     ), steps_per_epoch
 
 
+def stage_outputs(ctx: RunContext) -> tuple[Path, Path, bool]:
+    """(checkpoints dir, metrics.jsonl, progress bar?) of a training stage; quiets the libraries."""
+    plan = ctx.plan
+    checkpoints = ctx.path(ctx.stage.outputs.get("checkpoints", f"run/{ctx.stage.name}/checkpoints"))
+    metrics_path = ctx.path(plan.artifacts.metrics) if ctx.stage.name == "train" else ctx.dir / "metrics.jsonl"
+    tty = sys.stdout.isatty() and rank() == 0
+    _quiet_libraries(tty)
+    return checkpoints, metrics_path, tty
+
+
 def run(ctx: RunContext) -> None:
     plan = ctx.plan
     method = method_for(plan, ctx.stage.name)
@@ -496,10 +506,7 @@ def run(ctx: RunContext) -> None:
         module = importlib.import_module("runtime.preference" if method.kind == "dpo" else "runtime.grpo")
         return module.run(ctx)
     out = output_dir(ctx, method)
-    checkpoints = ctx.path(ctx.stage.outputs.get("checkpoints", f"run/{ctx.stage.name}/checkpoints"))
-    metrics_path = ctx.path(plan.artifacts.metrics) if ctx.stage.name == "train" else ctx.dir / "metrics.jsonl"
-    tty = sys.stdout.isatty() and rank() == 0
-    _quiet_libraries(tty)
+    checkpoints, metrics_path, tty = stage_outputs(ctx)
 
     base = ctx.stage.inputs.get("base")
     source = str(ctx.path(base)) if base else model_dir(plan)
