@@ -7,6 +7,7 @@ fix). Memory and budget are checks too. Order of the registry is the order of th
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 
 from planner import estimator as est
 from planner.ladder import LABELS, order
@@ -291,13 +292,22 @@ def _quality(d, layout):
 
 # ---- hyperparameters ------------------------------------------------------------------------
 
+def _recommended(d) -> bool:
+    """The hyperparameters came from the customization config's recommended values (method=auto), not the user."""
+    return d.spec.method.kind != d.method_kind and d.config is not None and d.method_kind in d.config.defaults
+
+
 @check("lint-lora-lr")
 def _lora_lr(d, layout):
     t = d.train
     if t is None or t.finetuning_type != "lora":
         return
     limit = d.spec.knowledge.lints.lora_lr_max
-    if t.learning_rate >= limit:
+    if t.learning_rate >= limit and _recommended(d):
+        yield _f("info", "lint-lora-lr", "method.learning_rate",
+                 f"LoRA learning rate {t.learning_rate:g} >= {limit:g}, as {d.config.urn} recommends for this model",
+                 "set method=lora with your own learning_rate to override")
+    elif t.learning_rate >= limit:
         yield _f("warning", "lint-lora-lr", "method.learning_rate",
                  f"LoRA learning rate {t.learning_rate:g} >= {limit:g}: validation loss typically diverges after "
                  "2-3 epochs", "use 1e-4 (5e-5 if unstable)")
@@ -409,6 +419,33 @@ def _dpo_base(d, layout):
         yield _f("info", "lint-dpo-base", "method.sft_base",
                  "DPO refines a model that already knows the task: an SFT stage on the chosen answers runs first",
                  "set method.sft_base to an SFT-tuned model to skip it")
+
+
+@check("replay-data")
+def _replay(d, layout):
+    """The replay text must be there when the stages run: a shipped builtin or an existing file (a stat, not a read)."""
+    from planner.paths import samples_dir
+
+    methods = [d.train]
+    if "sft" in d.pipeline and isinstance(d.train, Dpo):
+        from planner.core import default_method
+
+        methods.append(default_method("sft", d.spec, d.config))
+    for method in methods:
+        replay = getattr(method, "replay", None)
+        if replay is None:
+            continue
+        if replay.is_builtin:
+            name = replay.data.removeprefix("builtin:")
+            found = (samples_dir() / name / "corpus.txt").is_file()
+            known = sorted(p.parent.name for p in samples_dir().glob("*/corpus.txt"))
+            fix = f"use one of: {', '.join('builtin:' + k for k in known)}" if known else "remove method.replay"
+        else:
+            found = Path(replay.data).is_file()
+            fix = "point method.replay.data at an existing .txt (one document per line) or .jsonl ({text}) file"
+        if not found:
+            yield _f("error", "replay-data", "method.replay.data",
+                     f"replay text {replay.data!r} does not exist on this machine", fix)
 
 
 # ---- memory and budget ----------------------------------------------------------------------

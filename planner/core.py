@@ -310,6 +310,9 @@ def _estimate(draft: Draft, cand: layout_mod.Candidate, train: TrainMethod) -> E
         f"sequence length {cand.shape.seq} tokens "
         f"({'declared p95' if draft.stats.source == 'remote' else 'data p95, chars/4'} capped by the config)",
     ]
+    if train.replay is not None:
+        assumptions.append(f"replay {train.replay.ratio:g}x from {train.replay.data}: documents counted at the task's "
+                           "p95 length in time and memory (an overestimate for short lines)")
     if "sft" in draft.pipeline and train.kind == "dpo":
         sft = default_method("sft", spec, draft.config)
         assert sft is not None

@@ -172,6 +172,8 @@ def memory(arch: Architecture, method: TrainMethod, shape: Shape, precision: str
 
     # DPO runs chosen and rejected through the policy: twice the sequences per micro batch.
     seqs = shape.micro_batch * (2 if isinstance(method, Dpo) else 1)
+    if method.replay is not None:  # replay documents join each micro batch, padded to its width
+        seqs += max(1, round(method.replay.ratio * shape.micro_batch))
     seq = shape.seq
     kv_cache = reference = 0.0
     if isinstance(method, Grpo):
@@ -234,6 +236,8 @@ def trained_tokens(stats: DataStats, method: TrainMethod, seq: int) -> tuple[int
         per_epoch = n * min(seq, stats.training.tokens_p95 or seq)
     if isinstance(method, Dpo):
         per_epoch *= 2  # chosen and rejected
+    if method.replay is not None:  # replay documents ride along in every batch, counted at the task's length
+        per_epoch *= 1 + method.replay.ratio
     return int(per_epoch), n
 
 

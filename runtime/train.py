@@ -26,6 +26,7 @@ import time
 import warnings
 from pathlib import Path
 
+from runtime import replay as replay_mod
 from runtime.context import Cancelled, RunContext, StageFailed, peak_memory_bytes, rank, world_size
 from runtime.data import splits
 from runtime.models import load_tokenizer, model_dir, render_example
@@ -309,7 +310,19 @@ def _trainer_class():
     from trl import SFTTrainer
 
     class _Trainer(SFTTrainer):
-        """SFTTrainer that refuses a non-finite loss at the step it appears."""
+        """SFTTrainer that refuses a non-finite loss at the step it appears, and mixes replay text into the
+        training batches (only those: evaluation keeps the plain collator)."""
+
+        train_collator = None
+
+        def get_train_dataloader(self):
+            if self.train_collator is None:
+                return super().get_train_dataloader()
+            plain, self.data_collator = self.data_collator, self.train_collator
+            try:
+                return super().get_train_dataloader()
+            finally:
+                self.data_collator = plain
 
         def training_step(self, *args, **kwargs):
             loss = super().training_step(*args, **kwargs)
@@ -523,6 +536,8 @@ def run(ctx: RunContext) -> None:
         raise StageFailed(f"no usable training records in {plan.spec.data.path} (format {plan.spec.data.format}); "
                           "run the validate_data stage for the file:line of each problem")
 
+    if method.replay is not None:
+        replay_mod.documents(method.replay)  # a missing or malformed replay file fails before the model loads
     par = Parallel(plan)
     args, steps_per_epoch = _config(ctx, method, checkpoints, len(train_rows), bool(val_rows), tty, par)
     resume = _last_checkpoint(checkpoints)
@@ -581,6 +596,14 @@ def _train(ctx: RunContext, method: Lora | Sft, model, tokenizer, args, par: Par
             processing_class=tokenizer, peft_config=peft_config, callbacks=[callback])
     if not tty:
         trainer.remove_callback(PrinterCallback)  # the Lifecycle callback prints its own lines
+    replayed = ""
+    if method.replay is not None:
+        texts = replay_mod.documents(method.replay)
+        trainer.train_collator = replay_mod.ReplayCollator(
+            trainer.data_collator, replay_mod.encode(tokenizer, texts, args.max_length), method.replay.ratio,
+            method.seed)
+        replayed = (f", replay {method.replay.ratio:g}x from {method.replay.data} ({len(texts):,} documents, "
+                    f"{trainer.train_collator.count(args.per_device_train_batch_size)} per micro batch)")
     distributed = str(trainer.accelerator.distributed_type).rsplit(".", 1)[-1]
     if world_size() > 1 and distributed == "NO":
         raise StageFailed(f"{world_size()} processes but accelerate set up no distributed training: each rank "
@@ -593,7 +616,7 @@ def _train(ctx: RunContext, method: Lora | Sft, model, tokenizer, args, par: Par
             f"examples, ~{steps_per_epoch} steps/epoch x {method.epochs} epochs"
             + (f" (max_steps {method.max_steps})" if method.max_steps else "")
             + f", lr {method.learning_rate:g} -> {method.effective_min_lr:g}, seq {args.max_length}"
-            + (", packed" if args.packing else "") + f", {world_size()} process(es)"
+            + (", packed" if args.packing else "") + replayed + f", {world_size()} process(es)"
             + (f" ({distributed}, {trainer.accelerator.state.backend}), {par.describe()}" if par.world > 1 else ""))
     if resume:
         ctx.log(f"resumed from {resumed_from} ({resume})")

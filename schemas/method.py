@@ -38,6 +38,36 @@ class EarlyStopping(Frozen):
     min_delta: float = Field(0.001, ge=0.0)
 
 
+class Replay(Frozen):
+    """General text mixed into every training batch, so the model keeps what it knew (forgetting).
+
+    Each micro batch of task records gets ``ratio`` times as many records drawn from ``data``, with the
+    loss on all their tokens. Steps per epoch, validation and early stopping stay the task's."""
+
+    data: str = Field(
+        description="builtin:<name> (the shipped conf/samples/<name>/corpus.txt: builtin:general is "
+        "tiny-llama's pre-training text), or the absolute path of a .txt (one document per line) or .jsonl "
+        "({text}) file.")
+    ratio: float = Field(1.0, gt=0, le=8, description="Replay records per task record in each batch.")
+
+    @property
+    def is_builtin(self) -> bool:
+        return self.data.startswith("builtin:")
+
+    @model_validator(mode="after")
+    def _named(self) -> Replay:
+        if self.is_builtin:
+            rest = self.data.removeprefix("builtin:")
+            if not rest or "/" in rest or ".." in rest:
+                raise ValueError(f"builtin replay text is named, not a path: builtin:<name>, got {self.data!r}")
+        elif not self.data.endswith((".txt", ".jsonl")):
+            raise ValueError(f"replay data {self.data!r}: use builtin:<name>, a .txt or a .jsonl file")
+        elif not self.data.startswith("/"):
+            raise ValueError(f"replay data {self.data!r}: give the absolute path (the stages run from the "
+                             "bundle folder, not from where you plan)")
+        return self
+
+
 class _Train(Frozen):
     """Hyperparameters every training rung shares (NeMo Customizer names)."""
 
@@ -58,6 +88,8 @@ class _Train(Frozen):
     sharding: Literal["auto", "none", "zero1", "zero2", "fsdp"] = "auto"
     early_stopping: EarlyStopping = Field(default_factory=EarlyStopping)
     lora: LoraParams = Field(default_factory=LoraParams)
+    replay: Replay | None = Field(None, description="General text mixed into each batch against forgetting "
+                                  "(supervised stages: LoRA, full SFT, the SFT base of DPO).")
 
     @property
     def effective_min_lr(self) -> float:
@@ -124,6 +156,7 @@ class Dpo(_Train):
     def _reference_matches(self) -> Dpo:
         if self.reference == "adapters_disabled" and self.finetuning_type != "lora":
             raise ValueError("reference 'adapters_disabled' needs finetuning_type 'lora'")
+        _no_replay(self)
         return self
 
 
@@ -144,6 +177,17 @@ class Grpo(_Train):
     @property
     def training_type(self) -> str:
         return "grpo"
+
+    @model_validator(mode="after")
+    def _supervised_only(self) -> Grpo:
+        _no_replay(self)
+        return self
+
+
+def _no_replay(method: _Train) -> None:
+    if method.replay is not None:
+        raise ValueError(f"replay mixes text into supervised batches; a {method.kind} stage has none: remove "
+                         "replay (for the SFT base of a DPO pipeline, set it in the model config's sft defaults)")
 
 
 class Prompting(Frozen):

@@ -57,6 +57,7 @@ CASES = [
     param(["data.name=a/b"], 2, None, "data.name", "not a safe name", id="path-traversal-data-name"),
     param(["data.path=/nonexistent/dataset"], 2, None, "data.path", "does not exist", id="bad-data-path"),
     param(["data.path=s3://bucket/x"], 2, None, "data", "needs declared counts", id="remote-without-counts"),
+    param(["method=lora", "method.replay={data: general.txt}"], 2, None, "method.replay", "give the absolute path", id="replay-relative-path"),
     param(["method=dpo", "method.reference=adapters_disabled"], 2, None, "method", "needs finetuning_type 'lora'", id="dpo-reference-mismatch"),
     # --- not feasible: exit 1, an error finding with code and key path
     param(["model.config=meta/llama-3.1-8b-instruct"], 1, "config-urn-version", "model.config", "@v1.0.0+A100", id="urn-without-version"),
@@ -79,6 +80,8 @@ CASES = [
     param(["+goal=math_reasoning", "method=grpo", "method.batch_size=12"], 1, "lint-grpo-batch", "method.batch_size", "does not divide by num_generations_per_prompt 8", id="grpo-batch-generations"),
     param(["method=dpo"], 1, "data-format-method", "data.format", "preference", id="dpo-without-pairs"),
     param(["+goal=domain_shift", "launcher=torchrun"], 1, "launcher-multinode", "launcher.kind", "spans 2 nodes", id="multinode-on-torchrun"),
+    param(["method=lora", "method.replay={data: 'builtin:nope'}"], 1, "replay-data", "method.replay.data", "builtin:general", id="replay-builtin-unknown"),
+    param(["method=lora", "method.replay={data: /nonexistent/general.txt}"], 1, "replay-data", "method.replay.data", "does not exist", id="replay-file-missing"),
     param(["goal.gpu_hour_budget=0.01", "method=lora"], 1, "budget", "goal.gpu_hour_budget", "> budget 0.01", id="over-budget"),
     # --- feasible with a warning: exit 0
     param(["method=lora", "method.learning_rate=1e-3"], 0, "lint-lora-lr", "method.learning_rate", "diverges", id="lora-lr-1e-3"),
