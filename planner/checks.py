@@ -427,7 +427,7 @@ def _replay(d, layout):
     from planner.paths import samples_dir
 
     methods = [d.train]
-    if "sft" in d.pipeline and isinstance(d.train, Dpo):
+    if "sft" in d.pipeline:
         from planner.core import default_method
 
         methods.append(default_method("sft", d.spec, d.config))

@@ -112,9 +112,16 @@ def default_method(kind: str, spec: Spec, config: CustomizationConfig | None = N
     return BY_KIND[kind].model_validate(recommended)  # type: ignore[return-value]
 
 
+def needs_sft_stage(method: TrainMethod | None, spec: Spec) -> bool:
+    """An SFT stage runs first: the base of a DPO stage, or a GRPO cold start."""
+    if isinstance(method, Dpo):
+        return method.sft_base is None and spec.knowledge.dpo_needs_sft_base
+    return isinstance(method, Grpo) and method.cold_start_sft
+
+
 def pipeline_for(kind: str, method: TrainMethod | None, spec: Spec) -> tuple[str, ...]:
-    if isinstance(method, Dpo) and method.sft_base is None and spec.knowledge.dpo_needs_sft_base:
-        return ("sft", "dpo")
+    if needs_sft_stage(method, spec):
+        return ("sft", kind)
     return (kind,) if kind in TRAIN_KINDS else ()
 
 
@@ -313,7 +320,7 @@ def _estimate(draft: Draft, cand: layout_mod.Candidate, train: TrainMethod) -> E
     if train.replay is not None:
         assumptions.append(f"replay {train.replay.ratio:g}x from {train.replay.data}: documents counted at the task's "
                            "p95 length in time and memory (an overestimate for short lines)")
-    if "sft" in draft.pipeline and train.kind == "dpo":
+    if "sft" in draft.pipeline and train.kind in ("dpo", "grpo"):
         sft = default_method("sft", spec, draft.config)
         assert sft is not None
         sft_result, sft_cand, _, _ = layout_for(draft, sft, draft.config)
@@ -322,7 +329,9 @@ def _estimate(draft: Draft, cand: layout_mod.Candidate, train: TrainMethod) -> E
             hours, low, high = hours + s_hours, low + s_low, high + s_high
             wall, wall_lo, wall_hi = (wall + sft_cand.time.wall_hours, wall_lo + sft_cand.time.wall_low,
                                       wall_hi + sft_cand.time.wall_high)
-            assumptions.append("includes the SFT stage that builds the DPO base, on the same data's chosen answers")
+            assumptions.append("includes the SFT stage that builds the DPO base, on the same data's chosen answers"
+                               if train.kind == "dpo" else
+                               "includes the cold-start SFT stage on the same prompts and reference answers")
     price = spec.inventory.price_per_gpu_hour
     alternatives = tuple(
         Alternative(layout=alt.describe(), gpus=alt.shape.gpus, memory_per_gpu_bytes=alt.memory.total,
@@ -342,7 +351,7 @@ def _estimate(draft: Draft, cand: layout_mod.Candidate, train: TrainMethod) -> E
 def _artifacts(spec: Spec, kind: str, pid: str, train: TrainMethod | None) -> Artifacts:
     name = f"{spec.goal.namespace}/{spec.model.name}-{spec.data.name}-{kind}@{pid}"
     lora = train is not None and train.finetuning_type == "lora"
-    needs_base = isinstance(train, Dpo) and train.sft_base is None and spec.knowledge.dpo_needs_sft_base
+    needs_base = needs_sft_stage(train, spec)
     return Artifacts(
         output_model=name,
         adapter_dir="run/train/adapter" if lora else None,

@@ -9,7 +9,8 @@ use the same prompt template (``runtime.models.render_prompt``) and the same exa
 
 Task metric: ``goal.metric`` on the validation split (or the seeded 10% hold-out), greedy
 generation in left-padded batches, capped by ``eval.max_examples``; preference data is scored by
-the summed log-probs of the chosen against the rejected completion instead of generating.
+the mean log-prob per token of the chosen against the rejected completion instead of generating
+(length-normalised: a summed log-prob favours the shorter answer whatever it says).
 General score (forgetting): ``builtin:<name>`` is the shipped multiple-choice benchmark scored
 by log-likelihood (as ``runtime.tiny.benchmark_accuracy``); any other name is an lm-evaluation-
 harness task, run when ``lm_eval`` is importable and reported as missing otherwise.
@@ -124,9 +125,12 @@ def _task(ctx: RunContext, model, tok, items: list[Item], metric) -> tuple[list[
     """Per-example rows and the corpus score of the task metric."""
     max_len = _context_length(model, tok)
     if metric.pairs == "logprob":
-        chosen = _continuation_logprobs(ctx, model, tok, [(i.text, i.reference) for i in items], max_len)
-        rejected = _continuation_logprobs(ctx, model, tok, [(i.text, i.rejected) for i in items], max_len)
-        rows = [{"prompt": i.prompt, "output": f"log p(chosen) {c:.3f}, log p(rejected) {r:.3f}",
+        # per token: a summed log-prob prefers whichever answer is shorter (a curt reply beats a helpful one)
+        chosen = _continuation_logprobs(ctx, model, tok, [(i.text, i.reference) for i in items], max_len,
+                                        per_token=True)
+        rejected = _continuation_logprobs(ctx, model, tok, [(i.text, i.rejected) for i in items], max_len,
+                                          per_token=True)
+        rows = [{"prompt": i.prompt, "output": f"log p per token: chosen {c:.3f}, rejected {r:.3f}",
                  "reference": i.reference, "rejected": i.rejected, "score": metric.example(c, r)}
                 for i, c, r in zip(items, chosen, rejected)]
         return rows, metric(chosen, rejected)
@@ -348,8 +352,10 @@ def _split_ids(tok, head: str, continuation: str) -> tuple[list[int], list[int]]
     return head_ids, list(tok(continuation, add_special_tokens=False)["input_ids"])
 
 
-def _continuation_logprobs(ctx: RunContext, model, tok, pairs: list[tuple[str, str]], max_len: int) -> list[float]:
-    """Summed log-prob of each continuation given its head, in right-padded batches."""
+def _continuation_logprobs(ctx: RunContext, model, tok, pairs: list[tuple[str, str]], max_len: int,
+                           per_token: bool = False) -> list[float]:
+    """Summed log-prob of each continuation given its head (the mean per token with ``per_token``), in
+    right-padded batches."""
     import torch
 
     seqs: list[list[int]] = []
@@ -381,7 +387,8 @@ def _continuation_logprobs(ctx: RunContext, model, tok, pairs: list[tuple[str, s
             logp = picked - torch.logsumexp(logits[:, :-1], dim=-1)
         for row, i in enumerate(batch):
             s, n = starts[i], len(seqs[i])
-            result[i] = float(logp[row, s - 1:n - 1].sum().item())
+            total = float(logp[row, s - 1:n - 1].sum().item())
+            result[i] = total / max(1, n - s) if per_token else total
     return result
 
 

@@ -7,8 +7,8 @@ Text is normalised before it is compared: lower case, punctuation and the articl
 dropped, whitespace collapsed (the SQuAD rule). Label-like metrics (exact_match, accuracy,
 macro_f1) read as many leading non-empty lines of the output as the reference has, so a
 classifier that keeps talking after its label is judged on the label. preference_accuracy
-takes log-probabilities, not texts: the evaluation compares the summed log-probs of the chosen
-and the rejected completion.
+takes log-probabilities, not texts: the evaluation compares the mean log-prob per token of the
+chosen and the rejected completion.
 """
 
 from __future__ import annotations

@@ -44,6 +44,7 @@ FIELDS = {
 # machine a second thread makes every op wait for a descheduled thread (tiny-llama, 2 cores under load:
 # 73 ms/step with one thread, 800 ms with two). Same rule as runtime.evaluate.
 SMALL_MODEL_PARAMS = 50_000_000
+ANSWER_PREFIX = "Answer:"  # where runtime.rewards and the pass_at_1 metric read a final answer
 OPTIMIZERS = {"adamw": "adamw_torch", "adamw_8bit": "adamw_bnb_8bit", "adamw_bf16": "adamw_torch", "sgd": "sgd"}
 
 
@@ -141,6 +142,8 @@ def rows(plan: Plan, records: list[dict], chat: bool = False) -> tuple[list[dict
         else:
             prompt_names, completion_names = FIELDS[fmt]
             prompt, completion = _text(record, prompt_names), _text(record, completion_names)
+            if fmt == "prompt_answer" and completion:  # a GRPO cold start: the answer in the form the rewards read
+                completion = f"{ANSWER_PREFIX} {completion.strip()}"
             row = _prompt_completion(plan, prompt, completion) if prompt and completion else None
         if row is not None:
             out.append(row)

@@ -173,6 +173,9 @@ class Grpo(_Train):
     temperature: float = Field(1.0, gt=0)
     rewards: tuple[str, ...] = Field(("numeric_match",), min_length=1)
     generation_backend: Literal["transformers", "vllm"] = "transformers"
+    cold_start_sft: bool = Field(
+        False, description="Train an SFT stage on prompt -> 'Answer: <answer>' first (a cold start, as DeepSeek-R1 "
+        "did before RL), for a base that never samples a right answer: with every reward 0, GRPO has no signal.")
 
     @property
     def training_type(self) -> str:

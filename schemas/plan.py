@@ -128,7 +128,7 @@ class Artifacts(Frozen):
     run_dir: str = Field("run", description="Each stage writes under run/<stage>/: status.json and its outputs.")
     adapter_dir: str | None = Field(None, description="The trained LoRA adapter (PEFT format).")
     model_dir: str | None = Field(None, description="The trained full model (safetensors).")
-    sft_base_dir: str | None = Field(None, description="The SFT model a DPO stage starts from, when trained here.")
+    sft_base_dir: str | None = Field(None, description="The SFT model a DPO stage (or a GRPO cold start) starts from, when trained here.")
     status: str = Field("run/train/status.json", description="The training stage's status.")
     metrics: str = Field("run/train/metrics.jsonl", description="Training metrics, one JSON object per line.")
     gate: str = Field("run/gate/gate.json", description="The gate's verdict.")

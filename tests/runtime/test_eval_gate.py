@@ -105,9 +105,30 @@ def test_preference_data_is_scored_by_log_probs(tmp_path, tiny_dir):
     assert _run(bundle, "baseline_eval") == 0
     scores = _json(bundle / "run/baseline_eval/scores.json")
     assert scores["metric"] == "preference_accuracy" and scores["n_examples"] == 10
-    assert scores["examples"][0]["output"].startswith("log p(chosen)")
+    assert scores["examples"][0]["output"].startswith("log p per token: chosen")
     rows = (bundle / "run/baseline_eval/predictions.jsonl").read_text().splitlines()
     assert scores["task_score"] * 10 == pytest.approx(sum(json.loads(line)["score"] for line in rows))
+
+
+def test_preference_scores_are_per_token(tiny_dir):
+    """A summed log-prob favours the shorter answer; the per-token mean is the sum over the token count."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from runtime import evaluate
+
+    class _Ctx:
+        stop_requested = False
+
+    tok = AutoTokenizer.from_pretrained(tiny_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_dir)
+    pairs = [("Customer: where is my order?\nAssistant:\n", " I am sorry for the wait. We will email you the "
+              "tracking details today."), ("Customer: where is my order?\nAssistant:\n", " Look it up yourself.")]
+    summed = evaluate._continuation_logprobs(_Ctx(), model, tok, pairs, 256)
+    mean = evaluate._continuation_logprobs(_Ctx(), model, tok, pairs, 256, per_token=True)
+    for (head, cont), s, m in zip(pairs, summed, mean):
+        n = len(evaluate._split_ids(tok, head, cont)[1])
+        assert n > 1 and m == pytest.approx(s / n)
+    assert summed[1] > summed[0]  # the curt answer wins on the sum only because it is shorter
 
 
 def test_rag_retrieves_the_right_document(tmp_path, tiny_dir):

@@ -59,6 +59,21 @@ def test_dpo_goal_trains_sft_base_first():
     assert train.after == ("train_sft",) and train.inputs["base"] == p.artifacts.sft_base_dir == "run/train_sft/model"
 
 
+def test_grpo_cold_start_trains_sft_first_and_counts_it():
+    plain = make_plan("+goal=math_reasoning")
+    assert plain.decision.pipeline == ("grpo",) and plain.artifacts.sft_base_dir is None
+    p = make_plan("+goal=math_reasoning", "method=grpo", "method.cold_start_sft=true")
+    assert p.decision.pipeline == ("sft", "grpo")
+    train = next(s for s in p.stages if s.name == "train")
+    assert train.after == ("train_sft",) and train.inputs["base"] == p.artifacts.sft_base_dir
+    assert any("cold-start SFT stage" in a for a in p.estimate.assumptions)
+    alone = make_plan("+goal=math_reasoning", "method=grpo")
+    assert p.estimate.gpu_hours > alone.estimate.gpu_hours  # the SFT stage is paid for too
+    # tiny-llama never samples a right total on its own: its config recommends the cold start
+    tiny = make_plan("+goal=math_reasoning", "model=tiny-llama", "inventory=local")
+    assert tiny.decision.pipeline == ("sft", "grpo")
+
+
 def test_explicit_costlier_method_says_cheaper_rung_first():
     p = make_plan("+goal=tone", "method=sft")
     codes = {f.code: f for f in p.findings}
