@@ -20,7 +20,6 @@ Writes ``stage.outputs["scores"]`` (JSON) and ``predictions.jsonl`` next to it.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 import warnings
@@ -30,13 +29,13 @@ from pathlib import Path
 from runtime import metrics as metrics_mod
 from runtime.context import Cancelled, RunContext, StageFailed
 from runtime.data import field, splits
+from runtime.models import threads_for
 from runtime.status import write_json_atomic
 from schemas.method import BY_KIND, TRAIN_KINDS
 from schemas.plan import Plan
 
 BATCH_TOKENS = 1 << 16  # padded tokens per batch (prompt + new tokens): sizes batches to the sequences
 MAX_BATCH = 64
-SMALL_MODEL_PARAMS = 50_000_000  # on CPU, below this one thread is fastest (and immune to busy cores)
 N_EXAMPLES = 5
 FEW_SHOT_SEPARATOR = "\n\n"
 
@@ -86,7 +85,7 @@ def _evaluate(ctx: RunContext, *, tuned: bool) -> dict:
     strategy = _prepare_prompts(plan, items, train, tuned=tuned)
     model, tok, what = _load(ctx, tuned=tuned)
     t_load = time.perf_counter()
-    with _threads_for(model):
+    with threads_for(model):
         rows, task_score = _task(ctx, model, tok, items, metric)
         t_task = time.perf_counter()
         general, n_general, note = _general(ctx, model, tok, _context_length(model, tok), tuned=tuned)
@@ -138,24 +137,6 @@ def _task(ctx: RunContext, model, tok, items: list[Item], metric) -> tuple[list[
     rows = [{"prompt": i.prompt, "output": o, "reference": i.reference, "score": metric.example(o, i.reference)}
             for i, o in zip(items, outputs)]
     return rows, metric(outputs, [i.reference for i in items])
-
-
-@contextlib.contextmanager
-def _threads_for(model):
-    """One intra-op thread for a small model on CPU: its matmuls are too small to split, and with
-    several threads a busy machine makes every step wait for a descheduled thread (measured on
-    tiny-llama with 2 cores under load: 0.3 s with one thread against 1-20 s with two)."""
-    import torch
-
-    small = _device(model).type == "cpu" and model.num_parameters() < SMALL_MODEL_PARAMS
-    previous = torch.get_num_threads()
-    if small:
-        torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        if small:
-            torch.set_num_threads(previous)
 
 
 # ----------------------------------------------------------------------------- data -> prompts

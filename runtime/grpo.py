@@ -1,6 +1,6 @@
 """train (method grpo): group relative policy optimisation through TRL's GRPOTrainer.
 
-What runs is what plan.json says (runtime.train.method_for): method.num_generations_per_prompt
+What runs is what plan.json says (runtime.lifecycle.method_for): method.num_generations_per_prompt
 completions per prompt, sampled at method.temperature up to method.max_completion_length tokens,
 scored by the verifiable rewards method.rewards names (runtime.rewards; the reference is the record's
 answer, or NeMo's reference_answer), the KL coefficient method.kl_beta (> 0 keeps a reference:
@@ -9,7 +9,7 @@ the adapter disabled under LoRA, else a frozen copy TRL loads), LoRA or all weig
 a generation batch is the layout's global batch (micro x data parallel x accumulation) completions,
 that is global_batch / num_generations prompts, generated once per optimizer step.
 
-Lifecycle: runtime.train's Lifecycle callback (status, metrics, early stopping, SIGTERM, resume, NaN
+Lifecycle: runtime.lifecycle's callback (status, metrics, early stopping, SIGTERM, resume, NaN
 guard); every metrics.jsonl step line also carries reward, reward_std, rewards/<name>/mean,
 completions/mean_length, frac_reward_zero_std and kl (eval_ prefixed on epoch lines).
 """
@@ -22,18 +22,35 @@ from pathlib import Path
 
 from runtime.context import RunContext, StageFailed, rank, world_size
 from runtime.data import splits
-from runtime.models import load_tokenizer, render_prompt
+from runtime.lifecycle import (
+    Parallel,
+    last_checkpoint,
+    lifecycle_callback,
+    load_for_training,
+    method_for,
+    stage_outputs,
+    training_args,
+    trim_metrics,
+)
+from runtime.models import load_tokenizer, render_prompt, threads_for
 from runtime.preference import (
-    ExtraMetrics, _check_distributed, _dataset, _drop_printer, _fit, _short, as_sft, convert_args, guarded,
-    lora_config, metrics_feeder, source_for, weights_dir,
+    ExtraMetrics,
+    _check_distributed,
+    _dataset,
+    _drop_printer,
+    _fit,
+    _short,
+    as_sft,
+    convert_args,
+    guarded,
+    lora_config,
+    metrics_feeder,
+    source_for,
+    weights_dir,
 )
 from runtime.rewards import trl_reward
+from runtime.train import first_text
 from schemas.method import Grpo
-
-# private helpers of runtime.train, reused so GRPO shares the SFT lifecycle exactly
-from runtime.train import Parallel, _callback, _config, _last_checkpoint, _load_model, _text  # noqa: I001
-from runtime.train import stage_outputs  # noqa: I001
-from runtime.train import _threads_for, _trim_metrics, method_for  # noqa: I001
 
 PROMPT = ("prompt",)
 ANSWER = ("answer", "reference_answer")
@@ -45,7 +62,7 @@ def prompt_rows(plan, records: list[dict]) -> tuple[list[dict], int]:
     """GRPOTrainer rows {prompt (through the prompt template), answer}; and how many were skipped."""
     out = []
     for record in records:
-        prompt, answer = _text(record, PROMPT), record.get("answer", record.get("reference_answer"))
+        prompt, answer = first_text(record, PROMPT), record.get("answer", record.get("reference_answer"))
         if prompt is None or answer is None:
             continue
         out.append({"prompt": render_prompt(plan, prompt), "answer": str(answer)})
@@ -60,10 +77,7 @@ def run(ctx: RunContext) -> None:
     if method.generation_backend != "transformers":
         raise StageFailed(f"method.generation_backend {method.generation_backend}: this runtime generates with "
                           "transformers; recompile with method.generation_backend=transformers")
-    try:
-        reward_funcs = [trl_reward(name) for name in method.rewards]
-    except KeyError as exc:
-        raise StageFailed(f"method.rewards: {exc.args[0]}") from None
+    reward_funcs = [trl_reward(name) for name in method.rewards]  # the schema admits registered names only
     lora = method.finetuning_type == "lora"
     out = weights_dir(ctx, lora)
     checkpoints, metrics_path, tty = stage_outputs(ctx)
@@ -92,7 +106,7 @@ def run(ctx: RunContext) -> None:
                           f"{dp} data parallel x grad_accum {layout.grad_accum}) does not hold whole groups of "
                           f"{group} generations per prompt; recompile with a global batch that divides by {group}")
     shim = as_sft(method, lora)
-    sft_args, _ = _config(ctx, shim, checkpoints, len(train_rows), bool(val_rows), tty, par)
+    sft_args, _ = training_args(ctx, shim, checkpoints, len(train_rows), bool(val_rows), tty, par)
     # a step trains micro_batch completions per device, so an epoch is n_prompts x group completions
     steps_per_epoch = max(1, math.ceil(len(train_rows) * group / generation_batch))
     overrides: dict = dict(
@@ -111,19 +125,19 @@ def run(ctx: RunContext) -> None:
         overrides.update(eval_steps=every, save_steps=every)
     args = convert_args(sft_args, GRPOConfig, **overrides)
 
-    resume = _last_checkpoint(checkpoints)
+    resume = last_checkpoint(checkpoints)
     if resume and par.sharded_at_load:
         ctx.log(f"not resuming from {Path(resume).name}: a model sharded at load time has no optimizer state")
         resume = None
     keys = BASE_KEYS + tuple(f"rewards/{f.__name__}/{s}" for f in reward_funcs for s in ("mean", "std"))
     metrics = ExtraMetrics(metrics_path, keys, writer=rank() == 0)
     if rank() == 0:
-        _trim_metrics(metrics, resume)
+        trim_metrics(metrics, resume)
 
-    model = _load_model(plan, source, shim, par)
+    model = load_for_training(plan, source, shim, par)
     resumed_from = Path(resume).name if resume else None
-    callback = _callback(ctx, metrics, method, tty, resumed_from)
-    with _threads_for(model):
+    callback = lifecycle_callback(ctx, metrics, method, tty, resumed_from)
+    with threads_for(model):
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=FutureWarning)
             warnings.filterwarnings("ignore", category=UserWarning)

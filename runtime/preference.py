@@ -1,6 +1,6 @@
 """train (method dpo): direct preference optimisation through TRL's DPOTrainer.
 
-What runs is what plan.json says (runtime.train.method_for: the spec's Dpo, else the config's
+What runs is what plan.json says (runtime.lifecycle.method_for: the spec's Dpo, else the config's
 recommended values over Dpo's defaults):
 
 * the policy starts from the train_sft stage's model (stage input "base") when the plan has one,
@@ -17,7 +17,7 @@ recommended values over Dpo's defaults):
 Data: preference records (prompt + chosen/rejected, or NeMo's chosen_response/rejected_response),
 rendered through the config's prompt template exactly as SFT renders prompt + chosen.
 
-Lifecycle: runtime.train's Lifecycle callback (status.json, metrics.jsonl, early stopping on the DPO
+Lifecycle: runtime.lifecycle's callback (status.json, metrics.jsonl, early stopping on the DPO
 val loss, SIGTERM, resume, NaN guard); every metrics.jsonl line also carries TRL's preference
 metrics: rewards/chosen, rewards/rejected, rewards/margins, rewards/accuracies (eval_ prefixed on
 epoch lines).
@@ -33,16 +33,22 @@ from types import SimpleNamespace
 
 from runtime.context import Cancelled, RunContext, StageFailed, rank, world_size
 from runtime.data import splits
-from runtime.models import load_tokenizer, model_dir
-from runtime.status import Metrics
-from schemas.method import Dpo
-
-# private helpers of runtime.train, reused so DPO/GRPO share the SFT lifecycle exactly
-from runtime.train import stage_outputs  # noqa: I001
-from runtime.train import (  # noqa: I001
-    NonFiniteLoss, Parallel, _callback, _config, _last_checkpoint, _load_model, _prompt_completion,
-    _save, _text, _threads_for, _trim_metrics, method_for,
+from runtime.lifecycle import (
+    NonFiniteLoss,
+    Parallel,
+    last_checkpoint,
+    lifecycle_callback,
+    load_for_training,
+    method_for,
+    save_weights,
+    stage_outputs,
+    training_args,
+    trim_metrics,
 )
+from runtime.models import load_tokenizer, model_dir, threads_for
+from runtime.status import Metrics
+from runtime.train import first_text, prompt_completion
+from schemas.method import Dpo
 
 PROMPT = ("prompt",)
 CHOSEN = ("chosen", "chosen_response")
@@ -55,11 +61,11 @@ def preference_rows(plan, records: list[dict]) -> tuple[list[dict], int]:
     """DPOTrainer rows {prompt, chosen, rejected} through the prompt template; and how many were skipped."""
     out: list[dict] = []
     for record in records:
-        prompt, chosen, rejected = _text(record, PROMPT), _text(record, CHOSEN), _text(record, REJECTED)
+        prompt, chosen, rejected = first_text(record, PROMPT), first_text(record, CHOSEN), first_text(record, REJECTED)
         if not (prompt and chosen and rejected):
             continue
-        good = _prompt_completion(plan, prompt, chosen)
-        bad = _prompt_completion(plan, prompt, rejected)
+        good = prompt_completion(plan, prompt, chosen)
+        bad = prompt_completion(plan, prompt, rejected)
         out.append({"prompt": good["prompt"], "chosen": good["completion"], "rejected": bad["completion"]})
     return out, len(records) - len(out)
 
@@ -87,7 +93,7 @@ def weights_dir(ctx: RunContext, lora: bool) -> Path:
 
 
 def as_sft(method, lora: bool) -> SimpleNamespace:
-    """`method` seen as runtime.train's helpers expect it: kind 'lora' (adapter, compute dtype) or 'sft'."""
+    """`method` seen as runtime.lifecycle's helpers expect it: kind 'lora' (adapter, compute dtype) or 'sft'."""
     fields = {f: getattr(method, f) for f in type(method).model_fields}
     fields.update(kind="lora" if lora else "sft", effective_min_lr=method.effective_min_lr)
     return SimpleNamespace(**fields)
@@ -103,7 +109,7 @@ def lora_config(method):
 
 
 def convert_args(sft_args, config_cls, **overrides):
-    """runtime.train._config's SFTConfig (schedule, evaluation/checkpoint strategy, optimizer, precision,
+    """runtime.lifecycle.training_args's SFTConfig (schedule, evaluation/checkpoint strategy, optimizer, precision,
     use_cpu / gloo, FSDP) as another TRL config class: the fields both share, then `overrides`."""
     from transformers import TrainingArguments
 
@@ -127,7 +133,7 @@ def convert_args(sft_args, config_cls, **overrides):
 
 
 def guarded(trainer_cls):
-    """`trainer_cls` refusing a non-finite loss at the step it appears (runtime.train's NaN guard)."""
+    """`trainer_cls` refusing a non-finite loss at the step it appears (the SFT stage's NaN guard)."""
     import torch
 
     class Guarded(trainer_cls):
@@ -202,7 +208,7 @@ def run(ctx: RunContext) -> None:
 
     par = Parallel(plan)
     shim = as_sft(method, lora)
-    sft_args, steps_per_epoch = _config(ctx, shim, checkpoints, len(train_rows), bool(val_rows), tty, par)
+    sft_args, steps_per_epoch = training_args(ctx, shim, checkpoints, len(train_rows), bool(val_rows), tty, par)
     losses, weights = ["sigmoid"], [method.preference_loss_weight]
     if method.sft_loss_weight > 0:
         losses.append("sft")
@@ -212,15 +218,15 @@ def run(ctx: RunContext) -> None:
                         gradient_checkpointing=False,
                         logging_steps=max(1, min(50, min(steps_per_epoch, method.max_steps or steps_per_epoch) // 5)))
 
-    resume = _last_checkpoint(checkpoints)
+    resume = last_checkpoint(checkpoints)
     if resume and par.sharded_at_load:
         ctx.log(f"not resuming from {Path(resume).name}: a model sharded at load time has no optimizer state")
         resume = None
     metrics = ExtraMetrics(metrics_path, PREFERENCE_KEYS, writer=rank() == 0)
     if rank() == 0:
-        _trim_metrics(metrics, resume)
+        trim_metrics(metrics, resume)
 
-    model = _load_model(plan, source, shim, par)
+    model = load_for_training(plan, source, shim, par)
     ref_model = None
     if reference == "copy":
         ref_model = copy.deepcopy(model)
@@ -229,8 +235,8 @@ def run(ctx: RunContext) -> None:
         raise StageFailed("reference adapters_disabled needs finetuning_type lora")
 
     resumed_from = Path(resume).name if resume else None
-    callback = _callback(ctx, metrics, method, tty, resumed_from)
-    with _threads_for(model):
+    callback = lifecycle_callback(ctx, metrics, method, tty, resumed_from)
+    with threads_for(model):
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=FutureWarning)
             warnings.filterwarnings("ignore", category=UserWarning)
@@ -270,7 +276,7 @@ def _fit(ctx: RunContext, trainer, callback, method, resume, checkpoints: Path, 
     if callback.cancelled:
         raise Cancelled(f"SIGTERM: checkpoint saved at step {state.global_step} of {state.max_steps} in "
                         f"{checkpoints.relative_to(ctx.bundle)}; rerun the stage to resume")
-    _save(trainer, out, shim)
+    save_weights(trainer, out, shim)
     if rank() == 0 and shim.kind != "lora":
         trainer.processing_class.save_pretrained(str(out))
     ctx.status.update(steps_completed=state.global_step, total_steps=state.max_steps,

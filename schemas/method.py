@@ -6,12 +6,16 @@ after 10 epochs without a 0.001 improvement in val_loss.
 
 from __future__ import annotations
 
+import difflib
+import re
 from typing import Annotated, Literal, Union
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from schemas.base import Frozen
 
+# the verifiable rewards runtime.rewards registers (a test keeps the two lists equal)
+REWARD_NAMES: tuple[str, ...] = ("numeric_match", "format", "valid_json")
 MethodKind = Literal["auto", "prompting", "rag", "lora", "sft", "dpo", "grpo"]
 TRAIN_KINDS: tuple[str, ...] = ("lora", "sft", "dpo", "grpo")
 
@@ -171,7 +175,9 @@ class Grpo(_Train):
     max_completion_length: int = Field(256, gt=0)
     kl_beta: float = Field(0.0, ge=0, description="KL coefficient; > 0 adds a reference model.")
     temperature: float = Field(1.0, gt=0)
-    rewards: tuple[str, ...] = Field(("numeric_match",), min_length=1)
+    rewards: tuple[str, ...] = Field(
+        ("numeric_match",), min_length=1,
+        description="Verifiable rewards, summed: " + ", ".join(REWARD_NAMES) + ", or regex:PATTERN.")
     generation_backend: Literal["transformers", "vllm"] = "transformers"
     cold_start_sft: bool = Field(
         False, description="Train an SFT stage on prompt -> 'Answer: <answer>' first (a cold start, as DeepSeek-R1 "
@@ -185,6 +191,21 @@ class Grpo(_Train):
     def _supervised_only(self) -> Grpo:
         _no_replay(self)
         return self
+
+    @field_validator("rewards")
+    @classmethod
+    def _known_rewards(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        for name in names:
+            if name.startswith("regex:"):
+                try:
+                    re.compile(name.removeprefix("regex:"))
+                except re.error as exc:
+                    raise ValueError(f"reward {name!r}: bad regular expression: {exc}") from None
+            elif name not in REWARD_NAMES:
+                close = difflib.get_close_matches(name, REWARD_NAMES, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise ValueError(f"unknown reward {name!r}{hint} (known: {', '.join(REWARD_NAMES)}, regex:PATTERN)")
+        return names
 
 
 def _no_replay(method: _Train) -> None:

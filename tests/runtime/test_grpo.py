@@ -101,8 +101,10 @@ def test_grpo_lora_with_a_kl_reference(tmp_path, tiny_dir):
     assert "kl" in steps[-1] and "rewards/regex_d/mean" in steps[-1]
 
 
-def test_an_unknown_reward_fails_the_stage_with_the_known_names(tmp_path, tiny_dir):
-    bundle = _bundle(tmp_path, "++method.rewards=[nonsense]", "++method.max_steps=1")
-    assert _run(bundle) == 1
-    error = _json(bundle / "run/train/status.json")["error"]
-    assert "nonsense" in error and "numeric_match" in error
+def test_an_unknown_reward_is_refused_before_any_stage_runs():
+    """The schema knows the registered rewards: a typo stops at plan time (exit 2), not in the GRPO job."""
+    from planner.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown reward 'nonsense'"):
+        make_plan("+goal=math_reasoning", "model=tiny-llama", "inventory=local", "method=grpo",
+                  "method.rewards=[nonsense]")

@@ -220,7 +220,7 @@ def test_malformed_data_is_skipped_and_validate_data_reports_it(tmp_path, tiny_d
 
 def test_the_trained_hyperparameters_are_the_ones_the_planner_estimated():
     """method=auto: the customization config's recommended values for the chosen rung, as planner.core."""
-    from runtime.train import method_for
+    from runtime.lifecycle import method_for
 
     plan = make_plan("+goal=tone", *TINY)
     assert plan.spec.method.kind == "auto" and plan.decision.method == "lora"
@@ -238,7 +238,7 @@ def test_the_trained_hyperparameters_are_the_ones_the_planner_estimated():
 def test_dpo_and_grpo_plans_resolve_their_methods():
     """train dispatches dpo / grpo to runtime.preference / runtime.grpo (tests/runtime/test_preference.py,
     test_grpo.py) with the hyperparameters the planner estimated."""
-    from runtime.train import method_for
+    from runtime.lifecycle import method_for
 
     assert method_for(make_plan("+goal=math_reasoning", *TINY, "method=grpo"), "train").kind == "grpo"
     plan = make_plan("+goal=safety_alignment", *TINY, "method=dpo")

@@ -78,6 +78,7 @@ CASES = [
     param(["method=lora", "method.min_learning_rate=1e-3"], 1, "lint-min-lr", "method.min_learning_rate", "cannot decay", id="min-lr-above-lr"),
     param(["method=lora", "method.max_seq_length=200000"], 1, "lint-seq-length", "method.max_seq_length", "maximum of 131,072", id="seq-over-model-max"),
     param(["+goal=math_reasoning", "method=grpo", "method.batch_size=12"], 1, "lint-grpo-batch", "method.batch_size", "does not divide by num_generations_per_prompt 8", id="grpo-batch-generations"),
+    param(["+goal=math_reasoning", "method=grpo", "method.rewards=[numeric]"], 2, None, "method.rewards", "unknown reward 'numeric'", id="grpo-reward-unknown"),
     param(["method=dpo"], 1, "data-format-method", "data.format", "preference", id="dpo-without-pairs"),
     param(["+goal=domain_shift", "launcher=torchrun"], 1, "launcher-multinode", "launcher.kind", "spans 2 nodes", id="multinode-on-torchrun"),
     param(["method=lora", "method.replay={data: 'builtin:nope'}"], 1, "replay-data", "method.replay.data", "builtin:general", id="replay-builtin-unknown"),

@@ -71,3 +71,16 @@ def test_no_torch_imported():
 
     code = "import runtime.rewards, sys; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, env={"PYTHONPATH": str(ROOT)})
+
+
+def test_schema_knows_exactly_the_registered_rewards():
+    from pydantic import ValidationError
+
+    from schemas.method import REWARD_NAMES, Grpo
+
+    assert set(REWARD_NAMES) == set(rewards.REWARDS)
+    assert Grpo(rewards=("numeric_match", "regex:^Answer:")).rewards == ("numeric_match", "regex:^Answer:")
+    with pytest.raises(ValidationError, match="did you mean 'numeric_match'"):
+        Grpo(rewards=("numeric_matc",))
+    with pytest.raises(ValidationError, match="bad regular expression"):
+        Grpo(rewards=("regex:(",))
