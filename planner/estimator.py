@@ -195,7 +195,7 @@ def memory(arch: Architecture, method: TrainMethod, shape: Shape, precision: str
                                                   shape.flash, False, wb)
     # Logits: b*s*vocab in the compute dtype plus an fp32 copy in the loss, vocab split by TP.
     logits = seqs * seq * arch.vocab_size * (wb + 4) / shape.tp
-    overhead = 0.0 if is_cpu else prior.runtime_overhead_gb * GB
+    overhead = (prior.cpu_runtime_overhead_gb if is_cpu else prior.runtime_overhead_gb) * GB
     return Memory(*(int(x) for x in (weights, grads, optimizer, activations, logits, adapters, reference,
                                        kv_cache, overhead)))
 

@@ -66,6 +66,9 @@ class Estimator(Frozen):
     mfu_high: float = Field(0.40, gt=0, le=1)
     chars_per_token: float = Field(4.0, gt=0)
     runtime_overhead_gb: float = Field(2.0, ge=0, description="CUDA context, allocator fragmentation, buffers.")
+    cpu_runtime_overhead_gb: float = Field(
+        0.6, ge=0, description="A CPU training process before the model: torch, transformers, trl and peft "
+        "imported, the dataset, allocator arenas.")
     load_minutes: float = Field(3.0, ge=0, description="Model load and setup per stage launch.")
     eval_fraction: float = Field(0.1, ge=0, description="Eval cost per epoch as a fraction of training.")
     checkpoint_gb_per_minute: float = Field(60.0, gt=0, description="Checkpoint write throughput.")
