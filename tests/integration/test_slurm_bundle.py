@@ -11,6 +11,7 @@ Accounting is off on the local cluster (no sacct): job states come from `scontro
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -141,3 +142,38 @@ def test_failed_stage_cancels_its_dependents(slurm_cluster, tmp_path):
             assert info[stage]["Reason"] == "DependencyNeverSatisfied", info[stage]
         assert not list((bundle / "logs").glob(f"{stage}-*.out")), stage
     assert sorted(stages_run(log)) == ["baseline_eval", "train", "validate_data"]
+
+
+@pytest.mark.parametrize("goal", ["safety_alignment", "math_reasoning"])
+def test_preference_and_rl_pipelines_run_end_to_end_under_slurm(slurm_cluster, tiny_model, tmp_path, goal):
+    """SFT -> DPO and SFT -> GRPO, every stage the real runtime, submitted with launch/submit.sh: the
+    SFT stage's model reaches the next job by path, each stage writes its lifecycle files, the gate
+    passes and publish runs."""
+    root = Path(__file__).resolve().parents[2]
+    plan = make_plan(f"+goal={goal}", "model=tiny-llama", "inventory=local", "launcher=slurm",
+                     f"launcher.python={sys.executable}")
+    assert plan.decision.pipeline[0] == "sft"
+    bundle = write_bundle(render(plan, REPORT), tmp_path / "runs", plan.name)
+    env = {**os.environ, "PYTHONPATH": str(root), "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(["bash", str(bundle / "launch" / "submit.sh")], cwd=bundle.parent, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    ids = dict(line.split(" ", 1) for line in result.stdout.splitlines())
+    assert list(ids) == [s.name for s in plan.stages]
+    try:
+        info = _wait_all(ids, timeout=420)
+    finally:
+        _run("scancel", *ids.values())
+    logs = {stage: (bundle / "logs" / f"{stage}-{job}.out") for stage, job in ids.items()}
+    for stage, i in info.items():
+        tail = logs[stage].read_text()[-1500:] if logs[stage].is_file() else "(no log)"
+        assert i["JobState"] in {"COMPLETED", GONE}, (stage, i["JobState"], tail)
+    for stage in ("train_sft", "train"):
+        status = json.loads((bundle / "run" / stage / "status.json").read_text())
+        assert status["state"] == "completed" and status["steps_completed"] > 0, (stage, status)
+        assert (bundle / "run" / stage / "metrics.jsonl").stat().st_size > 0
+    assert "run/train_sft/model" in logs["train"].read_text()  # the DPO / GRPO job started from the SFT output
+    gate = json.loads((bundle / plan.artifacts.gate).read_text())
+    assert gate["verdict"] == "pass", gate["reasons"]
+    assert gate["tuned"]["task_score"] > gate["baseline"]["task_score"]
+    assert (bundle / plan.artifacts.published_dir).is_dir()
