@@ -7,35 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from runtime.__main__ import main as runtime_main
-from tests.unit.helpers import make_plan
+from tests.runtime.helpers import read_json as _json
+from tests.runtime.helpers import run_stage as _run
+from tests.runtime.helpers import write_bundle
 
 pytestmark = pytest.mark.runtime
 
-TINY = ("model=tiny-llama", "inventory=local")
 
 
 def _bundle(root: Path, *overrides: str) -> Path:
-    plan = make_plan(*overrides, *TINY)
-    bundle = root / plan.name
-    bundle.mkdir(parents=True)
-    (bundle / "plan.json").write_text(plan.model_dump_json(indent=2))
-    return bundle
-
-
-def _run(bundle: Path, stage: str) -> int:
-    return runtime_main([str(bundle / "plan.json"), "--stage", stage])
-
-
-def _json(path: Path) -> dict:
-    return json.loads(path.read_text())
-
-
-@pytest.fixture(scope="module")
-def tiny_dir() -> Path:
-    from runtime import tiny
-
-    return tiny.build(progress=False)
+    return write_bundle(root, *overrides)
 
 
 @pytest.fixture(scope="module")

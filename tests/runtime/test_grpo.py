@@ -9,34 +9,23 @@ from pathlib import Path
 import pytest
 
 from runtime import rewards
-from runtime.__main__ import main as runtime_main
+from tests.runtime.helpers import read_json as _json
+from tests.runtime.helpers import read_metrics as _metrics
+from tests.runtime.helpers import run_stage, write_bundle
 from tests.unit.helpers import make_plan
 
 pytestmark = pytest.mark.runtime
 
 ROOT = Path(__file__).resolve().parents[2]
-TINY = ("model=tiny-llama", "inventory=local")
 GOAL = "+goal=math_reasoning"
 
 
 def _bundle(root: Path, *overrides: str) -> Path:
-    plan = make_plan(GOAL, *TINY, "method=grpo", *overrides)
-    bundle = root / plan.name
-    bundle.mkdir(parents=True)
-    (bundle / "plan.json").write_text(plan.model_dump_json(indent=2))
-    return bundle
+    return write_bundle(root, GOAL, "method=grpo", *overrides)
 
 
 def _run(bundle: Path) -> int:
-    return runtime_main([str(bundle / "plan.json"), "--stage", "train"])
-
-
-def _json(path: Path) -> dict:
-    return json.loads(path.read_text())
-
-
-def _metrics(bundle: Path) -> list[dict]:
-    return [json.loads(line) for line in (bundle / "run/train/metrics.jsonl").read_text().splitlines()]
+    return run_stage(bundle, "train")
 
 
 def _answers() -> set[str]:
@@ -45,13 +34,6 @@ def _answers() -> set[str]:
         for line in (ROOT / f"conf/samples/math_reasoning/{split}/math_reasoning.jsonl").read_text().splitlines():
             out.add(str(json.loads(line)["answer"]))
     return out
-
-
-@pytest.fixture(scope="module")
-def tiny_dir() -> Path:
-    from runtime import tiny
-
-    return tiny.build(progress=False)
 
 
 def test_grpo_scores_real_generations_with_the_registered_rewards(tmp_path, tiny_dir, monkeypatch):

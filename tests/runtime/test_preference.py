@@ -8,35 +8,21 @@ from pathlib import Path
 
 import pytest
 
-from runtime.__main__ import main as runtime_main
+from tests.runtime.helpers import TINY, write_bundle
+from tests.runtime.helpers import read_json as _json
+from tests.runtime.helpers import read_metrics as _metrics
+from tests.runtime.helpers import run_stage as _run
 from tests.unit.helpers import make_plan
 
 pytestmark = pytest.mark.runtime
 
 ROOT = Path(__file__).resolve().parents[2]
-TINY = ("model=tiny-llama", "inventory=local")
 GOAL = "+goal=safety_alignment"
 PREFERENCE = ("rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies")
 
 
 def _bundle(root: Path, *overrides: str) -> Path:
-    plan = make_plan(GOAL, *TINY, *overrides)
-    bundle = root / plan.name
-    bundle.mkdir(parents=True)
-    (bundle / "plan.json").write_text(plan.model_dump_json(indent=2))
-    return bundle
-
-
-def _run(bundle: Path, stage: str) -> int:
-    return runtime_main([str(bundle / "plan.json"), "--stage", stage])
-
-
-def _json(path: Path) -> dict:
-    return json.loads(path.read_text())
-
-
-def _metrics(bundle: Path) -> list[dict]:
-    return [json.loads(line) for line in (bundle / "run/train/metrics.jsonl").read_text().splitlines()]
+    return write_bundle(root, GOAL, *overrides)
 
 
 def _pairs(n: int = 48) -> list[dict]:
@@ -68,13 +54,6 @@ def _margins(model_dir: Path, pairs: list[dict], adapter: Path | None = None) ->
 
     deltas = [logp(p["prompt"], p["chosen"]) - logp(p["prompt"], p["rejected"]) for p in pairs]
     return sum(d > 0 for d in deltas) / len(deltas), sum(deltas) / len(deltas)
-
-
-@pytest.fixture(scope="module")
-def tiny_dir() -> Path:
-    from runtime import tiny
-
-    return tiny.build(progress=False)
 
 
 def test_preference_rows_read_nemo_fields_and_skip_incomplete_pairs():

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from runtime import replay
 from runtime.context import StageFailed
 from schemas.method import Lora, Replay
-from tests.runtime.test_train import _bundle, _json, _run
+from tests.runtime.helpers import read_json as _json
+from tests.runtime.helpers import run_stage as _run
+from tests.runtime.helpers import write_bundle
 
 pytestmark = pytest.mark.runtime
 
@@ -20,13 +21,6 @@ def tokenizer(tiny_dir):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(tiny_dir)
-
-
-@pytest.fixture(scope="module")
-def tiny_dir() -> Path:
-    from runtime import tiny
-
-    return tiny.build(progress=False)
 
 
 def _collator(tokenizer):
@@ -110,7 +104,7 @@ def test_collator_adds_packed_replay_rows_with_loss_on_every_token(tokenizer):
 
 
 def test_train_stage_mixes_replay_and_says_so(tmp_path, tiny_dir, capsys):
-    bundle = _bundle(tmp_path, "method=lora", "method.max_steps=4", "method.val_check_interval=0.1",
+    bundle = write_bundle(tmp_path, "+goal=tone", "method=lora", "method.max_steps=4", "method.val_check_interval=0.1",
                      'method.replay={data: "builtin:general", ratio: 2}')
     plan = json.loads((bundle / "plan.json").read_text())
     assert plan["spec"]["method"]["replay"] == {"data": "builtin:general", "ratio": 2.0}

@@ -13,35 +13,21 @@ from pathlib import Path
 
 import pytest
 
-from runtime.__main__ import main as runtime_main
+from tests.runtime.helpers import TINY, write_bundle
+from tests.runtime.helpers import read_json as _json
+from tests.runtime.helpers import read_metrics as _metrics
+from tests.runtime.helpers import run_stage as _run
 from tests.unit.helpers import make_plan
 
 pytestmark = pytest.mark.runtime
 
 ROOT = Path(__file__).resolve().parents[2]
-TINY = ("model=tiny-llama", "inventory=local")
 # a few steps, evaluated (and checkpointed) every 5 steps: tone has 50 steps per epoch at micro batch 8
 FEW = ("method.max_steps=6", "method.val_check_interval=0.1")
 
 
 def _bundle(root: Path, *overrides: str, goal: str = "+goal=tone") -> Path:
-    plan = make_plan(goal, *TINY, *overrides)
-    bundle = root / plan.name
-    bundle.mkdir(parents=True)
-    (bundle / "plan.json").write_text(plan.model_dump_json(indent=2))
-    return bundle
-
-
-def _run(bundle: Path, stage: str) -> int:
-    return runtime_main([str(bundle / "plan.json"), "--stage", stage])
-
-
-def _json(path: Path) -> dict:
-    return json.loads(path.read_text())
-
-
-def _metrics(bundle: Path) -> list[dict]:
-    return [json.loads(line) for line in (bundle / "run/train/metrics.jsonl").read_text().splitlines()]
+    return write_bundle(root, goal, *overrides)
 
 
 def _popen(bundle: Path, stage: str = "train") -> subprocess.Popen:
@@ -64,13 +50,6 @@ def _wait_for_checkpoint(bundle: Path, proc: subprocess.Popen, timeout: float = 
     proc.kill()
     proc.communicate()
     pytest.fail("no checkpoint within the timeout")
-
-
-@pytest.fixture(scope="module")
-def tiny_dir() -> Path:
-    from runtime import tiny
-
-    return tiny.build(progress=False)
 
 
 @pytest.fixture(scope="module")
