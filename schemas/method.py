@@ -93,7 +93,7 @@ class _Train(Frozen):
     early_stopping: EarlyStopping = Field(default_factory=EarlyStopping)
     lora: LoraParams = Field(default_factory=LoraParams)
     replay: Replay | None = Field(None, description="General text mixed into each batch against forgetting "
-                                  "(supervised stages: LoRA, full SFT, the SFT base of DPO).")
+                                  "(supervised stages: LoRA, full SFT, the SFT stage before DPO or GRPO).")
 
     @property
     def effective_min_lr(self) -> float:
