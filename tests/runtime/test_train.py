@@ -227,8 +227,10 @@ def test_dpo_and_grpo_plans_resolve_their_methods():
 # ----------------------------------------------------------------------------- resume, SIGTERM
 
 
-def test_resume_after_sigkill_finishes_the_planned_steps(tmp_path, tiny_dir):
-    bundle = _bundle(tmp_path, "method=lora", "method.max_steps=40", "method.val_check_interval=0.2")
+@pytest.mark.parametrize("extra", [(), ('method.replay={data: "builtin:general", ratio: 3}',)],
+                         ids=["plain", "replay"])
+def test_resume_after_sigkill_finishes_the_planned_steps(tmp_path, tiny_dir, extra):
+    bundle = _bundle(tmp_path, "method=lora", "method.max_steps=40", "method.val_check_interval=0.2", *extra)
     proc = _popen(bundle)
     first = _wait_for_checkpoint(bundle, proc)
     proc.send_signal(signal.SIGKILL)
