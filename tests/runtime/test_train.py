@@ -336,3 +336,30 @@ def test_publish_full_model_adds_the_serving_note(tmp_path, tiny_dir):
     assert (published / "model.safetensors").is_file() and (published / "config.json").is_file()
     assert "serving deployment" in (published / "NOTE.md").read_text()
     assert _json(published / "model_card.json")["format"] == "safetensors"
+
+
+def test_cpu_loss_path_equals_trls_fused_loss(tmp_path, tiny_dir):
+    """On CPU the train stage computes the loss from the full logits instead of TRL's tiled LM head (3x
+    faster there): the same loss on the same batch, and the same tokens counted."""
+    import datasets
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    from runtime.train import _trainer_class
+
+    tok = AutoTokenizer.from_pretrained(tiny_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_dir)
+    rows = [{"prompt": f"From: Ann Berg {i}\nReply:", "completion": f" Dear Ann, thank you for order {i}{i}."}
+            for i in range(8)]
+    args = SFTConfig(output_dir=str(tmp_path), per_device_train_batch_size=8, use_cpu=True, report_to="none",
+                     max_length=64, disable_tqdm=True, activation_checkpointing=False)
+    trainer = _trainer_class()(model=model, args=args, train_dataset=datasets.Dataset.from_list(rows),
+                               processing_class=tok)
+    batch = next(iter(trainer.get_train_dataloader()))
+    trained = int((batch["labels"] != -100).sum())
+    assert 0 < trained < int(batch["attention_mask"].sum())  # the prompts are masked out of the loss
+    trainer.model.train()
+    plain = trainer.compute_loss(trainer.model, dict(batch), num_items_in_batch=trained)
+    fused = SFTTrainer.compute_loss(trainer, trainer.model, dict(batch), num_items_in_batch=trained)
+    assert plain.item() == pytest.approx(fused.item(), rel=1e-5)
+    assert trainer.tokens_seen == int(batch["attention_mask"].sum())
