@@ -150,7 +150,8 @@ def test_afterok_dependency_on_failed_job_is_cancelled(
         if second_info["JobState"] == "CANCELLED":
             assert second_info["Reason"] == "DependencyNeverSatisfied", second_info
             assert second_info["Dependency"] == f"afterok:{first_id}(failed)"
-            assert second_info["RunTime"] == "00:00:00", second_info
+        # It never ran: no output. (Not RunTime: Slurm 22.05 sometimes reports a job cancelled while pending
+        # with a RunTime counted from the epoch, e.g. 20785-20:57:31, instead of 00:00:00.)
         assert not second_out.exists(), second_out.read_text()
     finally:
         subprocess.run(
