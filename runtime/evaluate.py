@@ -385,14 +385,7 @@ def builtin_benchmark(name: str) -> Path:
 def multiple_choice_accuracy(ctx: RunContext, model, tok, items: list[dict], max_len: int) -> float:
     """Each choice scored by the summed log-likelihood of " <choice>" after "<question> Answer:"."""
     pairs = [(f"{item['question']} Answer:", f" {choice}") for item in items for choice in item["choices"]]
-    scores = _continuation_logprobs(ctx, model, tok, pairs, max_len)
-    correct, offset = 0, 0
-    for item in items:
-        n = len(item["choices"])
-        chunk = scores[offset:offset + n]
-        offset += n
-        correct += max(range(n), key=chunk.__getitem__) == item["answer"]
-    return correct / len(items)
+    return metrics_mod.choice_accuracy(items, _continuation_logprobs(ctx, model, tok, pairs, max_len))
 
 
 def _general(ctx: RunContext, model, tok, max_len: int, *, tuned: bool) -> tuple[float | None, int, str | None]:

@@ -17,34 +17,28 @@ completions/mean_length, frac_reward_zero_std and kl (eval_ prefixed on epoch li
 from __future__ import annotations
 
 import math
-import warnings
 from pathlib import Path
 
 from runtime.context import RunContext, StageFailed, rank, world_size
 from runtime.data import splits
 from runtime.lifecycle import (
     Parallel,
-    last_checkpoint,
-    lifecycle_callback,
+    fit,
     load_for_training,
     method_for,
+    resume_point,
     stage_outputs,
+    trainable_params,
     training_args,
     trim_metrics,
 )
 from runtime.models import load_tokenizer, render_prompt, threads_for
 from runtime.preference import (
     ExtraMetrics,
-    _check_distributed,
-    _dataset,
-    _drop_printer,
-    _fit,
     _short,
     as_sft,
+    build_trainer,
     convert_args,
-    guarded,
-    lora_config,
-    metrics_feeder,
     source_for,
     weights_dir,
 )
@@ -125,29 +119,18 @@ def run(ctx: RunContext) -> None:
         overrides.update(eval_steps=every, save_steps=every)
     args = convert_args(sft_args, GRPOConfig, **overrides)
 
-    resume = last_checkpoint(checkpoints)
-    if resume and par.sharded_at_load:
-        ctx.log(f"not resuming from {Path(resume).name}: a model sharded at load time has no optimizer state")
-        resume = None
+    resume = resume_point(ctx, checkpoints, par)
     keys = BASE_KEYS + tuple(f"rewards/{f.__name__}/{s}" for f in reward_funcs for s in ("mean", "std"))
     metrics = ExtraMetrics(metrics_path, keys, writer=rank() == 0)
     if rank() == 0:
         trim_metrics(metrics, resume)
 
     model = load_for_training(plan, source, shim, par)
-    resumed_from = Path(resume).name if resume else None
-    callback = lifecycle_callback(ctx, metrics, method, tty, resumed_from)
     with threads_for(model):
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", category=FutureWarning)
-            warnings.filterwarnings("ignore", category=UserWarning)
-            trainer = guarded(GRPOTrainer)(
-                model=model, reward_funcs=reward_funcs, args=args, train_dataset=_dataset(train_rows),
-                eval_dataset=_dataset(val_rows) if val_rows else None, processing_class=tokenizer,
-                peft_config=lora_config(method) if lora else None, callbacks=[metrics_feeder(metrics), callback])
-        _drop_printer(trainer, tty)
-        _check_distributed(trainer)
-        trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
+        trainer, callback = build_trainer(ctx, GRPOTrainer, method, metrics, tty, resume, train_rows, val_rows,
+                                          model=model, reward_funcs=reward_funcs, args=args,
+                                          processing_class=tokenizer)
+        trainable = trainable_params(trainer.model)
         what = f"LoRA r={method.lora.adapter_dim}" if lora else "all weights"
         ctx.log(f"grpo: {what} ({trainable:,} trainable) from {_short(ctx, source)}, rewards "
                 f"{', '.join(method.rewards)}, {group} generations/prompt at temperature {method.temperature:g} up to "
@@ -157,5 +140,5 @@ def run(ctx: RunContext) -> None:
                 + (f" (max_steps {method.max_steps})" if method.max_steps else "")
                 + f", lr {method.learning_rate:g}, {world_size()} process(es)")
         ctx.status.update(method="grpo", finetuning_type=method.finetuning_type, rewards=list(method.rewards),
-                          resumed_from=resumed_from, output=str(out.relative_to(ctx.bundle)))
-        _fit(ctx, trainer, callback, method, resume, checkpoints, out, shim, "the adapter" if lora else "the model")
+                          resumed_from=Path(resume).name if resume else None, output=str(out.relative_to(ctx.bundle)))
+        fit(ctx, trainer, callback, method, resume, checkpoints, out, shim)

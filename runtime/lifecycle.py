@@ -16,9 +16,17 @@ import os
 import shutil
 import sys
 import time
+import warnings
 from pathlib import Path
 
-from runtime.context import RunContext, StageFailed, peak_memory_bytes, rank, world_size
+from runtime.context import (
+    Cancelled,
+    RunContext,
+    StageFailed,
+    peak_memory_bytes,
+    rank,
+    world_size,
+)
 from runtime.status import Metrics
 from schemas.method import Lora, Sft
 from schemas.plan import Plan
@@ -428,3 +436,88 @@ def quiet_libraries(tty: bool) -> None:
     if not tty:
         datasets.disable_progress_bars()
         transformers.utils.logging.disable_progress_bar()
+
+
+def lora_config(method):
+    from peft import LoraConfig
+
+    lora = method.lora
+    targets = "all-linear" if "all-linear" in lora.target_modules else list(lora.target_modules)
+    return LoraConfig(r=lora.adapter_dim, lora_alpha=lora.effective_alpha, lora_dropout=lora.adapter_dropout,
+                      target_modules=targets, bias="none", task_type="CAUSAL_LM")
+
+
+def guarded(trainer_cls):
+    """`trainer_cls` refusing a non-finite loss at the step it appears (the NaN guard of every training stage)."""
+    import torch
+
+    class Guarded(trainer_cls):
+        def training_step(self, *args, **kwargs):
+            loss = super().training_step(*args, **kwargs)
+            if not bool(torch.isfinite(loss).all()):
+                raise NonFiniteLoss(self.state.global_step + 1, float(loss.detach().float().mean()))
+            return loss
+
+    Guarded.__name__ = f"Guarded{trainer_cls.__name__}"
+    return Guarded
+
+
+def fit(ctx: RunContext, trainer, callback, method, resume: str | None, checkpoints: Path, out: Path,
+        weights) -> None:
+    """trainer.train with the lifecycle's endings: a non-finite loss -> StageFailed, SIGTERM -> Cancelled, else
+    the weights saved (`weights`: the method as save_weights sees it, kind lora or not) and the status completed."""
+    if resume:
+        ctx.log(f"resumed from {Path(resume).name} ({resume})")
+    try:
+        with warnings.catch_warnings():
+            # peft and TRL read model.is_gradient_checkpointing every step: deprecated in transformers 5.x
+            warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated",
+                                    category=FutureWarning)
+            trainer.train(resume_from_checkpoint=resume)
+    except NonFiniteLoss as exc:
+        raise StageFailed(f"{exc}: training diverged (learning rate {method.learning_rate:g}); lower "
+                          "method.learning_rate and rerun") from None
+    state = trainer.state
+    if callback.cancelled:
+        raise Cancelled(f"SIGTERM: checkpoint saved at step {state.global_step} of {state.max_steps} in "
+                        f"{checkpoints.relative_to(ctx.bundle)}; rerun the stage to resume")
+    save_weights(trainer, out, weights)
+    lora = weights.kind == "lora"
+    if rank() == 0 and not lora:
+        trainer.processing_class.save_pretrained(str(out))
+    ctx.status.update(steps_completed=state.global_step, total_steps=state.max_steps,
+                      percentage_done=100.0 if not callback.stopped_early else
+                      round(100.0 * state.global_step / max(1, state.max_steps), 2),
+                      best_checkpoint=Path(state.best_model_checkpoint).name if state.best_model_checkpoint else None)
+    ctx.log(f"saved {'the adapter' if lora else 'the model'} to {out.relative_to(ctx.bundle)} after "
+            f"{state.global_step} steps"
+            + (f" (best epoch {callback.best_epoch}, val_loss {callback.best_val:.4f})" if callback.best_val else ""))
+
+
+def resume_point(ctx: RunContext, checkpoints: Path, par: Parallel) -> str | None:
+    """The checkpoint to resume from; none for a model sharded at load time (its checkpoints hold no optimizer)."""
+    resume = last_checkpoint(checkpoints)
+    if resume and par.sharded_at_load:
+        ctx.log(f"not resuming from {Path(resume).name}: a model sharded at load time ({par.describe()}) has no "
+                "optimizer state in its checkpoints; training starts over")
+        return None
+    return resume
+
+
+def prepare(trainer, tty: bool) -> str:
+    """Checks and settles a built trainer: no PrinterCallback off a terminal (the Lifecycle callback prints its
+    own lines), and a distributed setup when torchrun started several processes. Returns accelerate's
+    distributed type (NO, MULTI_CPU, MULTI_GPU, FSDP, ...)."""
+    from transformers import PrinterCallback
+
+    if not tty:
+        trainer.remove_callback(PrinterCallback)
+    distributed = str(trainer.accelerator.distributed_type).rsplit(".", 1)[-1]
+    if world_size() > 1 and distributed == "NO":
+        raise StageFailed(f"{world_size()} processes but accelerate set up no distributed training: each rank "
+                          "would train alone; check the torchrun environment (RANK, WORLD_SIZE, MASTER_ADDR)")
+    return distributed
+
+
+def trainable_params(model) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

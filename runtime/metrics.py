@@ -151,26 +151,42 @@ def macro_f1(outputs: Sequence[str], references: Sequence[str]) -> float:
     return _mean(scores)
 
 
+def _average(one: Callable, left: Sequence, right: Sequence) -> float:
+    """The mean of the per-example score over equal-length pairs."""
+    _pairs(left, right)
+    return _mean([one(a, b) for a, b in zip(left, right)])
+
+
 def rouge_l(outputs: Sequence[str], references: Sequence[str]) -> float:
-    _pairs(outputs, references)
-    return _mean([rouge_l_one(o, r) for o, r in zip(outputs, references)])
+    return _average(rouge_l_one, outputs, references)
 
 
 def pass_at_1(outputs: Sequence[str], references: Sequence[str]) -> float:
     """Greedy single sample: the fraction whose parsed number equals the reference's."""
-    _pairs(outputs, references)
-    return _mean([pass_at_1_one(o, r) for o, r in zip(outputs, references)])
+    return _average(pass_at_1_one, outputs, references)
 
 
 def preference_accuracy(chosen_logps: Sequence[float], rejected_logps: Sequence[float]) -> float:
     """Fraction of pairs where the model gives the chosen completion the higher log-prob."""
-    _pairs(chosen_logps, rejected_logps)
-    return _mean([preference_one(c, r) for c, r in zip(chosen_logps, rejected_logps)])
+    return _average(preference_one, chosen_logps, rejected_logps)
 
 
 def answer_recall(outputs: Sequence[str], references: Sequence[str]) -> float:
-    _pairs(outputs, references)
-    return _mean([answer_recall_one(o, r) for o, r in zip(outputs, references)])
+    return _average(answer_recall_one, outputs, references)
+
+
+def choice_accuracy(items: Sequence[dict], scores: Sequence[float]) -> float:
+    """Multiple choice: the fraction of items whose highest-scored choice is item["answer"]; `scores` holds one
+    score per choice, item after item."""
+    if len(scores) != sum(len(item["choices"]) for item in items):
+        raise ValueError(f"{len(scores)} scores for {sum(len(i['choices']) for i in items)} choices")
+    correct, offset = 0, 0
+    for item in items:
+        n = len(item["choices"])
+        chunk = scores[offset:offset + n]
+        offset += n
+        correct += max(range(n), key=chunk.__getitem__) == item["answer"]
+    return correct / len(items)
 
 
 @dataclass(frozen=True)

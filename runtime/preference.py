@@ -31,17 +31,20 @@ import warnings
 from pathlib import Path
 from types import SimpleNamespace
 
-from runtime.context import Cancelled, RunContext, StageFailed, rank, world_size
+from runtime.context import RunContext, StageFailed, rank, world_size
 from runtime.data import splits
 from runtime.lifecycle import (
-    NonFiniteLoss,
     Parallel,
-    last_checkpoint,
+    fit,
+    guarded,
     lifecycle_callback,
     load_for_training,
+    lora_config,
     method_for,
-    save_weights,
+    prepare,
+    resume_point,
     stage_outputs,
+    trainable_params,
     training_args,
     trim_metrics,
 )
@@ -99,15 +102,6 @@ def as_sft(method, lora: bool) -> SimpleNamespace:
     return SimpleNamespace(**fields)
 
 
-def lora_config(method):
-    from peft import LoraConfig
-
-    lora = method.lora
-    targets = "all-linear" if "all-linear" in lora.target_modules else list(lora.target_modules)
-    return LoraConfig(r=lora.adapter_dim, lora_alpha=lora.effective_alpha, lora_dropout=lora.adapter_dropout,
-                      target_modules=targets, bias="none", task_type="CAUSAL_LM")
-
-
 def convert_args(sft_args, config_cls, **overrides):
     """runtime.lifecycle.training_args's SFTConfig (schedule, evaluation/checkpoint strategy, optimizer, precision,
     use_cpu / gloo, FSDP) as another TRL config class: the fields both share, then `overrides`."""
@@ -130,21 +124,6 @@ def convert_args(sft_args, config_cls, **overrides):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return config_cls(**kwargs)
-
-
-def guarded(trainer_cls):
-    """`trainer_cls` refusing a non-finite loss at the step it appears (the SFT stage's NaN guard)."""
-    import torch
-
-    class Guarded(trainer_cls):
-        def training_step(self, *args, **kwargs):
-            loss = super().training_step(*args, **kwargs)
-            if not bool(torch.isfinite(loss).all()):
-                raise NonFiniteLoss(self.state.global_step + 1, float(loss.detach().float().mean()))
-            return loss
-
-    Guarded.__name__ = f"Guarded{trainer_cls.__name__}"
-    return Guarded
 
 
 class ExtraMetrics(Metrics):
@@ -177,6 +156,25 @@ def metrics_feeder(metrics: ExtraMetrics):
             return control
 
     return Feed()
+
+
+def build_trainer(ctx: RunContext, trainer_cls, method, metrics: ExtraMetrics, tty: bool, resume: str | None,
+                  train_rows: list[dict], val_rows: list[dict], **kwargs):
+    """A DPO or GRPO trainer on the shared lifecycle: the NaN guard, LoRA when the method says so, the metrics
+    feeder and the Lifecycle callback, checked by lifecycle.prepare. Returns (trainer, callback)."""
+    import datasets
+
+    callback = lifecycle_callback(ctx, metrics, method, tty, Path(resume).name if resume else None)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", category=UserWarning)
+        trainer = guarded(trainer_cls)(
+            train_dataset=datasets.Dataset.from_list(train_rows),
+            eval_dataset=datasets.Dataset.from_list(val_rows) if val_rows else None,
+            peft_config=lora_config(method) if method.finetuning_type == "lora" else None,
+            callbacks=[metrics_feeder(metrics), callback], **kwargs)
+    prepare(trainer, tty)
+    return trainer, callback
 
 
 def run(ctx: RunContext) -> None:
@@ -218,10 +216,7 @@ def run(ctx: RunContext) -> None:
                         gradient_checkpointing=False,
                         logging_steps=max(1, min(50, min(steps_per_epoch, method.max_steps or steps_per_epoch) // 5)))
 
-    resume = last_checkpoint(checkpoints)
-    if resume and par.sharded_at_load:
-        ctx.log(f"not resuming from {Path(resume).name}: a model sharded at load time has no optimizer state")
-        resume = None
+    resume = resume_point(ctx, checkpoints, par)
     metrics = ExtraMetrics(metrics_path, PREFERENCE_KEYS, writer=rank() == 0)
     if rank() == 0:
         trim_metrics(metrics, resume)
@@ -234,20 +229,10 @@ def run(ctx: RunContext) -> None:
     elif reference == "adapters_disabled" and not lora:
         raise StageFailed("reference adapters_disabled needs finetuning_type lora")
 
-    resumed_from = Path(resume).name if resume else None
-    callback = lifecycle_callback(ctx, metrics, method, tty, resumed_from)
     with threads_for(model):
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", category=FutureWarning)
-            warnings.filterwarnings("ignore", category=UserWarning)
-            trainer = guarded(DPOTrainer)(
-                model=model, ref_model=ref_model, args=args, train_dataset=_dataset(train_rows),
-                eval_dataset=_dataset(val_rows) if val_rows else None, processing_class=tokenizer,
-                peft_config=lora_config(method) if lora else None,
-                callbacks=[metrics_feeder(metrics), callback])
-        _drop_printer(trainer, tty)
-        _check_distributed(trainer)
-        trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
+        trainer, callback = build_trainer(ctx, DPOTrainer, method, metrics, tty, resume, train_rows, val_rows,
+                                          model=model, ref_model=ref_model, args=args, processing_class=tokenizer)
+        trainable = trainable_params(trainer.model)
         what = f"LoRA r={method.lora.adapter_dim}" if lora else "all weights"
         ctx.log(f"dpo: {what} ({trainable:,} trainable) from {_short(ctx, source)}, reference {reference}, "
                 f"beta {method.beta:g}, loss {'+'.join(f'{w:g}*{t}' for t, w in zip(losses, weights))}, "
@@ -255,56 +240,8 @@ def run(ctx: RunContext) -> None:
                 f"{method.epochs} epochs" + (f" (max_steps {method.max_steps})" if method.max_steps else "")
                 + f", lr {method.learning_rate:g}, seq {args.max_length}, {world_size()} process(es)")
         ctx.status.update(method="dpo", finetuning_type=method.finetuning_type, reference=reference,
-                          resumed_from=resumed_from, output=str(out.relative_to(ctx.bundle)))
-        _fit(ctx, trainer, callback, method, resume, checkpoints, out, shim, "the adapter" if lora else "the model")
-
-
-def _fit(ctx: RunContext, trainer, callback, method, resume, checkpoints: Path, out: Path, shim, what: str) -> None:
-    """trainer.train with the lifecycle's endings: NaN -> StageFailed, SIGTERM -> Cancelled, else save."""
-    if resume:
-        ctx.log(f"resumed from {Path(resume).name} ({resume})")
-    try:
-        with warnings.catch_warnings():
-            # TRL's DPO/GRPO read model.is_gradient_checkpointing every step: deprecated in transformers 5.x
-            warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated",
-                                    category=FutureWarning)
-            trainer.train(resume_from_checkpoint=resume)
-    except NonFiniteLoss as exc:
-        raise StageFailed(f"{exc}: training diverged (learning rate {method.learning_rate:g}); lower "
-                          "method.learning_rate and rerun") from None
-    state = trainer.state
-    if callback.cancelled:
-        raise Cancelled(f"SIGTERM: checkpoint saved at step {state.global_step} of {state.max_steps} in "
-                        f"{checkpoints.relative_to(ctx.bundle)}; rerun the stage to resume")
-    save_weights(trainer, out, shim)
-    if rank() == 0 and shim.kind != "lora":
-        trainer.processing_class.save_pretrained(str(out))
-    ctx.status.update(steps_completed=state.global_step, total_steps=state.max_steps,
-                      percentage_done=100.0 if not callback.stopped_early else
-                      round(100.0 * state.global_step / max(1, state.max_steps), 2),
-                      best_checkpoint=Path(state.best_model_checkpoint).name if state.best_model_checkpoint else None)
-    ctx.log(f"saved {what} to {out.relative_to(ctx.bundle)} after {state.global_step} steps"
-            + (f" (best epoch {callback.best_epoch}, val_loss {callback.best_val:.4f})" if callback.best_val else ""))
-
-
-def _dataset(rows: list[dict]):
-    import datasets
-
-    return datasets.Dataset.from_list(rows)
-
-
-def _drop_printer(trainer, tty: bool) -> None:
-    from transformers import PrinterCallback
-
-    if not tty:
-        trainer.remove_callback(PrinterCallback)
-
-
-def _check_distributed(trainer) -> None:
-    distributed = str(trainer.accelerator.distributed_type).rsplit(".", 1)[-1]
-    if world_size() > 1 and distributed == "NO":
-        raise StageFailed(f"{world_size()} processes but accelerate set up no distributed training: each rank "
-                          "would train alone; check the torchrun environment (RANK, WORLD_SIZE, MASTER_ADDR)")
+                          resumed_from=Path(resume).name if resume else None, output=str(out.relative_to(ctx.bundle)))
+        fit(ctx, trainer, callback, method, resume, checkpoints, out, shim)
 
 
 def _short(ctx: RunContext, source: str) -> str:

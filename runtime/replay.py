@@ -91,7 +91,7 @@ class ReplayCollator:
         """Indices into the replay documents for this batch: seeded by the seed and the batch's token ids."""
         digest = hashlib.sha256(str(self.seed).encode())
         for example in examples:
-            digest.update(json.dumps(list(example.get("input_ids", ())), separators=(",", ":")).encode())
+            digest.update(json.dumps(list(example["input_ids"]), separators=(",", ":")).encode())
         rng = random.Random(int.from_bytes(digest.digest()[:8], "big"))
         return [rng.randrange(len(self.encoded)) for _ in range(self.count(len(examples)))]
 
@@ -102,8 +102,8 @@ class ReplayCollator:
         """The drawn documents packed end to end into rows no wider than the batch's longest task example (as
         tiny-llama was pre-trained: documents concatenated, no attention mask between them), so replay adds
         few rows and no padding."""
-        width = max((len(e.get("input_ids", ())) for e in examples), default=0) or max(map(len, self.encoded))
-        packed = bool(examples) and "seq_lengths" in examples[0]
+        width = max(len(e["input_ids"]) for e in examples)
+        packed = "seq_lengths" in examples[0]
         out: list[dict] = []
         ids: list[int] = []
         lengths: list[int] = []

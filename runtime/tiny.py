@@ -421,14 +421,9 @@ def benchmark_accuracy(model_dir: Path | str, benchmark: Path = BENCHMARK) -> fl
         sum(logprobs[i, t - 1, s[t]].item() for t in range(start, len(s)))
         for i, (s, start) in enumerate(zip(seqs, starts))
     ]
-    correct = 0
-    offset = 0
-    for item in items:
-        n = len(item["choices"])
-        chunk = scores[offset : offset + n]
-        offset += n
-        correct += max(range(n), key=chunk.__getitem__) == item["answer"]
-    return correct / len(items)
+    from runtime.metrics import choice_accuracy
+
+    return choice_accuracy(items, scores)
 
 
 # ----------------------------------------------------------------------------- CLI

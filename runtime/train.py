@@ -22,18 +22,21 @@ import warnings
 from pathlib import Path
 
 from runtime import replay as replay_mod
-from runtime.context import Cancelled, RunContext, StageFailed, rank, world_size
+from runtime.context import RunContext, StageFailed, rank, world_size
 from runtime.data import splits
 from runtime.lifecycle import (
-    NonFiniteLoss,
     Parallel,
-    last_checkpoint,
+    fit,
+    guarded,
     lifecycle_callback,
     load_for_training,
+    lora_config,
     method_for,
     output_dir,
-    save_weights,
+    prepare,
+    resume_point,
     stage_outputs,
+    trainable_params,
     training_args,
     trim_metrics,
 )
@@ -118,14 +121,12 @@ def rows(plan: Plan, records: list[dict], chat: bool = False) -> tuple[list[dict
 
 
 def _trainer_class():
-    import torch
     from transformers import Trainer
     from trl import SFTTrainer
 
-    class _Trainer(SFTTrainer):
-        """SFTTrainer that refuses a non-finite loss at the step it appears, mixes replay text into the
-        training batches (only those: evaluation keeps the plain collator) and, on CPU, computes the loss
-        from the full logits."""
+    class _Trainer(guarded(SFTTrainer)):
+        """SFTTrainer with the NaN guard that mixes replay text into the training batches (only those:
+        evaluation keeps the plain collator) and, on CPU, computes the loss from the full logits."""
 
         train_collator = None
         tokens_seen = 0
@@ -159,12 +160,6 @@ def _trainer_class():
             finally:
                 self.data_collator = plain
 
-        def training_step(self, *args, **kwargs):
-            loss = super().training_step(*args, **kwargs)
-            if not bool(torch.isfinite(loss).all()):
-                raise NonFiniteLoss(self.state.global_step + 1, float(loss.detach().float().mean()))
-            return loss
-
     return _Trainer
 
 
@@ -194,40 +189,27 @@ def run(ctx: RunContext) -> None:
         raise StageFailed(f"no usable training records in {plan.spec.data.path} (format {plan.spec.data.format}); "
                           "run the validate_data stage for the file:line of each problem")
 
-    if method.replay is not None:
-        replay_mod.documents(method.replay)  # a missing or malformed replay file fails before the model loads
+    # read before the model loads: a missing or malformed replay file fails fast
+    replay_texts = replay_mod.documents(method.replay) if method.replay is not None else []
     par = Parallel(plan)
     args, steps_per_epoch = training_args(ctx, method, checkpoints, len(train_rows), bool(val_rows), tty, par)
-    resume = last_checkpoint(checkpoints)
-    if resume and par.sharded_at_load:
-        ctx.log(f"not resuming from {Path(resume).name}: a model sharded at load time ({par.describe()}) has no "
-                "optimizer state in its checkpoints; training starts over")
-        resume = None
+    resume = resume_point(ctx, checkpoints, par)
     metrics = Metrics(metrics_path, writer=rank() == 0)
     if rank() == 0:
         trim_metrics(metrics, resume)
 
     model = load_for_training(plan, source, method, par)
     with threads_for(model):
-        _train(ctx, method, model, tokenizer, args, par, train_rows, val_rows, steps_per_epoch, resume, metrics,
-               checkpoints, out, tty)
+        _train(ctx, method, model, tokenizer, args, par, train_rows, val_rows, replay_texts, steps_per_epoch, resume,
+               metrics, checkpoints, out, tty)
 
 
 def _train(ctx: RunContext, method: Lora | Sft, model, tokenizer, args, par: Parallel, train_rows: list[dict],
-           val_rows: list[dict], steps_per_epoch: int, resume: str | None, metrics: Metrics, checkpoints: Path,
-           out: Path, tty: bool) -> None:
+           val_rows: list[dict], replay_texts: list[str], steps_per_epoch: int, resume: str | None, metrics: Metrics,
+           checkpoints: Path, out: Path, tty: bool) -> None:
     import datasets
-    from transformers import PrinterCallback
 
-    peft_config = None
-    if method.kind == "lora":
-        from peft import LoraConfig
-
-        lora = method.lora
-        targets = "all-linear" if "all-linear" in lora.target_modules else list(lora.target_modules)
-        peft_config = LoraConfig(r=lora.adapter_dim, lora_alpha=lora.effective_alpha, lora_dropout=lora.adapter_dropout,
-                                 target_modules=targets, bias="none", task_type="CAUSAL_LM")
-
+    peft_config = lora_config(method) if method.kind == "lora" else None
     resumed_from = Path(resume).name if resume else None
     callback = lifecycle_callback(ctx, metrics, method, tty, resumed_from)
     with warnings.catch_warnings():
@@ -237,51 +219,25 @@ def _train(ctx: RunContext, method: Lora | Sft, model, tokenizer, args, par: Par
             model=model, args=args, train_dataset=datasets.Dataset.from_list(train_rows),
             eval_dataset=datasets.Dataset.from_list(val_rows) if val_rows else None,
             processing_class=tokenizer, peft_config=peft_config, callbacks=[callback])
-    if not tty:
-        trainer.remove_callback(PrinterCallback)  # the Lifecycle callback prints its own lines
+    distributed = prepare(trainer, tty)
     replayed = ""
     if method.replay is not None:
-        texts = replay_mod.documents(method.replay)
         trainer.train_collator = replay_mod.ReplayCollator(
-            trainer.data_collator, replay_mod.encode(tokenizer, texts, args.max_length), method.replay.ratio,
+            trainer.data_collator, replay_mod.encode(tokenizer, replay_texts, args.max_length), method.replay.ratio,
             method.seed)
-        replayed = (f", replay {method.replay.ratio:g}x from {method.replay.data} ({len(texts):,} documents, "
+        replayed = (f", replay {method.replay.ratio:g}x from {method.replay.data} ({len(replay_texts):,} documents, "
                     f"{trainer.train_collator.count(args.per_device_train_batch_size)} per micro batch)")
-    distributed = str(trainer.accelerator.distributed_type).rsplit(".", 1)[-1]
-    if world_size() > 1 and distributed == "NO":
-        raise StageFailed(f"{world_size()} processes but accelerate set up no distributed training: each rank "
-                          "would train alone; check the torchrun environment (RANK, WORLD_SIZE, MASTER_ADDR)")
 
     what = (f"LoRA r={method.lora.adapter_dim} alpha={method.lora.effective_alpha}" if method.kind == "lora"
             else "all weights")
-    trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
+    trainable = trainable_params(trainer.model)
     ctx.log(f"{method.kind}: {what} ({trainable:,} trainable), {len(train_rows)} train / {len(val_rows)} validation "
             f"examples, ~{steps_per_epoch} steps/epoch x {method.epochs} epochs"
             + (f" (max_steps {method.max_steps})" if method.max_steps else "")
             + f", lr {method.learning_rate:g} -> {method.effective_min_lr:g}, seq {args.max_length}"
             + (", packed" if args.packing else "") + replayed + f", {world_size()} process(es)"
             + (f" ({distributed}, {trainer.accelerator.state.backend}), {par.describe()}" if par.world > 1 else ""))
-    if resume:
-        ctx.log(f"resumed from {resumed_from} ({resume})")
     ctx.status.update(method=method.kind, resumed_from=resumed_from, output=str(out.relative_to(ctx.bundle)))
-
-    try:
-        trainer.train(resume_from_checkpoint=resume)
-    except NonFiniteLoss as exc:
-        raise StageFailed(f"{exc}: training diverged (learning rate {method.learning_rate:g}); lower "
-                          "method.learning_rate and rerun") from None
-
-    state = trainer.state
-    if callback.cancelled:
-        raise Cancelled(f"SIGTERM: checkpoint saved at step {state.global_step} of {state.max_steps} in "
-                        f"{checkpoints.relative_to(ctx.bundle)}; rerun the stage to resume")
-    save_weights(trainer, out, method)
-    ctx.status.update(steps_completed=state.global_step, total_steps=state.max_steps,
-                      percentage_done=100.0 if not callback.stopped_early else
-                      round(100.0 * state.global_step / max(1, state.max_steps), 2),
-                      best_checkpoint=Path(state.best_model_checkpoint).name if state.best_model_checkpoint else None)
-    ctx.log(f"saved {'the adapter' if method.kind == 'lora' else 'the model'} to {out.relative_to(ctx.bundle)} "
-            f"after {state.global_step} steps"
-            + (f" (best epoch {callback.best_epoch}, val_loss {callback.best_val:.4f})" if callback.best_val else ""))
+    fit(ctx, trainer, callback, method, resume, checkpoints, out, method)
 
 

@@ -103,3 +103,13 @@ def test_bm25_ranks_the_matching_document_first():
     assert index.top("zebra", 3) == []
     assert chunk("a b c d e", 2) == ["a b", "c d", "e"]
     assert chunk("short text", 256) == ["short text"]
+
+
+def test_choice_accuracy_picks_the_highest_score_per_item():
+    from runtime.metrics import choice_accuracy
+
+    items = [{"choices": ["a", "b", "c"], "answer": 2}, {"choices": ["x", "y"], "answer": 0},
+             {"choices": ["p", "q"], "answer": 1}]
+    assert choice_accuracy(items, [-3.0, -2.0, -1.0, -0.5, -0.7, -0.1, -0.9]) == pytest.approx(2 / 3)
+    with pytest.raises(ValueError, match="6 scores for 7 choices"):
+        choice_accuracy(items, [0.0] * 6)
