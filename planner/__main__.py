@@ -12,7 +12,7 @@ USAGE = """\
 usage: python -m planner +goal=<name> [group=option ...] [key=value ...]
 
   groups:   goal model data inventory method launcher layout eval knowledge
-  options:  report=text|markdown|json  dry_run=true  out_dir=runs  launch=true
+  options:  report=text|markdown|json  dry_run=true  out_dir=runs  launch=true  overwrite=true
   examples: python -m planner +goal=tone
             python -m planner +goal=tone model=llama-3.1-70b-instruct inventory=h100-2node method=sft
             python -m planner +goal=tone dry_run=true report=json
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     code = 0 if plan.feasible else 1
     if options.dry_run:
         return code
-    from planner.bundle import launch, write_bundle
+    from planner.bundle import launch, remove_results, write_bundle
     from planner.render import render
 
     try:
@@ -57,6 +57,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     bundle = write_bundle(files, Path(options.out_dir), plan.name)
     sys.stderr.write(f"bundle: {bundle}\n")
+    if options.overwrite:
+        removed = remove_results(bundle)
+        if removed:
+            sys.stderr.write(f"overwrite=true: removed {' and '.join(removed)} of {bundle} (status, checkpoints, "
+                             "weights, gate, publish, logs): the run starts over\n")
+    elif kept := [f"{name}/" for name in ("run", "logs") if (bundle / name).exists()]:
+        sys.stderr.write(f"kept {' and '.join(kept)}: launch=true skips the completed stages and resumes the "
+                         "others (overwrite=true starts over)\n")
     if not plan.feasible:
         sys.stderr.write("not feasible: plan.json and report.md written for review; no launch scripts\n")
     if not options.launch:

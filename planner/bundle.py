@@ -1,9 +1,14 @@
 """The I/O edge of compiling: write a rendered bundle atomically, and launch it.
 
-`write_bundle` never leaves a half-written bundle where the runtime or a reviewer could read it:
-it writes into a temporary folder next to the target and renames it into place. `launch` runs
-the bundle's own script (run_local.sh, run_torchrun.sh, or submit.sh for Slurm), so what runs is
-exactly what a person would run by hand.
+A bundle is the record of a run. `write_bundle` writes a new bundle into a temporary folder next
+to the target and renames it into place. Re-planning into an existing bundle rewrites only the
+compiled files (plan.json, config.yaml, reports, launch/), each atomically (a temporary file in
+the same folder + os.replace; launch/ swapped as a whole folder, so no stale script survives), and
+keeps everything else: run/ (status, checkpoints, weights, gate, publish) and logs/. Everything is
+written before anything is replaced, so a failure leaves the bundle as it was. `remove_results`
+(overwrite=true) is the one way to drop run/ and logs/. `launch` runs the bundle's own script
+(run_local.sh, run_torchrun.sh, or submit.sh for Slurm), so what runs is exactly what a person
+would run by hand; stages that already completed for this plan skip themselves (runtime).
 """
 
 from __future__ import annotations
@@ -22,33 +27,37 @@ from schemas.plan import Plan
 
 EXECUTABLE = (".sh", ".sbatch")
 RUN_SCRIPT = {"local": "launch/run_local.sh", "torchrun": "launch/run_torchrun.sh", "slurm": "launch/submit.sh"}
+# Folders the compiler owns whole (swapped on re-plan), and the results it never touches (overwrite=true
+# removes them).
+COMPILED_DIRS = ("launch",)
+RESULTS = ("run", "logs")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 def write_bundle(files: Mapping[str, str], out_dir: Path, name: str) -> Path:
-    """Write `files` (relative path -> text) as `<out_dir>/<name>`, replacing any previous bundle."""
+    """Write `files` (relative path -> text) as `<out_dir>/<name>`. An existing bundle keeps its results
+    (run/, logs/ and anything else not compiled); its compiled files are replaced."""
     if ".." in name or not _NAME.match(name):
         raise ValueError(f"bundle name {name!r} is not a safe folder name")
     for rel in files:
         parts = PurePosixPath(rel).parts
         if not parts or PurePosixPath(rel).is_absolute() or any(p in ("", ".", "..") for p in parts):
             raise ValueError(f"bundle path {rel!r} must be relative, inside the bundle")
+        if parts[0] in RESULTS:
+            raise ValueError(f"bundle path {rel!r} is under {parts[0]}/, which holds results, not compiled files")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / name
+    if target.is_dir():
+        _update(files, target)
+        return target
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".new", dir=out_dir))
     try:
         staging.chmod(0o755)
-        for rel, text in sorted(files.items()):
-            path = staging / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(path, "w", encoding="utf-8", newline="") as handle:
-                handle.write(text)
-            path.chmod(0o755 if rel.endswith(EXECUTABLE) else 0o644)
-        if target.exists() or target.is_symlink():
+        _write_files(staging, files)
+        if target.exists() or target.is_symlink():  # a stray file or dangling link where the bundle goes
             old = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".old", dir=out_dir))
-            aside = old / "bundle"
-            os.rename(target, aside)  # same filesystem: atomic
+            os.rename(target, old / "bundle")  # same filesystem: atomic
             os.rename(staging, target)
             _remove(old)
         else:
@@ -57,6 +66,82 @@ def write_bundle(files: Mapping[str, str], out_dir: Path, name: str) -> Path:
         _remove(staging)
         raise
     return target
+
+
+def remove_results(bundle: Path) -> list[str]:
+    """overwrite=true: drop the bundle's results (run/, logs/) to start over. Each folder is renamed aside
+    first (atomic), so a half-deleted run/ is never left under its name. Returns the names removed."""
+    removed = []
+    for folder in RESULTS:
+        path = Path(bundle) / folder
+        if not (path.exists() or path.is_symlink()):
+            continue
+        aside = Path(tempfile.mkdtemp(prefix=f".{folder}.", suffix=".old", dir=bundle))
+        os.rename(path, aside / folder)
+        _remove(aside)
+        removed.append(f"{folder}/")
+    return removed
+
+
+def _write_files(root: Path, files: Mapping[str, str]) -> None:
+    for rel, text in sorted(files.items()):
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+        path.chmod(0o755 if rel.endswith(EXECUTABLE) else 0o644)
+
+
+def _update(files: Mapping[str, str], bundle: Path) -> None:
+    """Rewrite the compiled files of an existing bundle in place, leaving its results alone.
+
+    Top-level files are replaced one by one (temporary file in the bundle + os.replace); each compiled
+    folder (launch/, or any folder `files` names) is written whole beside the old one and swapped in, and
+    an old launch/ that the new compile has none of (an infeasible plan) is removed. Every new file is
+    written before the first replace, so an error while writing leaves the bundle untouched."""
+    top = {rel: text for rel, text in files.items() if len(PurePosixPath(rel).parts) == 1}
+    for rel in top:
+        if (bundle / rel).is_dir() and not (bundle / rel).is_symlink():
+            raise ValueError(f"{bundle / rel} is a folder where the compiled file {rel} goes: move it away")
+    folders = sorted({PurePosixPath(rel).parts[0] for rel in files if rel not in top} | set(COMPILED_DIRS))
+    staged_files: list[tuple[Path, Path]] = []
+    staged_dirs: list[tuple[Path | None, Path]] = []
+    try:
+        for folder in folders:
+            inside = {str(PurePosixPath(*PurePosixPath(rel).parts[1:])): text for rel, text in files.items()
+                      if PurePosixPath(rel).parts[0] == folder and rel not in top}
+            if not inside:
+                staged_dirs.append((None, bundle / folder))
+                continue
+            new = Path(tempfile.mkdtemp(prefix=f".{folder}.", suffix=".new", dir=bundle))
+            staged_dirs.append((new, bundle / folder))
+            new.chmod(0o755)
+            _write_files(new, inside)
+        for rel, text in sorted(top.items()):
+            fd, tmp = tempfile.mkstemp(prefix=f".{rel}.", suffix=".new", dir=bundle)
+            staged_files.append((Path(tmp), bundle / rel))
+            with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+                handle.write(text)
+            os.chmod(tmp, 0o755 if rel.endswith(EXECUTABLE) else 0o644)
+    except BaseException:
+        for tmp, _ in staged_files:
+            _remove(tmp)
+        for new, _ in staged_dirs:
+            if new is not None:
+                _remove(new)
+        raise
+    # Everything is on disk: swap it in. plan.json goes last, so a bundle whose plan is new is new throughout.
+    for new, dest in staged_dirs:
+        old = None
+        if dest.exists() or dest.is_symlink():
+            old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".old", dir=bundle))
+            os.rename(dest, old / dest.name)
+        if new is not None:
+            os.rename(new, dest)
+        if old is not None:
+            _remove(old)
+    for tmp, dest in sorted(staged_files, key=lambda pair: pair[1].name == "plan.json"):
+        os.replace(tmp, dest)
 
 
 def launch(bundle_dir: Path, plan: Plan) -> int:
@@ -84,4 +169,4 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
-__all__ = ["launch", "write_bundle"]
+__all__ = ["launch", "remove_results", "write_bundle"]

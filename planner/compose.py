@@ -17,7 +17,7 @@ from planner.paths import conf_dir, group_options
 from schemas.base import Frozen
 from schemas.spec import Spec
 
-RUN_KEYS = ("report", "dry_run", "out_dir", "launch")
+RUN_KEYS = ("report", "dry_run", "out_dir", "launch", "overwrite")
 
 
 class RunOptions(Frozen):
@@ -27,12 +27,16 @@ class RunOptions(Frozen):
     dry_run: bool = False
     out_dir: str = "runs"
     launch: bool = False
+    overwrite: bool = Field(False, description="Start the bundle over: remove its run/ and logs/ (checkpoints, "
+                            "weights, gate, publish). Without it, re-planning keeps them and launch=true resumes.")
     goal: str = Field("", description="The goal option picked with +goal=<name>.")
 
     @model_validator(mode="after")
     def _launch_needs_bundle(self) -> RunOptions:
         if self.launch and self.dry_run:
             raise ValueError("launch=true runs the bundle, dry_run=true writes none: drop one of them")
+        if self.overwrite and self.dry_run:
+            raise ValueError("overwrite=true starts the bundle over, dry_run=true writes none: drop one of them")
         return self
 
 

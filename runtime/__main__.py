@@ -2,8 +2,9 @@
 
 The plan is the contract: this reads plan.json and nothing else (no Hydra config, no guessing
 from the environment). Each stage writes run/<stage>/status.json through its lifecycle:
-created -> running -> completed | failed | cancelled. Exit codes: 0 completed, 1 failed,
-2 bad invocation, 143 cancelled (SIGTERM).
+created -> running -> completed | failed | cancelled. A stage that already completed for this plan
+(runtime.context.already_completed) is skipped with exit 0, so relaunching a bundle resumes it.
+Exit codes: 0 completed (or skipped), 1 failed, 2 bad invocation, 143 cancelled (SIGTERM).
 """
 
 from __future__ import annotations
@@ -31,13 +32,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stage", required=True, choices=sorted(STAGES))
     args = parser.parse_args(argv)
 
-    from runtime.context import RunContext, StageFailed, run_stage
+    from runtime.context import RunContext, StageFailed, already_completed, run_stage
 
     try:
         ctx = RunContext.load(args.plan, args.stage)
     except StageFailed as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2
+    if already_completed(ctx):
+        return 0
     module, _, func = STAGES[args.stage].partition(":")
     return run_stage(ctx, lambda: getattr(importlib.import_module(module), func)(ctx))
 

@@ -1,12 +1,15 @@
 """What a stage runs with: the plan, the bundle folder, its own run/<stage>/ folder, its status.
 
 Also the stage lifecycle (run_stage): status transitions, SIGTERM -> cancelled, failures with
-their reason, peak memory in the status.
+their reason, peak memory in the status; the skip rule for a stage that already completed for this
+plan (already_completed), and the exact commands that resume a stopped one (resume_hint).
 """
 
 from __future__ import annotations
 
+import json
 import os
+import shlex
 import signal
 import sys
 import time
@@ -19,6 +22,10 @@ from pydantic import ValidationError
 
 from runtime.status import Status
 from schemas.plan import Plan, Stage
+
+
+# The bundle's run script per launcher (planner.bundle.RUN_SCRIPT; the runtime imports nothing from planner).
+RUN_SCRIPTS = {"local": "launch/run_local.sh", "torchrun": "launch/run_torchrun.sh", "slurm": "launch/submit.sh"}
 
 
 class StageFailed(Exception):
@@ -71,6 +78,10 @@ class RunContext:
         if rank() == 0:
             print(f"[{self.stage.name}] {message}", flush=True)
 
+    def resume_hint(self) -> str:
+        """The exact commands that resume this stage (resume_hint)."""
+        return resume_hint(self)
+
 
 def rank() -> int:
     return int(os.environ.get("RANK", "0"))
@@ -96,16 +107,22 @@ def run_stage(ctx: RunContext, body: Callable[[], object]) -> int:
     """Run a stage body through the lifecycle; the exit code says how it ended."""
 
     def on_term(signum, frame):  # the body checks ctx.stop_requested at step boundaries
+        if signum == signal.SIGINT and ctx.stop_requested:
+            raise KeyboardInterrupt  # a second Ctrl-C: stop now, without the checkpoint
         ctx.stop_requested = True
 
     previous = signal.signal(signal.SIGTERM, on_term)
+    previous_int = signal.signal(signal.SIGINT, on_term)  # Ctrl-C stops like SIGTERM: checkpoint, cancelled
     ctx.status.update(state="running", error=None)
     try:
         body()
     except Cancelled as exc:
-        ctx.status.update(state="cancelled", error=str(exc) or "SIGTERM", elapsed_seconds=_elapsed(ctx),
+        reason = str(exc) or "SIGTERM"
+        if RESUME not in reason:
+            reason = f"{reason}; {resume_hint(ctx)}"
+        ctx.status.update(state="cancelled", error=reason, elapsed_seconds=_elapsed(ctx),
                           peak_memory_bytes=peak_memory_bytes())
-        ctx.log(f"cancelled: {exc}")
+        ctx.log(f"cancelled: {reason}")
         return 143
     except StageFailed as exc:
         ctx.status.update(state="failed", error=str(exc), elapsed_seconds=_elapsed(ctx),
@@ -119,9 +136,81 @@ def run_stage(ctx: RunContext, body: Callable[[], object]) -> int:
         return 1
     finally:
         signal.signal(signal.SIGTERM, previous)
-    ctx.status.update(state="completed", elapsed_seconds=_elapsed(ctx), peak_memory_bytes=peak_memory_bytes())
+        signal.signal(signal.SIGINT, previous_int)
+    # finished_at (epoch seconds): a later stage that completed before this one did must run again (already_completed)
+    ctx.status.update(state="completed", elapsed_seconds=_elapsed(ctx), peak_memory_bytes=peak_memory_bytes(),
+                      finished_at=time.time())
     ctx.log("completed")
     return 0
+
+
+def already_completed(ctx: RunContext) -> bool:
+    """Whether the stage can be skipped: its run/<stage>/status.json says completed for this plan id, every output
+    the plan declares for it (stage.outputs) exists, and no stage it runs after (stage.after) has completed since
+    it did (that would have changed its inputs). A completed stage that fails a check runs again, and says why;
+    a cancelled or failed one always runs (training resumes from its last checkpoint)."""
+    previous = ctx.status.previous
+    if previous.get("state") != "completed":
+        return False
+    why = _rerun_reason(ctx, previous)
+    if why is None:
+        if rank() == 0:
+            print(f"{ctx.stage.name}: already completed for plan {ctx.plan.id}; skipping (overwrite=true to start "
+                  "over)", flush=True)
+        return True
+    ctx.log(f"completed before, running again: {why}")
+    return False
+
+
+def _rerun_reason(ctx: RunContext, previous: dict) -> str | None:
+    if previous.get("plan_id") != ctx.plan.id:
+        return f"its status.json is for plan {previous.get('plan_id')}, this is plan {ctx.plan.id}"
+    missing = [rel for rel in ctx.stage.outputs.values() if not ctx.path(rel).exists()]
+    if missing:
+        return f"its output {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} missing"
+    finished = previous.get("finished_at")
+    for name in ctx.stage.after:  # a stage it needs that completed after it did may have changed its inputs
+        done = _read_json(ctx.bundle / "run" / name / "status.json").get("finished_at")
+        if isinstance(done, (int, float)) and (not isinstance(finished, (int, float)) or done > finished):
+            return f"{name}, which it runs after, completed again since"
+    return None
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+RESUME = "to resume, run"
+
+
+def resume_hint(ctx: RunContext) -> str:
+    """The exact commands that pick a stopped stage up again: the whole bundle (completed stages skip themselves,
+    this one resumes from its last checkpoint), or this stage alone, as the bundle's launch script runs it."""
+    bundle = shlex.quote(str(ctx.bundle))
+    script = RUN_SCRIPTS.get(ctx.plan.decision.launcher, RUN_SCRIPTS["local"])
+    return (f"{RESUME} the bundle: bash {shlex.quote(str(ctx.bundle / script))} (completed stages are skipped), "
+            f"or this stage alone: cd {bundle} && {_stage_command(ctx, script)}")
+
+
+def _stage_command(ctx: RunContext, script: str) -> str:
+    """This stage's command from the bundle's launch/ folder (torchrun for a multi-process stage), else plain."""
+    name = ctx.stage.name
+    if script.endswith("submit.sh"):
+        if (ctx.bundle / "launch" / f"{name}.sbatch").is_file():
+            return f"mkdir -p logs && sbatch launch/{name}.sbatch"
+    else:
+        try:
+            lines = (ctx.bundle / script).read_text().splitlines()
+        except OSError:
+            lines = []
+        for line in lines:
+            if line.startswith(f"run_stage {name} "):
+                return line.removeprefix(f"run_stage {name} ").strip()
+    return f"python -m runtime plan.json --stage {name}"
 
 
 def _elapsed(ctx: RunContext) -> float:

@@ -19,11 +19,17 @@ class Status:
         self.path = path
         self.writer = writer
         self.data: dict[str, Any] = {"plan_id": plan_id, "stage": stage, "state": "created"}
-        if path.exists():  # a rerun (resume) keeps what the last attempt recorded
+        # What the last attempt recorded ({} if none): a rerun (resume) of the same plan keeps it; a status
+        # left by another plan is a different run, and starts over.
+        self.previous: dict[str, Any] = {}
+        if path.exists():
             try:
-                self.data.update(json.loads(path.read_text()))
-            except json.JSONDecodeError:
-                pass
+                previous = json.loads(path.read_text())
+            except (OSError, json.JSONDecodeError):
+                previous = None
+            self.previous = previous if isinstance(previous, dict) else {}
+            if self.previous.get("plan_id") == plan_id:
+                self.data.update(self.previous)
         self.data["attempts"] = int(self.data.get("attempts", 0)) + 1
 
     def update(self, **fields: Any) -> None:

@@ -478,11 +478,13 @@ def test_env_passthrough_names_are_validated(name):
 
 def test_write_bundle_replaces_atomically_and_leaves_nothing_behind(tmp_path):
     first = write_bundle({"a.txt": "one\n", "launch/x.sh": "#!/bin/sh\n"}, tmp_path, "b")
-    (first / "stale.txt").write_text("from an older compile")
+    (first / "notes.txt").write_text("not compiled: kept (tests/unit/test_bundle.py covers run/ and logs/)")
     second = write_bundle({"a.txt": "two\n"}, tmp_path, "b")
     assert second == first == tmp_path / "b"
-    assert _tree(second) == {"a.txt": (b"two\n", 0o644)}
+    tree = _tree(second)
+    assert sorted(tree) == ["a.txt", "notes.txt"] and tree["a.txt"] == (b"two\n", 0o644)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
+    assert sorted(p.name for p in second.iterdir()) == ["a.txt", "notes.txt"]  # no stale launch/, no temp files
 
 
 @pytest.mark.parametrize("rel", ["/etc/passwd", "../escape", "a/../../b", ""])
