@@ -3,10 +3,11 @@
 Like `terraform plan` for a pull request. Each side is a git revision (its conf/ is read with
 `git archive`, the working tree is never touched), a folder (a working tree or a conf/ folder), a
 compiled bundle or a plan.json. Every goal is composed, probed and planned on both sides with
-this checkout's planner, and the two plans are compared by content: decision, layout, memory,
+this checkout's planner, and the two plans are compared by content: decision, each training
+stage's recipe (`train: learning_rate 0.0001 -> 0.001`, a stage added or removed), layout, memory,
 GPU-hours and cost, findings, stages and the compiled launch scripts (the plan id, a hash of the
 spec, is normalised away). Risk flags: new errors, cost up by more than `risk_cost_ratio`, a new
-serving deployment, memory headroom under 10%.
+serving deployment (the plans' decision.serving), memory headroom under 10%.
 
 Exit codes: 0 no plan change, 1 a plan changed, 2 error (bad revision, bad configuration at the
 head), 3 a risk flag was raised with fail_on_risk=true. docs/plan-diff.md shows the output.

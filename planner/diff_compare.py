@@ -1,8 +1,11 @@
 """Comparing two plans for `python -m planner.diff`: what changed between the base's and the head's plan.
 
-Config keys (resolved spec), plan areas (decision, layout, memory, estimate, stages, data
+Config keys (resolved spec), plan areas (decision, recipe, layout, memory, estimate, stages, data
 statistics), findings added and removed, and the compiled launch scripts, by content (the plan id
-is normalised away); the risk flags; each goal's one-line summary; and the GitHub annotations,
+and where each side's shipped samples lie are normalised away); the recipe area holds each training
+stage's resolved hyperparameters by stage (`train.learning_rate`), and a training stage added or
+removed; the risk flags (serving from the plan's typed decision.serving); each goal's one-line
+summary; and the GitHub annotations,
 located at the head's conf/ file and line that set a finding's key (Locator). The formatters the
 summaries share with planner.diff_report (fmt_hours, fmt_gb, ratio, brief, feasible, files_differ)
 live here too, so that the reports import from this module and never the other way round, as do
@@ -24,7 +27,10 @@ from schemas.plan import Finding, Plan
 from schemas.spec import Spec
 
 FIXED_REPORT = "# report (not part of the diff)\n"
-PLAN_AREAS = ("decision", "layout", "memory", "estimate", "stages")  # with findings and launch: "the plan"
+PLAN_AREAS = ("decision", "recipe", "layout", "memory", "estimate", "stages")  # with findings and launch: "the plan"
+RECIPE_ONLY = ("method", "method_sources", "layout", "estimate")  # stage keys the recipe area has, not stages
+SAMPLES = "<samples>/"  # where a side's shipped samples lie, in its plan's paths
+SERVING = {"none": "none", "hot_swap": "hot-swap", "new_deployment": "new deployment"}
 # Catalog entries picked as a whole (model, data, inventory, GPU, method): when the entry's name
 # changes, the keys under it are folded under that one change.
 SWAPS = {"model": "name", "data": "name", "inventory": "name", "inventory.gpu": "name", "method": "kind"}
@@ -208,22 +214,76 @@ def config_changes(base: Plan, head: Plan) -> list[Change]:
 
 
 def _dumps(base: Plan, head: Plan) -> tuple[dict, dict]:
-    """Both plans as JSON, the base's id replaced by the head's: plans compare by content."""
-    return json.loads(base.model_dump_json().replace(base.id, head.id)), json.loads(head.model_dump_json())
+    """Both plans as JSON, compared by content: the base's id replaced by the head's, and the folder each
+    side's builtin samples resolved in (a revision's extracted conf/samples, this checkout's) by SAMPLES."""
+    return _normalised(base, head.id), _normalised(head, head.id)
+
+
+def _normalised(plan: Plan, plan_id: str) -> dict:
+    text = plan.model_dump_json().replace(plan.id, plan_id)
+    for root in sorted(_sample_roots(plan), key=len, reverse=True):
+        text = text.replace(json.dumps(root + "/")[1:-1], SAMPLES)
+    return json.loads(text)
+
+
+def _sample_roots(plan: Plan) -> set[str]:
+    from planner.paths import samples_dir
+
+    roots = {str(samples_dir())}  # builtin replay text and benchmarks
+    if plan.spec.data.path.startswith("builtin:") and plan.data_stats.root:
+        roots.add(str(Path(plan.data_stats.root).parent))  # the side's own builtin data
+    return roots
 
 
 def area_changes(base: dict, head: dict) -> dict[str, list[Change]]:
     """The plans' changes by area (both as JSON dumps, ids normalised)."""
+    several = max(_training_count(base), _training_count(head)) > 1
+
     def parts(plan: dict) -> dict[str, Any]:
         est = dict(plan["estimate"])
         memory = est.pop("memory_per_gpu_bytes") or {}
         est["alternatives"] = [f"{a['layout']}: {a['why']}" for a in est["alternatives"]]
         data = {k: v for k, v in plan["data_stats"].items() if k != "root"}
-        return {"decision": plan["decision"], "layout": plan["layout"], "memory": memory, "estimate": est,
-                "stages": {"order": [s["name"] for s in plan["stages"]], "stages": plan["stages"]}, "data": data}
+        stages = [{k: v for k, v in s.items() if k not in RECIPE_ONLY} for s in plan["stages"]]
+        return {"decision": plan["decision"], "recipe": recipe(plan, several), "layout": plan["layout"],
+                "memory": memory, "estimate": est, "stages": {"order": [s["name"] for s in plan["stages"]],
+                                                              "stages": stages}, "data": data}
 
     old, new = parts(base), parts(head)
     return {area: diff_values(old[area], new[area]) for area in old}
+
+
+def _training_count(plan: dict) -> int:
+    return sum(1 for s in plan["stages"] if s.get("method"))
+
+
+def recipe(plan: dict, several: bool) -> dict[str, dict[str, Any]]:
+    """Each training stage's resolved method by stage name (a plan JSON dump). With more than one training
+    stage, each stage's own layout, memory per GPU and GPU-hours too (with one, they are the plan's)."""
+    out = {}
+    for stage in plan["stages"]:
+        if not stage.get("method"):
+            continue
+        values = dict(stage["method"])
+        if several:
+            est = stage.get("estimate") or {}
+            values["layout"] = stage.get("layout")
+            values["memory_per_gpu"] = (est.get("memory_per_gpu_bytes") or {}).get("total")
+            values["gpu_hours"] = est.get("gpu_hours")
+        out[stage["name"]] = values
+    return out
+
+
+def recipe_brief(method: dict[str, Any]) -> str:
+    """A training stage's method in a few words (a stage added or removed)."""
+    words = [str(method.get("kind", "?"))]
+    if method.get("finetuning_type"):
+        words[0] += f" ({method['finetuning_type']})"
+    for key in ("learning_rate", "epochs", "batch_size"):
+        if key in method:
+            value = method[key]
+            words.append(f"{key} {value:g}" if isinstance(value, float) else f"{key} {value}")
+    return ", ".join(words)
 
 
 def launch_files(plan: Plan) -> dict[str, str]:
@@ -275,11 +335,8 @@ def memory_ratio(plan: Plan) -> float | None:
 
 
 def serving(plan: Plan) -> str:
-    """hot-swap, new deployment, or none (no training), from the consequence-serving finding."""
-    found = [f for f in plan.findings if f.code == "consequence-serving"]
-    if not found:
-        return "none"
-    return "hot-swap" if any("no new deployment" in f.message for f in found) else "new deployment"
+    """hot-swap, new deployment, or none (no training): the plan's decision.serving, as reports show it."""
+    return SERVING[plan.decision.serving.kind]
 
 
 def compare(goal: str, base: Side, head: Side, options: Options, cache: dict, locate: Locator) -> GoalDiff:
@@ -348,8 +405,9 @@ def risks(goal: str, base: Plan | None, head: Plan, added: list[Finding], option
         elif new > options.risk_cost_ratio * old > 0:
             out.append(Risk(goal, "cost", f"GPU-hours {fmt_hours(old)} -> {fmt_hours(new)} ({ratio(old, new)}), "
                                           f"more than {options.risk_cost_ratio:g}x (risk_cost_ratio)"))
-        if serving(head) == "new deployment" and serving(base) != "new deployment":
-            was = "a hot-swapped LoRA adapter" if serving(base) == "hot-swap" else "no trained model"
+        new_kind, old_kind = head.decision.serving.kind, base.decision.serving.kind
+        if new_kind == "new_deployment" and old_kind != "new_deployment":
+            was = "a hot-swapped LoRA adapter" if old_kind == "hot_swap" else "no trained model"
             out.append(Risk(goal, "serving", f"needs a new serving deployment (was {was}): all weights change"))
     new_ratio = memory_ratio(head)
     old_ratio = memory_ratio(base) if base is not None else None
@@ -383,7 +441,13 @@ def summary_line(d: GoalDiff) -> str:
         mem_b, mem_h = b.estimate.memory_per_gpu_bytes, h.estimate.memory_per_gpu_bytes
         if mem_b and mem_h and mem_b.total != mem_h.total:
             parts.append(f"memory/GPU {fmt_gb(mem_b.total)} -> {fmt_gb(mem_h.total)} ({mb:.0%} -> {mh:.0%})")
-        parts += [f"{a} changed" for a in PLAN_AREAS[:2] if d.areas.get(a)]
+        parts += [f"{a} changed" for a in ("decision", "layout") if d.areas.get(a)]
+        hyper = d.areas.get("recipe") or []
+        if hyper and not parts:
+            first = hyper[0]
+            shown = (f"{first.key} {recipe_value(first.base)} -> {recipe_value(first.head)}" if "." in first.key
+                     else f"{first.key} {'added' if first.base is ABSENT else 'removed'}")
+            parts.append(shown + (f" (+{len(hyper) - 1} more)" if len(hyper) > 1 else ""))
         if d.launch and not parts:
             parts.append(f"launch scripts ({files_differ(len(d.launch))})")
     named = [f"+{f.severity} {f.code}" for f in d.added if f.severity != "info"] + \
@@ -404,6 +468,23 @@ def fmt_hours(value: float | None) -> str:
     if value < 1:
         return f"{value:.2g}"
     return f"{value:.1f}" if value < 100 else f"{value:,.0f}"
+
+
+def recipe_value(value: Any) -> str:
+    """A hyperparameter as the diff shows it: 0.0001, 5e-06, true, all-linear, (absent)."""
+    if value is ABSENT:
+        return "(absent)"
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, list):
+        return "[" + ", ".join(recipe_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return recipe_brief(value) if "kind" in value else json.dumps(value, separators=(", ", ": "))
+    return str(value)
 
 
 def fmt_gb(n: int) -> str:

@@ -30,6 +30,8 @@ from planner.diff_compare import (
     gpu_hours,
     gpus,
     memory_ratio,
+    recipe_brief,
+    recipe_value,
     serving,
 )
 from schemas.plan import Plan
@@ -62,6 +64,8 @@ def fmt_value(value: Any, area: str = "", key: str = "") -> str:
         return f"{value:,}"
     if area == "estimate" and key.endswith("_range") and isinstance(value, list):
         return f"{fmt_hours(value[0])}-{fmt_hours(value[1])}"
+    if area == "stages" and isinstance(value, dict) and "argv" in value:  # a stage on one side only
+        return f"after {', '.join(value.get('after') or []) or '-'}: {' '.join(value['argv'])}"
     if isinstance(value, str):
         return value if value.strip() and value == value.strip() else json.dumps(value)
     if isinstance(value, float):
@@ -99,6 +103,32 @@ def _text_change(c: Change, area: str = "", indent: str = "  ") -> list[str]:
     if len(old) + len(new) > 90:
         return [f"{indent}{c.key}:", f"{indent}  - {old}", f"{indent}  + {new}"]
     return [f"{indent}{c.key}: {old} -> {new}"]
+
+
+def recipe_change(c: Change) -> tuple[str, str, str, str]:
+    """(stage, key, base, head) of a recipe change; key '' is the whole stage, added or removed."""
+    stage, _, key = c.key.partition(".")
+    if not key:
+        return (stage, "", "" if c.base is ABSENT else recipe_brief(c.base),
+                "" if c.head is ABSENT else recipe_brief(c.head))
+
+    def shown(value: Any) -> str:
+        if isinstance(value, int) and not isinstance(value, bool) and key == "memory_per_gpu":
+            return fmt_gb(value)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and key == "gpu_hours":
+            return fmt_hours(value)
+        return recipe_value(value)
+
+    return stage, key, shown(c.base), shown(c.head)
+
+
+def _text_recipe(c: Change) -> list[str]:
+    stage, key, old, new = recipe_change(c)
+    if not key:
+        return [f"  {stage}: added ({new})" if old == "" else f"  {stage}: removed (was {old})"]
+    if len(stage) + len(key) + len(old) + len(new) > 90:
+        return [f"  {stage}: {key}:", f"    - {old}", f"    + {new}"]
+    return [f"  {stage}: {key} {old} -> {new}"]
 
 
 def _text_goal(g: GoalDiff) -> list[str]:
@@ -139,7 +169,7 @@ def _text_goal(g: GoalDiff) -> list[str]:
             head_line += " per GPU: " + _memory_headline(g.base, g.head)
         out.append(head_line + ":")
         for c in found:
-            out += _text_change(c, area)
+            out += _text_recipe(c) if area == "recipe" else _text_change(c, area)
     if g.added or g.removed:
         out.append(f"findings (+{len(g.added)} -{len(g.removed)}):")
         out += [f"  + {f.severity.upper():7} {f.code} ({f.path}): {f.message}" for f in g.added]
@@ -256,6 +286,14 @@ def _md_goal(g: GoalDiff, launch: bool, details: bool) -> list[str]:
             title = area.capitalize()
             if area == "memory" and b and h:
                 title += f" per GPU: {_memory_headline(b, h)}"
+            if area == "recipe":
+                body += [f"**{title}** (per training stage)", "", "| stage | key | base | head |", "|---|---|---|---|"]
+                for c in found:
+                    stage, key, old, new = recipe_change(c)
+                    body.append(f"| {_code(stage)} | {_code(key) if key else '(stage)'} | {_cell(old or '(absent)')} | "
+                                f"{_cell(new or '(absent)')} |")
+                body.append("")
+                continue
             body += [f"**{title}**", "", "| key | base | head |", "|---|---|---|"]
             body += [f"| {_code(c.key)} | {_md_value(c.base, area, c.key)} | {_md_value(c.head, area, c.key)} |"
                      for c in found]
@@ -301,8 +339,16 @@ def _memory_short(plan: Plan) -> str:
     return "-" if mem is None else f"{fmt_gb(mem.total)} of {fmt_gb(mem.capacity)} ({mem.total / mem.capacity:.0%})"
 
 
+def _recipe_short(plan: Plan) -> str:
+    """Each training stage's learning rate and epochs: `train_sft: sft lr 0.0003, 5 epochs; train: ...`."""
+    parts = [f"{s.name}: {s.method.kind} lr {s.method.learning_rate:g}, {s.method.epochs} "
+             f"epoch{'s' if s.method.epochs != 1 else ''}" for s in plan.training_stages if s.method is not None]
+    return "; ".join(parts) or "-"
+
+
 _HEADLINE: tuple[tuple[str, Callable[[Plan], str]], ...] = (
     ("method", lambda p: " -> ".join(p.decision.pipeline) or p.decision.method),
+    ("recipe", _recipe_short),
     ("model", lambda p: p.spec.model.name),
     ("GPUs", lambda p: str(gpus(p))),
     ("layout", _layout_short),

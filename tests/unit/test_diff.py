@@ -23,6 +23,7 @@ from planner.bundle import write_bundle
 from planner.diff import (
     Locator,
     Options,
+    Result,
     as_annotations,
     as_json,
     compare,
@@ -34,8 +35,10 @@ from planner.diff import (
     run,
     text,
 )
+from planner.diff_compare import ABSENT, Source, serving
 from planner.paths import conf_dir
 from planner.render import render
+from schemas.plan import ServingPlan
 from tests.unit.helpers import make_plan
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -182,9 +185,44 @@ def test_lora_rank_and_learning_rate(results):
     rank = results("lora-rank").goals[0]
     assert [(c.key, c.base, c.head) for c in rank.config] == [("method.lora.adapter_dim", 8, 16)]
     assert {c.key for c in rank.areas["memory"]} >= {"adapters", "total"}
+    assert [(c.key, c.base, c.head) for c in rank.areas["recipe"]] == [("train.lora.adapter_dim", 8, 16),
+                                                                       ("train.lora.alpha", 8, 16)]
     lr = results("learning-rate").goals[0]
     assert [f.code for f in lr.added] == ["lint-lora-lr"] and lr.removed == []
     assert not results("learning-rate").risks  # a warning, not an error: no risk flag
+    assert ("train.learning_rate", 0.0001, 0.001) in [(c.key, c.base, c.head) for c in lr.areas["recipe"]]
+    assert lr.summary.startswith("tone: train.learning_rate 0.0001 -> 0.001")
+
+
+def test_learning_rate_change_names_the_stage_and_both_values(results):
+    result = results("learning-rate")
+    out = text(result)
+    recipe = out[out.index("\nrecipe:\n"):]
+    assert "\n  train: learning_rate 0.0001 -> 0.001\n" in recipe
+    md = markdown(result)
+    assert "| `train` | `learning_rate` | 0.0001 | 0.001 |" in md
+    assert "| **recipe** | train: lora lr 0.0001, 10 epochs | train: lora lr 0.001, 10 epochs |" in md
+    doc = json.loads(as_json(result))
+    assert {"key": "train.learning_rate", "base": 0.0001, "head": 0.001} in doc["goals"][0]["areas"]["recipe"]
+
+
+def test_recipe_changes_per_stage_and_a_stage_removed(tmp_path):
+    """A DPO pipeline given an SFT base loses its train_sft stage; the DPO stage's epochs move."""
+    tiny = ("+goal=safety_alignment", "model=tiny-llama", "inventory=local")
+    base = make_plan(*tiny)
+    head = make_plan(*tiny, "method.sft_base=org/some-sft-model", "method.epochs=3")
+    epochs = base.stage("train_sft").method.epochs
+    diff = compare("safety_alignment", base, head, Options(base="a", head="b"), {}, Locator())
+    changes = {c.key: (c.base, c.head) for c in diff.areas["recipe"]}
+    assert changes["train.epochs"] == (1, 3)
+    assert changes["train_sft"][1] is ABSENT and changes["train_sft"][0]["epochs"] == epochs
+    out = text(Result(Options(base="a", head="b"), Source("a", "plan", "a"), Source("b", "plan", "b"), [diff]))
+    assert "  train: epochs 1 -> 3\n" in out
+    assert f"  train_sft: removed (was sft, learning_rate 0.0003, epochs {epochs}, batch_size 8)\n" in out
+    back = compare("safety_alignment", head, base, Options(base="b", head="a"), {}, Locator())
+    md = markdown(Result(Options(base="b", head="a"), Source("b", "plan", "b"), Source("a", "plan", "a"), [back]))
+    assert f"| `train_sft` | (stage) | (absent) | sft, learning_rate 0.0003, epochs {epochs}, batch_size 8 |" in md
+    assert "| `train` | `epochs` | 3 | 1 |" in md
 
 
 def test_shrunk_inventory_is_infeasible(results):
@@ -335,10 +373,32 @@ def test_bad_revision_and_goal(repo, capsys):
     assert "unknown goal 'tonee'. Did you mean 'tone'?" in capsys.readouterr().err
 
 
+def _serving(plan, kind: str):
+    """The plan with decision.serving set to `kind` and no consequence-serving finding left to read."""
+    return plan.model_copy(update={
+        "decision": plan.decision.model_copy(update={"serving": ServingPlan(kind=kind, reason="test")}),
+        "findings": tuple(f for f in plan.findings if f.code != "consequence-serving")})
+
+
 def test_serving_and_memory_risks():
     lora, sft = make_plan("+goal=tone"), make_plan("+goal=tone", "method=sft")
+    assert (lora.decision.serving.kind, sft.decision.serving.kind) == ("hot_swap", "new_deployment")
     diff = compare("tone", lora, sft, Options(base="a", head="b"), {}, Locator())
     assert "serving" in [r.kind for r in diff.risks]
+    assert next(r for r in diff.risks if r.kind == "serving").message.startswith(
+        "needs a new serving deployment (was a hot-swapped LoRA adapter)")
+    assert (serving(lora), serving(sft)) == ("hot-swap", "new deployment")
+    # the rule reads the typed decision.serving, not a finding's message
+    typed = compare("tone", _serving(lora, "hot_swap"), _serving(sft, "new_deployment"), Options(base="a", head="b"),
+                    {}, Locator())
+    assert "serving" in [r.kind for r in typed.risks]
+    assert "serving" not in [r.kind for r in compare("tone", lora, _serving(sft, "hot_swap"),
+                                                     Options(base="a", head="b"), {}, Locator()).risks]
+    untrained = compare("tone", _serving(lora, "none"), _serving(lora, "new_deployment"), Options(base="a", head="b"),
+                        {}, Locator())
+    assert [r.message for r in untrained.risks if r.kind == "serving"] == [
+        "needs a new serving deployment (was no trained model): all weights change"]
+    assert serving(_serving(lora, "none")) == "none"
     assert diff.summary.startswith("tone: method lora -> sft, GPUs 1 -> 8")
     mem = lora.estimate.memory_per_gpu_bytes
     assert mem is not None
