@@ -52,7 +52,7 @@ def compose(overrides: Sequence[str], config_dir: str | None = None) -> dict[str
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(version_base="1.3", config_dir=root, job_name="planner"):
-            cfg = hydra_compose(config_name="config", overrides=list(overrides))
+            cfg = hydra_compose(config_name="config", overrides=[_method_key(o) for o in overrides])
         return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)  # type: ignore[return-value]
     except ConfigError:
         raise
@@ -74,11 +74,59 @@ def load(overrides: Sequence[str], config_dir: str | None = None) -> tuple[Spec,
         options = RunOptions.model_validate(run)
     except ValidationError as exc:
         raise validation_error(exc, RunOptions, "invalid run option") from None
+    if isinstance(raw.get("method"), dict):
+        raw["method"] = explicit_method(raw["method"], overrides)
     try:
         spec = Spec.model_validate(raw)
     except ValidationError as exc:
         raise validation_error(exc, Spec, "invalid configuration") from None
     return spec, options
+
+
+def _method_key(override: str) -> str:
+    """`method.<key>=v` adds or replaces the key (`++`): the method's YAML lists only the values it sets, and
+    under method=auto any training key may be given. The schema then refuses unknown keys, with did-you-mean."""
+    return f"++{override}" if re.match(r"^method\.[\w.]+=", override) else override
+
+
+def explicit_method(method: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """The method block as the user set it: `kind`, every key named on the command line, and every value the
+    YAML sets to something other than the schema's default. The rest is left unset, so that the model config's
+    recommended recipe fills it (planner.resolve) and a single override keeps the rest of that recipe."""
+    from schemas.method import BY_KIND
+
+    cls = BY_KIND.get(str(method.get("kind")))
+    if cls is None or method.get("kind") == "auto":
+        return method
+    named = {o.lstrip("+~").split("=", 1)[0].removeprefix("method.") for o in overrides
+             if o.lstrip("+~").startswith("method.")}
+    try:
+        defaults = cls().model_dump(mode="json")
+    except ValidationError:
+        return method
+
+    def keep(value: Any, default: Any, prefix: str) -> Any:
+        if prefix in named:
+            return value
+        if isinstance(value, dict) and isinstance(default, dict):
+            kept = {k: keep(v, default.get(k, _MISSING), f"{prefix}.{k}") for k, v in value.items()}
+            kept = {k: v for k, v in kept.items() if v is not _MISSING}
+            return kept or _MISSING
+        if isinstance(value, list) and isinstance(default, list) and list(value) == list(default):
+            return _MISSING
+        return _MISSING if value == default else value
+
+    out: dict[str, Any] = {"kind": method["kind"]}
+    for key, value in method.items():
+        if key == "kind":
+            continue
+        kept = keep(value, defaults.get(key, _MISSING), key)
+        if kept is not _MISSING:
+            out[key] = kept
+    return out
+
+
+_MISSING: Any = object()
 
 
 def _picked_goal(overrides: Sequence[str]) -> str:

@@ -6,26 +6,29 @@ a third of the planner's budget); the graph is small and only needs a stable top
 
 from __future__ import annotations
 
+from typing import Any
+
 from schemas.plan import Artifacts, Layout, Stage
 from schemas.spec import Spec
 
 RUNTIME = ("python", "-m", "runtime", "plan.json", "--stage")
 
 
-def _stage(name: str, after: tuple[str, ...], *, distributed: bool = False, gpus: int = 0, nodes: int = 1,
-           hours: float = 1.0, inputs: dict | None = None, outputs: dict | None = None) -> Stage:
-    return Stage(name=name, after=after, argv=(*RUNTIME, name), distributed=distributed,
-                 resources={"nodes": nodes, "gpus_per_node": gpus, "hours": hours},
-                 inputs=inputs or {}, outputs=outputs or {})
-
-
-def build_stages(spec: Spec, kind: str, pipeline: tuple[str, ...], layout: Layout,
-                 artifacts: Artifacts, train_hours: float | None = None) -> tuple[Stage, ...]:
+def build_stages(spec: Spec, pipeline: tuple[str, ...], layout: Layout, artifacts: Artifacts,
+                 extras: dict[str, dict[str, Any]], train_hours: float | None = None) -> tuple[Stage, ...]:
     """validate_data -> baseline_eval -> [train_sft ->] train -> eval -> gate -> publish.
 
     Every stage writes under run/<stage>/ (its status.json and outputs); inputs name the paths
-    of earlier stages' outputs, so artifacts pass between stages by path.
+    of earlier stages' outputs, so artifacts pass between stages by path. `extras` adds, per stage name,
+    what the runtime executes (method, layout, estimate, prompt format, data, evaluation).
     """
+
+    def _stage(name: str, after: tuple[str, ...], *, distributed: bool = False, gpus: int = 0, nodes: int = 1,
+               hours: float = 1.0, inputs: dict | None = None, outputs: dict | None = None) -> Stage:
+        return Stage(name=name, after=after, argv=(*RUNTIME, name), distributed=distributed,
+                     resources={"nodes": nodes, "gpus_per_node": gpus, "hours": hours},
+                     inputs=inputs or {}, outputs=outputs or {}, **extras.get(name, {}))
+
     eval_gpus = 1 if spec.inventory.gpu.name != "cpu" else 0
     stages = [_stage("validate_data", (), outputs={"report": "run/validate_data/report.json"})]
     stages.append(_stage("baseline_eval", ("validate_data",), gpus=eval_gpus,
@@ -37,18 +40,26 @@ def build_stages(spec: Spec, kind: str, pipeline: tuple[str, ...], layout: Layou
                              outputs={"verdict": artifacts.gate}))
         return _checked(stages)
     weights = artifacts.adapter_dir or artifacts.model_dir or "run/train/model"
-    # The scheduler's time limit: the estimate's upper bound plus half, rounded up to a quarter hour.
-    hours = max(0.5, -(-(train_hours or 0.5) * 1.5 // 0.25) * 0.25)
+
+    def placed(name: str) -> dict[str, Any]:
+        """A training stage's devices from its own layout, and the scheduler's time limit: the estimate's upper
+        bound plus half, rounded up to a quarter hour."""
+        own = extras.get(name, {})
+        lay = own.get("layout") or layout
+        estimate = own.get("estimate")
+        high = estimate.wall_hours_range[1] if estimate is not None and estimate.wall_hours_range else train_hours
+        return {"distributed": True, "gpus": lay.gpus_per_node, "nodes": lay.nodes,
+                "hours": max(0.5, -(-(high or 0.5) * 1.5 // 0.25) * 0.25)}
+
     train_after: tuple[str, ...] = ("validate_data",)
     train_inputs: dict[str, str] = {}
     if artifacts.sft_base_dir:
-        stages.append(_stage("train_sft", ("validate_data",), distributed=True, gpus=layout.gpus_per_node,
-                             nodes=layout.nodes, hours=hours, outputs={"model": artifacts.sft_base_dir,
-                                                          "checkpoints": "run/train_sft/checkpoints"}))
+        stages.append(_stage("train_sft", ("validate_data",), **placed("train_sft"), outputs={
+            "model": artifacts.sft_base_dir, "checkpoints": "run/train_sft/checkpoints",
+            "metrics": "run/train_sft/metrics.jsonl"}))
         train_after, train_inputs = ("train_sft",), {"base": artifacts.sft_base_dir}
-    stages.append(_stage("train", train_after, distributed=True, gpus=layout.gpus_per_node, nodes=layout.nodes,
-                         hours=hours, inputs=train_inputs, outputs={"weights": weights, "checkpoints": "run/train/checkpoints",
-                                                       "metrics": artifacts.metrics}))
+    stages.append(_stage("train", train_after, **placed("train"), inputs=train_inputs, outputs={
+        "weights": weights, "checkpoints": "run/train/checkpoints", "metrics": artifacts.metrics}))
     stages.append(_stage("eval", ("train", "baseline_eval"), gpus=eval_gpus, inputs={"weights": weights},
                          outputs={"scores": "run/eval/scores.json"}))
     stages.append(_stage("gate", ("eval",), inputs={**gate_inputs, "metrics": artifacts.metrics},

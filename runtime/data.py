@@ -1,25 +1,51 @@
-"""Load the plan's data: the records of training/ and validation/ (or a seeded 10% hold-out)."""
+"""Load a stage's data as plan.json resolved it: the files checked against their planned size and sha256,
+the records of training/ and validation/ (or the planned seeded hold-out)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 from pathlib import Path
 
 from runtime.context import StageFailed
-from schemas.plan import Plan
+from schemas.plan import StageData
 
 
-def data_root(plan: Plan) -> Path:
-    data = plan.spec.data
-    if data.is_builtin:
-        from planner.probe import resolve_path
+def stage_data(ctx) -> StageData:
+    """The running stage's data, its files checked; StageFailed with the fix otherwise."""
+    data = ctx.stage.data
+    if data is None:
+        if ctx.plan.data_stats.source == "remote":
+            raise StageFailed(f"data {ctx.plan.spec.data.path!r} is remote: download it into a local folder with "
+                              "training/ and validation/ and re-plan with data.path=<folder>")
+        raise StageFailed(f"plan {ctx.plan.id}: stage {ctx.stage.name} records no data: re-plan it")
+    check_files(data)
+    return data
 
-        return resolve_path(data, Path.cwd())
-    if plan.data_stats.root is None:
-        raise StageFailed(f"data {data.path!r} is remote: download it into a local folder with training/ and "
-                          "validation/ and recompile with data.path=<folder>")
-    return Path(plan.data_stats.root)
+
+def check_files(data: StageData) -> None:
+    """Every planned file still has its planned size and sha256, and no data file was added: the plan's
+    estimates, floors and id describe exactly these bytes."""
+    root = Path(data.root)
+    planned = {f.path for f in data.files}
+    for f in data.files:
+        path = Path(f.path)
+        try:
+            blob = path.read_bytes()
+        except OSError as exc:
+            raise StageFailed(f"data file {path} planned but unreadable ({exc.strerror}): restore it, or re-plan "
+                              "(python -m planner <the same overrides>) to plan the data as it is now") from None
+        if len(blob) != f.bytes or hashlib.sha256(blob).hexdigest() != f.sha256:
+            raise StageFailed(f"data file {path} changed since planning ({len(blob):,} bytes, was {f.bytes:,}; "
+                              "sha256 differs): re-plan (python -m planner <the same overrides>) so the plan "
+                              "describes the data that trains")
+    for split in ("training", "validation"):
+        folder = root / split
+        for path in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
+            if str(path) not in planned:
+                raise StageFailed(f"data file {path} was added after planning: re-plan (python -m planner <the same "
+                                  "overrides>) so the plan counts it")
 
 
 def read_split(root: Path, split: str) -> list[dict]:
@@ -39,28 +65,19 @@ def read_split(root: Path, split: str) -> list[dict]:
     return records
 
 
-def splits(plan: Plan) -> tuple[list[dict], list[dict]]:
-    """(train, validation): NeMo's rule, 10% of training held out when there is no validation/."""
-    root = data_root(plan)
+def splits(data: StageData) -> tuple[list[dict], list[dict]]:
+    """(train, validation): NeMo's rule, the planned share of training held out (seeded) without validation/."""
+    root = Path(data.root)
     train = read_split(root, "training")
     validation = read_split(root, "validation")
     if not validation and train:
         order = list(range(len(train)))
-        random.Random(_seed(plan)).shuffle(order)
-        cut = plan.spec.knowledge.lints.holdout(len(train))
+        random.Random(data.holdout_seed).shuffle(order)
+        cut = max(1, int(len(train) * data.holdout_fraction))
         held = set(order[:cut])
         validation = [r for i, r in enumerate(train) if i in held]
         train = [r for i, r in enumerate(train) if i not in held]
     return train, validation
-
-
-def _seed(plan: Plan) -> int:
-    """The seed of the method that trains (method=auto resolves it the way the planner did)."""
-    from planner.core import default_method
-
-    config = plan.spec.model.find_config(plan.decision.config_urn) if plan.decision.config_urn else None
-    method = default_method(plan.decision.method, plan.spec, config)
-    return getattr(method, "seed", 42)
 
 
 def field(record: dict, *names: str) -> str:
@@ -70,3 +87,23 @@ def field(record: dict, *names: str) -> str:
             value = record[name]
             return value if isinstance(value, str) else json.dumps(value)
     return ""
+
+
+def messages_text(turns: list[dict]) -> str:
+    """Chat turns as plain text for a model without a chat template: one 'role: content' line each."""
+    return "\n".join(f"{m['role']}: {m['content']}" for m in turns)
+
+
+def row_length(tokenizer, row: dict) -> int:
+    """Tokens of a TRL row as the trainer tokenizes it (the chat template applied to conversational rows)."""
+    if "text" in row:
+        return len(tokenizer(row["text"], add_special_tokens=True)["input_ids"])
+    if isinstance(row["prompt"], list):
+        text = tokenizer.apply_chat_template(row["prompt"] + row["completion"], tokenize=False)
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+    return len(tokenizer(row["prompt"] + row["completion"], add_special_tokens=True)["input_ids"])
+
+
+def truncated_rows(tokenizer, rows: list[dict], max_length: int) -> int:
+    """How many TRL rows are longer than max_length tokens as the trainer will tokenize them."""
+    return sum(row_length(tokenizer, row) > max_length for row in rows)

@@ -28,11 +28,19 @@ from pathlib import Path
 
 from runtime import metrics as metrics_mod
 from runtime.context import Cancelled, RunContext, StageFailed
-from runtime.data import field, splits
-from runtime.models import threads_for
+from runtime.data import field, messages_text, splits, stage_data
+from runtime.models import (
+    chat_turns,
+    check_chat,
+    prompt_format,
+    render_example,
+    render_prompt,
+    special_tokens,
+    threads_for,
+)
 from runtime.status import write_json_atomic
-from schemas.method import BY_KIND, TRAIN_KINDS
-from schemas.plan import Plan
+from schemas.method import TRAIN_KINDS
+from schemas.plan import Evaluation, Plan, PromptFormat, StageData
 
 BATCH_TOKENS = 1 << 16  # padded tokens per batch (prompt + new tokens): sizes batches to the sequences
 MAX_BATCH = 64
@@ -48,6 +56,7 @@ class Item:
     reference: str
     rejected: str = ""  # preference data only
     text: str = ""  # what the model is given: template applied, context / examples included
+    turns: list[dict] | None = None  # messages data: the conversation before the answer
 
 
 # ----------------------------------------------------------------------------- stage entry points
@@ -61,10 +70,11 @@ def tuned(ctx: RunContext) -> dict:
     return _evaluate(ctx, tuned=True)
 
 
-def method_params(plan: Plan):
-    """The chosen rung's hyperparameters: the spec's when it asked for this rung, else the defaults."""
-    kind = plan.decision.method
-    return plan.spec.method if plan.spec.method.kind == kind else BY_KIND[kind]()
+def evaluation(ctx: RunContext) -> Evaluation:
+    """What this evaluation stage runs, as the plan resolved it."""
+    if ctx.stage.evaluation is None:
+        raise StageFailed(f"plan {ctx.plan.id}: stage {ctx.stage.name} records no evaluation: re-plan it")
+    return ctx.stage.evaluation
 
 
 def _evaluate(ctx: RunContext, *, tuned: bool) -> dict:
@@ -73,20 +83,23 @@ def _evaluate(ctx: RunContext, *, tuned: bool) -> dict:
     plan = ctx.plan
     t0 = time.perf_counter()
     torch.manual_seed(0)
-    metric = metrics_mod.get(plan.spec.goal.metric)
-    train, validation = splits(plan)
-    items = _items(plan, validation)
+    ev, data = evaluation(ctx), stage_data(ctx)
+    metric = metrics_mod.get(ev.metric)
+    train, validation = splits(data)
+    items = _items(data, ev, validation)
     if not items:
         if plan.decision.method == "rag":
             raise StageFailed("no questions to evaluate: a RAG plan reads its documents from training/ and its "
                               "questions from validation/ ({prompt, completion} records): add validation/")
         raise StageFailed("no validation records to evaluate: add validation/ (or more training records for the "
-                          "10% hold-out) with the fields of data.format " + plan.spec.data.format)
-    strategy = _prepare_prompts(plan, items, train, tuned=tuned)
+                          "10% hold-out) with the fields of data.format " + data.format)
     model, tok, what = _load(ctx, tuned=tuned)
+    fmt = prompt_format(plan, ctx.stage.name)
+    check_chat(fmt, tok, plan.spec.model.name)
+    strategy = _prepare_prompts(plan, ev, fmt, tok, items, train, tuned=tuned)
     t_load = time.perf_counter()
     with threads_for(model):
-        rows, task_score = _task(ctx, model, tok, items, metric)
+        rows, task_score = _task(ctx, model, tok, items, metric, ev, fmt)
         t_task = time.perf_counter()
         general, n_general, note = _general(ctx, model, tok, _context_length(model, tok), tuned=tuned)
     t_general = time.perf_counter()
@@ -100,7 +113,7 @@ def _evaluate(ctx: RunContext, *, tuned: bool) -> dict:
         "metric": metric.name,
         "task_score": round(float(task_score), 6),
         "n_examples": len(items),
-        "general_benchmark": plan.spec.eval.general_benchmark,
+        "general_benchmark": ev.general_benchmark,
         "general_score": None if general is None else round(float(general), 6),
         "n_general": n_general,
         "general_note": note,
@@ -120,20 +133,22 @@ def _evaluate(ctx: RunContext, *, tuned: bool) -> dict:
     return scores
 
 
-def _task(ctx: RunContext, model, tok, items: list[Item], metric) -> tuple[list[dict], float]:
+def _task(ctx: RunContext, model, tok, items: list[Item], metric, ev: Evaluation,
+          fmt: PromptFormat) -> tuple[list[dict], float]:
     """Per-example rows and the corpus score of the task metric."""
     max_len = _context_length(model, tok)
+    special = special_tokens(fmt)
     if metric.pairs == "logprob":
         # per token: a summed log-prob prefers whichever answer is shorter (a curt reply beats a helpful one)
         chosen = _continuation_logprobs(ctx, model, tok, [(i.text, i.reference) for i in items], max_len,
-                                        per_token=True)
+                                        per_token=True, special=special)
         rejected = _continuation_logprobs(ctx, model, tok, [(i.text, i.rejected) for i in items], max_len,
-                                          per_token=True)
+                                          per_token=True, special=special)
         rows = [{"prompt": i.prompt, "output": f"log p per token: chosen {c:.3f}, rejected {r:.3f}",
                  "reference": i.reference, "rejected": i.rejected, "score": metric.example(c, r)}
                 for i, c, r in zip(items, chosen, rejected)]
         return rows, metric(chosen, rejected)
-    outputs = _generate(ctx, model, tok, [i.text for i in items], ctx.plan.spec.eval.max_new_tokens, max_len)
+    outputs = _generate(ctx, model, tok, [i.text for i in items], ev.max_new_tokens, max_len, special=special)
     rows = [{"prompt": i.prompt, "output": o, "reference": i.reference, "score": metric.example(o, i.reference)}
             for i, o in zip(items, outputs)]
     return rows, metric(outputs, [i.reference for i in items])
@@ -142,8 +157,8 @@ def _task(ctx: RunContext, model, tok, items: list[Item], metric) -> tuple[list[
 # ----------------------------------------------------------------------------- data -> prompts
 
 
-def _items(plan: Plan, records: list[dict]) -> list[Item]:
-    fmt = plan.spec.data.format
+def _items(data: StageData, ev: Evaluation, records: list[dict]) -> list[Item]:
+    fmt = data.format
     items = []
     for r in records:
         if fmt == "preference":
@@ -153,60 +168,68 @@ def _items(plan: Plan, records: list[dict]) -> list[Item]:
             msgs = r.get("messages") or []
             if not msgs or not isinstance(msgs, list) or not isinstance(msgs[-1], dict):
                 continue
-            item = Item("".join(f"{m.get('content', '')}\n" for m in msgs[:-1] if isinstance(m, dict)),
-                        str(msgs[-1].get("content", "")))
+            turns = [{"role": str(m.get("role", "user")), "content": str(m.get("content", ""))}
+                     for m in msgs[:-1] if isinstance(m, dict)]
+            item = Item(messages_text(turns), str(msgs[-1].get("content", "")), turns=turns)
         else:  # prompt_completion, prompt_answer, and the questions of a RAG (documents) plan
             item = Item(field(r, "prompt", "question"), field(r, "completion", "answer", "reference_answer"))
         if item.prompt and item.reference:
             items.append(item)
-    cap = plan.spec.eval.max_examples
+    cap = ev.max_examples
     return items[:cap] if cap else items
 
 
-def _prepare_prompts(plan: Plan, items: list[Item], train: list[dict], *, tuned: bool) -> str:
-    """Fill item.text; returns how the prompt was built (for the scores and the report)."""
-    from runtime.models import render_prompt, render_example
+def _prepare_prompts(plan: Plan, ev: Evaluation, fmt: PromptFormat, tok, items: list[Item], train: list[dict], *,
+                     tuned: bool) -> str:
+    """Fill item.text in the stage's prompt format (the one training used); returns how the prompt was built."""
     from runtime.retrieval import BM25, chunk
 
-    kind = plan.decision.method
-    params = method_params(plan)
-    if kind == "prompting" and tuned:
+    def prompt(item: Item, text: str | None = None) -> str:
+        chat = fmt.kind == "chat_template" and item.turns and text is None
+        return render_prompt(fmt, item.turns if chat else (text or item.prompt), tok)
+
+    if ev.strategy == "few_shot" and tuned:
         shots = [(field(r, "prompt"), field(r, "completion", "answer")) for r in train]
         shots = [s for s in shots if s[0] and s[1]]
         index = BM25([p for p, _ in shots])
-        k = params.few_shot
+        k = ev.few_shot
         for item in items:
             chosen = index.top(item.prompt, k) if k else []
             chosen += [i for i in range(len(shots)) if i not in chosen][: k - len(chosen)]
-            examples = [''.join(render_example(plan, *shots[i])) for i in chosen]
-            head = (params.system_prompt + FEW_SHOT_SEPARATOR) if params.system_prompt else ""
-            item.text = head + "".join(e + FEW_SHOT_SEPARATOR for e in examples) + render_prompt(plan, item.prompt)
-        system = ", system prompt" if params.system_prompt else ""
+            if fmt.kind == "chat_template":  # the examples as earlier turns of the conversation
+                turns = [{"role": "system", "content": ev.system_prompt}] if ev.system_prompt else []
+                for i in chosen:
+                    turns += [{"role": "user", "content": shots[i][0]}, {"role": "assistant", "content": shots[i][1]}]
+                item.text = render_prompt(fmt, turns + chat_turns(item.turns or item.prompt), tok)
+                continue
+            examples = ["".join(render_example(fmt, *shots[i])) for i in chosen]
+            head = (ev.system_prompt + FEW_SHOT_SEPARATOR) if ev.system_prompt else ""
+            item.text = head + "".join(e + FEW_SHOT_SEPARATOR for e in examples) + prompt(item)
+        system = ", system prompt" if ev.system_prompt else ""
         return f"{k}-shot (BM25-nearest training examples{system})"
-    if kind == "rag" and tuned:
+    if ev.strategy == "rag" and tuned:
         chunks = []
         for r in train:
             text, title = field(r, "text", "content"), field(r, "title")
             if title and title not in text:
                 text = f"{title}: {text}"
-            chunks.extend(chunk(text, params.chunk_tokens))
+            chunks.extend(chunk(text, ev.chunk_tokens))
         if not chunks:
             raise StageFailed("no documents to retrieve from: training/ needs records with a 'text' field")
         index = BM25(chunks)
         for item in items:
-            context = "\n".join(chunks[i] for i in index.top(item.prompt, params.top_k))
-            item.text = render_prompt(plan, f"Context:\n{context}\n\n{item.prompt}"
-                                      if context else item.prompt)
-        if params.retriever != "bm25":
-            return f"BM25 top-{params.top_k} (retriever {params.retriever!r} not implemented here: BM25 used)"
-        return f"BM25 top-{params.top_k} of {len(chunks)} chunks"
+            context = "\n".join(chunks[i] for i in index.top(item.prompt, ev.top_k))
+            item.text = prompt(item, f"Context:\n{context}\n\n{item.prompt}" if context else item.prompt)
+        if ev.retriever != "bm25":
+            return f"BM25 top-{ev.top_k} (retriever {ev.retriever!r} not implemented here: BM25 used)"
+        return f"BM25 top-{ev.top_k} of {len(chunks)} chunks"
     for item in items:
-        item.text = render_prompt(plan, item.prompt)
-    if kind == "prompting":
+        item.text = prompt(item)
+    if ev.strategy in ("few_shot", "zero_shot"):
         return "zero-shot"
-    if kind == "rag":
+    if ev.strategy == "rag":
         return "no retrieval"
-    return "prompt template"
+    return "chat template" if fmt.kind == "chat_template" else "prompt template"
 
 
 # ----------------------------------------------------------------------------- models
@@ -217,8 +240,7 @@ def _load(ctx: RunContext, *, tuned: bool):
     from runtime.models import load_model, load_tokenizer
 
     plan = ctx.plan
-    params = method_params(plan)
-    external_base = getattr(params, "sft_base", None)  # a DPO plan that starts from the team's SFT model
+    external_base = evaluation(ctx).sft_base  # a DPO plan that starts from the team's SFT model
     base = external_base
     what = f"base {plan.spec.model.name}" + (f" (SFT base {external_base})" if external_base else "")
     adapter = None
@@ -264,8 +286,9 @@ def _check_stop(ctx: RunContext) -> None:
         raise Cancelled("SIGTERM during evaluation")
 
 
-def _encode(tok, text: str) -> list[int]:
-    return list(tok(text)["input_ids"])
+def _encode(tok, text: str, special: bool = True) -> list[int]:
+    """Token ids of a rendered prompt; a chat template writes its own special tokens (special=False)."""
+    return list(tok(text, add_special_tokens=special)["input_ids"])
 
 
 def _fit(ids: list[int], budget: int, bos: int | None) -> list[int]:
@@ -277,13 +300,14 @@ def _fit(ids: list[int], budget: int, bos: int | None) -> list[int]:
     return ids[len(ids) - budget:]
 
 
-def _generate(ctx: RunContext, model, tok, prompts: list[str], max_new_tokens: int, max_len: int) -> list[str]:
+def _generate(ctx: RunContext, model, tok, prompts: list[str], max_new_tokens: int, max_len: int,
+              special: bool = True) -> list[str]:
     """Greedy generation in left-padded batches (prompts sorted by length to pad little)."""
     import torch
     from transformers import GenerationConfig
 
     budget = max(1, max_len - max_new_tokens)
-    encoded = [_fit(_encode(tok, p), budget, tok.bos_token_id) for p in prompts]
+    encoded = [_fit(_encode(tok, p, special), budget, tok.bos_token_id) for p in prompts]
     eos = model.generation_config.eos_token_id if model.generation_config.eos_token_id is not None \
         else tok.eos_token_id
     config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
@@ -323,18 +347,18 @@ def _batches(order: list[int], length) -> list[list[int]]:
     return out
 
 
-def _split_ids(tok, head: str, continuation: str) -> tuple[list[int], list[int]]:
+def _split_ids(tok, head: str, continuation: str, special: bool = True) -> tuple[list[int], list[int]]:
     """Token ids of head and continuation such that head + continuation tokenises as their join
     (as runtime.tiny.benchmark_accuracy does); tokenised apart when the join merges across them."""
-    full = _encode(tok, head + continuation)
-    head_ids = _encode(tok, head)
+    full = _encode(tok, head + continuation, special)
+    head_ids = _encode(tok, head, special)
     if full[:len(head_ids)] == head_ids and len(full) > len(head_ids):
         return head_ids, full[len(head_ids):]
     return head_ids, list(tok(continuation, add_special_tokens=False)["input_ids"])
 
 
 def _continuation_logprobs(ctx: RunContext, model, tok, pairs: list[tuple[str, str]], max_len: int,
-                           per_token: bool = False) -> list[float]:
+                           per_token: bool = False, special: bool = True) -> list[float]:
     """Summed log-prob of each continuation given its head (the mean per token with ``per_token``), in
     right-padded batches."""
     import torch
@@ -342,7 +366,7 @@ def _continuation_logprobs(ctx: RunContext, model, tok, pairs: list[tuple[str, s
     seqs: list[list[int]] = []
     starts: list[int] = []
     for head, cont in pairs:
-        h, c = _split_ids(tok, head, cont)
+        h, c = _split_ids(tok, head, cont, special)
         c = c[: max_len - 1]
         h = _fit(h, max(1, max_len - len(c)), tok.bos_token_id)
         seqs.append(h + c)
@@ -376,12 +400,6 @@ def _continuation_logprobs(ctx: RunContext, model, tok, pairs: list[tuple[str, s
 # ----------------------------------------------------------------------------- general benchmark
 
 
-def builtin_benchmark(name: str) -> Path:
-    from planner.paths import samples_dir
-
-    return samples_dir() / name / "benchmark.jsonl"
-
-
 def multiple_choice_accuracy(ctx: RunContext, model, tok, items: list[dict], max_len: int) -> float:
     """Each choice scored by the summed log-likelihood of " <choice>" after "<question> Answer:"."""
     pairs = [(f"{item['question']} Answer:", f" {choice}") for item in items for choice in item["choices"]]
@@ -390,13 +408,12 @@ def multiple_choice_accuracy(ctx: RunContext, model, tok, items: list[dict], max
 
 def _general(ctx: RunContext, model, tok, max_len: int, *, tuned: bool) -> tuple[float | None, int, str | None]:
     """(score, items scored, note) of the forgetting check's benchmark."""
-    plan = ctx.plan
-    bench = plan.spec.eval.general_benchmark
-    cap = plan.spec.eval.max_examples
+    plan, ev = ctx.plan, evaluation(ctx)
+    bench, cap = ev.general_benchmark, ev.max_examples
     if tuned and plan.decision.method not in TRAIN_KINDS:
         return None, 0, f"not run: a {plan.decision.method} plan does not change the weights"
-    if bench.startswith("builtin:"):
-        path = builtin_benchmark(bench.removeprefix("builtin:"))
+    if ev.general_benchmark_path is not None:
+        path = Path(ev.general_benchmark_path)
         if not path.is_file():
             raise StageFailed(f"eval.general_benchmark {bench!r}: no {path}; use builtin:general or an lm_eval task")
         items = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]

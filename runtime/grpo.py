@@ -20,8 +20,9 @@ import math
 from pathlib import Path
 
 from runtime.context import RunContext, StageFailed, rank, world_size
-from runtime.data import splits
+from runtime.data import splits, stage_data
 from runtime.lifecycle import (
+    stage_layout,
     Parallel,
     fit,
     load_for_training,
@@ -32,7 +33,7 @@ from runtime.lifecycle import (
     training_args,
     trim_metrics,
 )
-from runtime.models import load_tokenizer, render_prompt, threads_for
+from runtime.models import chat_turns, check_chat, load_tokenizer, prompt_format, render_prompt, threads_for
 from runtime.preference import (
     ExtraMetrics,
     _short,
@@ -45,6 +46,7 @@ from runtime.preference import (
 from runtime.rewards import trl_reward
 from runtime.train import first_text
 from schemas.method import Grpo
+from schemas.plan import PromptFormat
 
 PROMPT = ("prompt",)
 ANSWER = ("answer", "reference_answer")
@@ -52,15 +54,42 @@ BASE_KEYS = ("reward", "reward_std", "frac_reward_zero_std", "completions/mean_l
              "kl", "entropy")
 
 
-def prompt_rows(plan, records: list[dict]) -> tuple[list[dict], int]:
-    """GRPOTrainer rows {prompt (through the prompt template), answer}; and how many were skipped."""
+def prompt_rows(fmt: PromptFormat, records: list[dict]) -> tuple[list[dict], int]:
+    """GRPOTrainer rows {prompt (in the stage's prompt format: chat turns TRL templates, or plain text), answer};
+    and how many were skipped."""
     out = []
     for record in records:
         prompt, answer = first_text(record, PROMPT), record.get("answer", record.get("reference_answer"))
         if prompt is None or answer is None:
             continue
-        out.append({"prompt": render_prompt(plan, prompt), "answer": str(answer)})
+        text = chat_turns(prompt) if fmt.kind == "chat_template" else render_prompt(fmt, prompt)
+        out.append({"prompt": text, "answer": str(answer)})
     return out, len(records) - len(out)
+
+
+def grpo_args(method: Grpo, layout, dp: int, sft_args, n_train: int, has_val: bool):
+    """TRL's GRPOConfig (the shared schedule of runtime.lifecycle.training_args plus the method's GRPO values) and
+    the steps per epoch: a step trains micro_batch completions per device, so an epoch is n_prompts x group."""
+    from trl import GRPOConfig
+
+    group = method.num_generations_per_prompt
+    generation_batch = layout.micro_batch * dp * layout.grad_accum
+    steps_per_epoch = max(1, math.ceil(n_train * group / generation_batch))
+    overrides: dict = dict(
+        num_generations=group, max_completion_length=method.max_completion_length, temperature=method.temperature,
+        beta=method.kl_beta, steps_per_generation=layout.grad_accum,
+        logging_steps=max(1, min(50, min(steps_per_epoch, method.max_steps or steps_per_epoch) // 10)),
+        gradient_checkpointing=False, log_completions=False,
+        remove_unused_columns=False,  # the rewards read the answer column (SFTConfig's True would drop it)
+    )
+    if has_val:  # the GRPO loss is ~0 by construction (zero-mean advantages): keep the best mean reward
+        overrides.update(metric_for_best_model="eval_reward", greater_is_better=True)
+    if has_val and (layout.micro_batch * dp) % group:
+        overrides["num_generations_eval"] = math.gcd(layout.micro_batch * dp, group) if group > 1 else group
+    if sft_args.eval_strategy == "steps" or str(sft_args.eval_strategy).endswith("STEPS"):
+        every = max(1, round(method.val_check_interval * steps_per_epoch))
+        overrides.update(eval_steps=every, save_steps=every)
+    return convert_args(sft_args, GRPOConfig, **overrides), steps_per_epoch
 
 
 def run(ctx: RunContext) -> None:
@@ -76,22 +105,24 @@ def run(ctx: RunContext) -> None:
     out = weights_dir(ctx, lora)
     checkpoints, metrics_path, tty = stage_outputs(ctx)
 
-    from trl import GRPOConfig, GRPOTrainer
+    from trl import GRPOTrainer
 
     source = source_for(ctx, method)
     tokenizer = load_tokenizer(plan, source)
     tokenizer.padding_side = "left"  # generation continues the prompt
 
-    train_records, val_records = splits(plan)
-    train_rows, skipped = prompt_rows(plan, train_records)
-    val_rows, val_skipped = prompt_rows(plan, val_records)
+    data, fmt = stage_data(ctx), prompt_format(plan, ctx.stage.name)
+    check_chat(fmt, tokenizer, plan.spec.model.name)
+    train_records, val_records = splits(data)
+    train_rows, skipped = prompt_rows(fmt, train_records)
+    val_rows, val_skipped = prompt_rows(fmt, val_records)
     if skipped or val_skipped:
         ctx.log(f"skipped {skipped} training and {val_skipped} validation record(s) without a prompt and an answer")
     if not train_rows:
         raise StageFailed(f"no usable prompts with answers in {plan.spec.data.path}; run the validate_data stage")
 
-    par = Parallel(plan)
-    layout = plan.layout
+    layout = stage_layout(ctx)
+    par = Parallel(layout)
     dp = max(1, par.world // par.tp)
     group = method.num_generations_per_prompt
     generation_batch = layout.micro_batch * dp * layout.grad_accum
@@ -101,23 +132,7 @@ def run(ctx: RunContext) -> None:
                           f"{group} generations per prompt; recompile with a global batch that divides by {group}")
     shim = as_sft(method, lora)
     sft_args, _ = training_args(ctx, shim, checkpoints, len(train_rows), bool(val_rows), tty, par)
-    # a step trains micro_batch completions per device, so an epoch is n_prompts x group completions
-    steps_per_epoch = max(1, math.ceil(len(train_rows) * group / generation_batch))
-    overrides: dict = dict(
-        num_generations=group, max_completion_length=method.max_completion_length, temperature=method.temperature,
-        beta=method.kl_beta, steps_per_generation=layout.grad_accum,
-        logging_steps=max(1, min(50, min(steps_per_epoch, method.max_steps or steps_per_epoch) // 10)),
-        gradient_checkpointing=False, log_completions=False,
-        remove_unused_columns=False,  # the rewards read the answer column (SFTConfig's True would drop it)
-    )
-    if val_rows:  # the GRPO loss is ~0 by construction (zero-mean advantages): keep the best mean reward
-        overrides.update(metric_for_best_model="eval_reward", greater_is_better=True)
-    if val_rows and (layout.micro_batch * dp) % group:
-        overrides["num_generations_eval"] = math.gcd(layout.micro_batch * dp, group) if group > 1 else group
-    if sft_args.eval_strategy == "steps" or str(sft_args.eval_strategy).endswith("STEPS"):
-        every = max(1, round(method.val_check_interval * steps_per_epoch))
-        overrides.update(eval_steps=every, save_steps=every)
-    args = convert_args(sft_args, GRPOConfig, **overrides)
+    args, steps_per_epoch = grpo_args(method, layout, dp, sft_args, len(train_rows), bool(val_rows))
 
     resume = resume_point(ctx, checkpoints, par)
     keys = BASE_KEYS + tuple(f"rewards/{f.__name__}/{s}" for f in reward_funcs for s in ("mean", "std"))

@@ -1,6 +1,6 @@
 """The training lifecycle the train, train_sft, DPO and GRPO stages share.
 
-What to train (method_for: the same rule the planner estimated with), where the weights go, the
+What to train (method_for: the stage's resolved method in plan.json), where the weights go, the
 TrainingArguments built from the plan (training_args: schedule, evaluation and a checkpoint every
 epoch, early stopping, precision, sharding), the model load for the layout (Parallel,
 load_for_training), the Lifecycle callback (status.json and metrics.jsonl on rank 0, a progress
@@ -29,7 +29,7 @@ from runtime.context import (
 )
 from runtime.status import Metrics
 from schemas.method import Lora, Sft
-from schemas.plan import Plan
+from schemas.plan import Layout, Plan
 
 OPTIMIZERS = {"adamw": "adamw_torch", "adamw_8bit": "adamw_bnb_8bit", "adamw_bf16": "adamw_torch", "sgd": "sgd"}
 
@@ -38,19 +38,18 @@ class NonFiniteLoss(Exception):
         super().__init__(f"loss is {value} at step {step}")
         self.step, self.value = step, value
 
-def method_for(plan: Plan, stage: str) -> Lora | Sft:
-    """The hyperparameters this stage trains with: the same rule the planner estimated with
-    (planner.core.default_method: the spec's method when it is the chosen rung, else the customization
-    config's recommended values for that rung over the schema's defaults)."""
-    from planner.core import default_method
+def method_for(plan: Plan, stage: str):
+    """The hyperparameters this stage trains with: exactly the stage's resolved method in plan.json."""
+    method = plan.stage(stage).method
+    if method is None:
+        raise StageFailed(f"plan {plan.id}: stage {stage!r} has no training method (chose {plan.decision.method!r}); "
+                          "re-plan if the plan was edited by hand")
+    return method
 
-    config = plan.spec.model.find_config(plan.decision.config_urn) if plan.decision.config_urn else None
-    if stage == "train_sft":  # the base of a later DPO stage: all weights, SFT defaults, the same data
-        return default_method("sft", plan.spec, config)  # type: ignore[return-value]
-    kind = plan.decision.method
-    if kind not in ("lora", "sft", "dpo", "grpo"):
-        raise StageFailed(f"plan {plan.id} chose {kind!r}: there is nothing to train")
-    return default_method(kind, plan.spec, config)  # type: ignore[return-value]
+def stage_layout(ctx: RunContext) -> Layout:
+    """The stage's own layout (each training stage has one); the plan's for a stage without."""
+    return ctx.stage.layout or ctx.plan.layout
+
 
 def output_dir(ctx: RunContext, method: Lora | Sft) -> Path:
     plan = ctx.plan
@@ -61,15 +60,6 @@ def output_dir(ctx: RunContext, method: Lora | Sft) -> Path:
     if not relative:
         raise StageFailed(f"plan {plan.id} names no output directory for the {method.kind} weights; recompile it")
     return ctx.path(relative)
-
-def seq_length(plan: Plan, method: Lora | Sft) -> int:
-    """The layout's sequence length, else the method's cap, else the config's."""
-    if plan.layout.seq_length:
-        return plan.layout.seq_length
-    if method.max_seq_length:
-        return method.max_seq_length
-    config = plan.spec.model.find_config(plan.decision.config_urn) if plan.decision.config_urn else None
-    return config.max_seq_length if config else 2048
 
 def _epoch_number(epoch: float) -> int:
     """The 1-based epoch a fractional trainer epoch falls in: 0.6 -> 1, 1.0 -> 1, 1.2 -> 2."""
@@ -239,7 +229,7 @@ def last_checkpoint(folder: Path) -> str | None:
 class Parallel:
     """How this launch spreads the model: DDP (or one process), accelerate FSDP2, or sharded at load time."""
 
-    def __init__(self, plan: Plan):
+    def __init__(self, layout: Layout):
         import torch
 
         world = world_size()
@@ -247,7 +237,7 @@ class Parallel:
         self.cuda = torch.cuda.is_available()
         if world == 1:
             return
-        tp = plan.layout.tensor_parallel
+        tp = layout.tensor_parallel
         if world % tp:
             raise StageFailed(f"layout.tensor_parallel {tp} does not divide the {world} processes; launch with "
                               f"torchrun --nproc-per-node a multiple of {tp}")
@@ -261,9 +251,9 @@ class Parallel:
                 "but got DistributedType.MULTI_CPU\"); on CPU recompile with layout.tensor_parallel=1 (DDP, or "
                 "layout.sharding=fsdp for FSDP2)")
         self.tp = tp
-        if plan.layout.sharding in ("fsdp", "zero1", "zero2"):
+        if layout.sharding in ("fsdp", "zero1", "zero2"):
             self.fsdp = world // tp
-        self.reshard = plan.layout.sharding == "fsdp"  # zero1/2: keep parameters gathered (SHARD_GRAD_OP-like)
+        self.reshard = layout.sharding == "fsdp"  # zero1/2: keep parameters gathered (SHARD_GRAD_OP-like)
 
     @property
     def accelerate_fsdp(self) -> bool:
@@ -312,7 +302,7 @@ def training_args(ctx: RunContext, method: Lora | Sft, checkpoints: Path, n_trai
     import torch
     from trl import SFTConfig
 
-    plan, layout = ctx.plan, ctx.plan.layout
+    layout = stage_layout(ctx)
     micro, accum = layout.micro_batch, layout.grad_accum
     dp = max(1, par.world // par.tp)
     steps_per_epoch = max(1, math.ceil(math.ceil(n_train / (micro * dp)) / accum))
@@ -358,7 +348,7 @@ def training_args(ctx: RunContext, method: Lora | Sft, checkpoints: Path, n_trai
         bf16=precision.startswith("bf16") and cuda,
         fp16=precision.startswith("fp16") and cuda,
         activation_checkpointing=layout.activation_checkpointing and not fsdp,
-        max_length=seq_length(plan, method),
+        max_length=method.max_seq_length,
         packing=method.sequence_packing,
         **strategy,
         save_total_limit=2,
@@ -480,7 +470,7 @@ def fit(ctx: RunContext, trainer, callback, method, resume: str | None, checkpoi
     state = trainer.state
     if callback.cancelled:
         raise Cancelled(f"SIGTERM: checkpoint saved at step {state.global_step} of {state.max_steps} in "
-                        f"{checkpoints.relative_to(ctx.bundle)}; rerun the stage to resume")
+                        f"{checkpoints.relative_to(ctx.bundle)}; {ctx.resume_hint()}")
     save_weights(trainer, out, weights)
     lora = weights.kind == "lora"
     if rank() == 0 and not lora:

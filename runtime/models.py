@@ -10,7 +10,7 @@ import contextlib
 from pathlib import Path
 
 from runtime.context import StageFailed
-from schemas.plan import Plan
+from schemas.plan import Plan, PromptFormat
 
 
 def model_dir(plan: Plan, base: str | None = None) -> str:
@@ -68,26 +68,51 @@ def load_model(plan: Plan, base: str | None = None, adapter: str | None = None):
     return model
 
 
-def render_prompt(plan: Plan, prompt: str) -> str:
-    """The config's prompt template up to the completion: what the model sees at inference.
+def prompt_format(plan: Plan, stage: str | None = None) -> PromptFormat:
+    """The stage's prompt format (every stage that formats records carries the same one)."""
+    for s in plan.stages:
+        if (stage is None or s.name == stage) and s.prompt is not None:
+            return s.prompt
+    raise StageFailed(f"plan {plan.id} records no prompt format{f' for stage {stage!r}' if stage else ''}: re-plan it")
 
-    Trailing spaces are left to the completion, as in training (runtime.train): a byte-level BPE
-    merges " word" into one token, so a prompt ending in a lone space token is one the model never saw.
+
+def check_chat(fmt: PromptFormat, tok, model: str) -> None:
+    if fmt.kind == "chat_template" and not getattr(tok, "chat_template", None):
+        raise StageFailed(f"the plan formats records with {model}'s chat template, but its tokenizer has none: set "
+                          "model.chat_template=false in the model's config and re-plan")
+
+
+def chat_turns(prompt: str | list[dict]) -> list[dict]:
+    return prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
+
+
+def render_prompt(fmt: PromptFormat, prompt: str | list[dict], tok=None) -> str:
+    """The text the model sees at inference, up to the completion.
+
+    Plain: the config's template up to {completion}; trailing spaces are left to the completion, as in training
+    (runtime.train): a byte-level BPE merges " word" into one token, so a prompt ending in a lone space token is
+    one the model never saw. Chat: the tokenizer's chat template with the generation prompt.
     """
-    template = _template(plan)
-    return template.split("{completion}")[0].replace("{prompt}", prompt).rstrip(" ")
+    if fmt.kind == "chat_template":
+        return tok.apply_chat_template(chat_turns(prompt), tokenize=False, add_generation_prompt=True)
+    assert isinstance(prompt, str)
+    return fmt.template.split("{completion}")[0].replace("{prompt}", prompt).rstrip(" ")
 
 
-def render_example(plan: Plan, prompt: str, completion: str) -> tuple[str, str]:
-    """(prompt part, completion part) of the template, so the loss covers the completion only."""
-    template = _template(plan)
-    head, _, tail = template.partition("{completion}")
+def render_example(fmt: PromptFormat, prompt: str, completion: str, tok=None) -> tuple[str, str]:
+    """(prompt part, completion part) of a record, so the loss covers the completion only."""
+    if fmt.kind == "chat_template":
+        head = render_prompt(fmt, prompt, tok)
+        full = tok.apply_chat_template(chat_turns(prompt) + [{"role": "assistant", "content": completion}],
+                                       tokenize=False)
+        return head, full[len(head):] if full.startswith(head) else completion
+    head, _, tail = fmt.template.partition("{completion}")
     return head.replace("{prompt}", prompt), completion + tail.replace("{prompt}", prompt)
 
 
-def _template(plan: Plan) -> str:
-    config = plan.spec.model.find_config(plan.decision.config_urn) if plan.decision.config_urn else None
-    return config.prompt_template if config else "{prompt} {completion}"
+def special_tokens(fmt: PromptFormat) -> bool:
+    """Whether encoding rendered text adds the tokenizer's special tokens (a chat template writes its own)."""
+    return fmt.kind != "chat_template"
 
 
 # On CPU below this size one intra-op thread is fastest: the matmuls are too small to split, and on a busy

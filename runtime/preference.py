@@ -32,8 +32,9 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from runtime.context import RunContext, StageFailed, rank, world_size
-from runtime.data import splits
+from runtime.data import splits, stage_data
 from runtime.lifecycle import (
+    stage_layout,
     Parallel,
     fit,
     guarded,
@@ -48,10 +49,11 @@ from runtime.lifecycle import (
     training_args,
     trim_metrics,
 )
-from runtime.models import load_tokenizer, model_dir, threads_for
+from runtime.models import check_chat, load_tokenizer, model_dir, prompt_format, threads_for
 from runtime.status import Metrics
 from runtime.train import first_text, prompt_completion
 from schemas.method import Dpo
+from schemas.plan import PromptFormat
 
 PROMPT = ("prompt",)
 CHOSEN = ("chosen", "chosen_response")
@@ -60,15 +62,15 @@ REJECTED = ("rejected", "rejected_response")
 PREFERENCE_KEYS = ("rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies")
 
 
-def preference_rows(plan, records: list[dict]) -> tuple[list[dict], int]:
-    """DPOTrainer rows {prompt, chosen, rejected} through the prompt template; and how many were skipped."""
+def preference_rows(fmt: PromptFormat, records: list[dict]) -> tuple[list[dict], int]:
+    """DPOTrainer rows {prompt, chosen, rejected} in the stage's prompt format; and how many were skipped."""
     out: list[dict] = []
     for record in records:
         prompt, chosen, rejected = first_text(record, PROMPT), first_text(record, CHOSEN), first_text(record, REJECTED)
         if not (prompt and chosen and rejected):
             continue
-        good = prompt_completion(plan, prompt, chosen)
-        bad = prompt_completion(plan, prompt, rejected)
+        good = prompt_completion(fmt, prompt, chosen)
+        bad = prompt_completion(fmt, prompt, rejected)
         out.append({"prompt": good["prompt"], "chosen": good["completion"], "rejected": bad["completion"]})
     return out, len(records) - len(out)
 
@@ -93,6 +95,21 @@ def weights_dir(ctx: RunContext, lora: bool) -> Path:
     if not relative:
         raise StageFailed(f"plan {plan.id} names no output directory for the weights; recompile it")
     return ctx.path(relative)
+
+
+def dpo_args(method: Dpo, sft_args, steps_per_epoch: int):
+    """TRL's DPOConfig: the shared schedule of runtime.lifecycle.training_args plus the method's DPO values."""
+    from trl import DPOConfig
+
+    losses, weights = ["sigmoid"], [method.preference_loss_weight]
+    if method.sft_loss_weight > 0:
+        losses.append("sft")
+        weights.append(method.sft_loss_weight)
+    return convert_args(sft_args, DPOConfig, beta=method.beta, loss_type=losses, loss_weights=weights,
+                        max_length=sft_args.max_length,
+                        precompute_ref_log_probs=method.effective_reference == "precomputed",
+                        gradient_checkpointing=False,
+                        logging_steps=max(1, min(50, min(steps_per_epoch, method.max_steps or steps_per_epoch) // 5)))
 
 
 def as_sft(method, lora: bool) -> SimpleNamespace:
@@ -190,31 +207,26 @@ def run(ctx: RunContext) -> None:
     out = weights_dir(ctx, lora)
     checkpoints, metrics_path, tty = stage_outputs(ctx)
 
-    from trl import DPOConfig, DPOTrainer
+    from trl import DPOTrainer
 
     source = source_for(ctx, method)
     tokenizer = load_tokenizer(plan, source)
+    data, fmt = stage_data(ctx), prompt_format(plan, ctx.stage.name)
+    check_chat(fmt, tokenizer, plan.spec.model.name)
 
-    train_records, val_records = splits(plan)
-    train_rows, skipped = preference_rows(plan, train_records)
-    val_rows, val_skipped = preference_rows(plan, val_records)
+    train_records, val_records = splits(data)
+    train_rows, skipped = preference_rows(fmt, train_records)
+    val_rows, val_skipped = preference_rows(fmt, val_records)
     if skipped or val_skipped:
         ctx.log(f"skipped {skipped} training and {val_skipped} validation record(s) without prompt, chosen and "
                 "rejected (validate_data lists them)")
     if not train_rows:
         raise StageFailed(f"no usable preference pairs in {plan.spec.data.path}; run the validate_data stage")
 
-    par = Parallel(plan)
+    par = Parallel(stage_layout(ctx))
     shim = as_sft(method, lora)
     sft_args, steps_per_epoch = training_args(ctx, shim, checkpoints, len(train_rows), bool(val_rows), tty, par)
-    losses, weights = ["sigmoid"], [method.preference_loss_weight]
-    if method.sft_loss_weight > 0:
-        losses.append("sft")
-        weights.append(method.sft_loss_weight)
-    args = convert_args(sft_args, DPOConfig, beta=method.beta, loss_type=losses, loss_weights=weights,
-                        max_length=sft_args.max_length, precompute_ref_log_probs=reference == "precomputed",
-                        gradient_checkpointing=False,
-                        logging_steps=max(1, min(50, min(steps_per_epoch, method.max_steps or steps_per_epoch) // 5)))
+    args = dpo_args(method, sft_args, steps_per_epoch)
 
     resume = resume_point(ctx, checkpoints, par)
     metrics = ExtraMetrics(metrics_path, PREFERENCE_KEYS, writer=rank() == 0)

@@ -84,10 +84,7 @@ def model_card(ctx: RunContext, verdict: dict, lora: bool, files: list[str]) -> 
     records = read_jsonl(ctx.path(plan.artifacts.metrics))
     epochs = [r for r in records if r.get("kind") == "epoch" and r.get("val_loss") is not None]
     best = min(epochs, key=lambda r: r["val_loss"]) if epochs else None
-    from planner.core import default_method  # what train used: the spec's, or the config's/schema's defaults
-
-    config = plan.spec.model.find_config(plan.decision.config_urn) if plan.decision.config_urn else None
-    method = default_method(plan.decision.method, plan.spec, config)
+    method = plan.stage("train").method  # exactly what the train stage used
     card = {
         "name": plan.artifacts.output_model,
         "plan_id": plan.id,
@@ -97,8 +94,7 @@ def model_card(ctx: RunContext, verdict: dict, lora: bool, files: list[str]) -> 
         "pipeline": list(plan.decision.pipeline),
         "format": "peft-lora" if lora else "safetensors",
         "files": files,
-        "serving": ("LoRA adapter: hot-swaps into a running multi-LoRA server" if lora
-                    else "full model: needs its own serving deployment"),
+        "serving": {"kind": plan.decision.serving.kind, "reason": plan.decision.serving.reason},
         "data": {"name": plan.spec.data.name, "path": plan.spec.data.path, "format": plan.spec.data.format,
                  "training_records": plan.data_stats.training.records,
                  "validation_records": plan.data_stats.validation.records if plan.data_stats.validation else None},

@@ -24,11 +24,9 @@ MIN_DOCUMENTS = 10
 
 
 def source(replay: Replay) -> Path:
-    """The file the replay text comes from."""
+    """The file the replay text comes from: the plan resolves builtin:<name> to its absolute path."""
     if replay.is_builtin:
-        from planner.paths import samples_dir
-
-        return samples_dir() / replay.data.removeprefix("builtin:") / "corpus.txt"
+        raise StageFailed(f"method.replay.data {replay.data!r} is not resolved in this plan: re-plan it")
     return Path(replay.data)
 
 

@@ -42,7 +42,7 @@ from pathlib import Path
 
 import yaml
 
-from planner.paths import conf_dir  # noqa: E402  (the shipped conf/: source tree or installed wheel)
+from schemas.paths import conf_dir  # the shipped conf/: source tree or installed wheel
 
 ROOT = conf_dir()
 MODEL_YAML = ROOT / "model" / "tiny-llama.yaml"

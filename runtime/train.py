@@ -1,14 +1,14 @@
 """train / train_sft: supervised fine-tuning through TRL's SFTTrainer, LoRA (peft) or all weights.
 
-What runs is what plan.json says: the method's hyperparameters (the spec's method when it is the
-rung the plan chose, else that rung's schema defaults; train_sft always uses Sft's defaults), the
-layout (micro batch, accumulation, precision, sharding, tensor parallel) and the artifact paths.
+What runs is what plan.json says: the stage's resolved method (every hyperparameter), its own
+layout (micro batch, accumulation, precision, sharding, tensor parallel), its data files (checked
+against their planned sha256) and prompt format, and the artifact paths.
 
-Data: prompt/completion records go through the model config's prompt template
-(runtime.models.render_example) into a TRL prompt/completion dataset, so the loss covers the
-completion only; preference records train on prompt + chosen; prompt/answer on prompt + answer;
-messages records use the tokenizer's chat template when it has one (conversational
-prompt/completion), else the prompt template; documents train on the whole text.
+Data: records become TRL prompt/completion rows in the stage's prompt format, so the loss covers the
+completion only: the tokenizer's chat template (conversational rows, TRL applies it) or the
+config's plain template (runtime.models.render_example); preference records train on prompt +
+chosen; prompt/answer on prompt + "Answer: <answer>"; documents on the whole text. Records longer
+than max_seq_length are counted and reported before training (status.json truncated_examples).
 
 Lifecycle (runtime.lifecycle, shared with DPO and GRPO): status.json and metrics.jsonl (rank 0),
 evaluation and a checkpoint every epoch, early stopping on val_loss, resume from the last checkpoint
@@ -23,7 +23,7 @@ from pathlib import Path
 
 from runtime import replay as replay_mod
 from runtime.context import RunContext, StageFailed, rank, world_size
-from runtime.data import splits
+from runtime.data import messages_text, splits, stage_data, truncated_rows
 from runtime.lifecycle import (
     Parallel,
     fit,
@@ -35,26 +35,35 @@ from runtime.lifecycle import (
     output_dir,
     prepare,
     resume_point,
+    stage_layout,
     stage_outputs,
     trainable_params,
     training_args,
     trim_metrics,
 )
-from runtime.models import load_tokenizer, model_dir, render_example, threads_for
+from runtime.models import (
+    chat_turns,
+    check_chat,
+    load_tokenizer,
+    model_dir,
+    prompt_format,
+    render_example,
+    threads_for,
+)
 from runtime.status import Metrics
 from schemas.method import Lora, Sft
-from schemas.plan import Plan
+from schemas.plan import PromptFormat, StageData
+from schemas.records import FIELDS
 
-# Fields of each data format: the prompt's names, then the completion's (NeMo alternatives; as validate_data).
-FIELDS = {
-    "prompt_completion": (("prompt",), ("completion",)),
-    "preference": (("prompt",), ("chosen", "chosen_response")),
-    "prompt_answer": (("prompt",), ("answer", "reference_answer")),
-}
 ANSWER_PREFIX = "Answer:"  # where runtime.rewards and the pass_at_1 metric read a final answer
-
-
-# ----------------------------------------------------------------------------- what to train
+# The text an SFT stage trains on, per data format: (prompt fields, completion fields); NeMo alternatives included.
+# A preference record trains on its chosen answer (the SFT base of DPO), a prompt/answer record on
+# "Answer: <answer>" (a GRPO cold start).
+SUPERVISED = {
+    "prompt_completion": (FIELDS["prompt_completion"][0], FIELDS["prompt_completion"][1]),
+    "preference": (FIELDS["preference"][0], FIELDS["preference"][1]),
+    "prompt_answer": (FIELDS["prompt_answer"][0], FIELDS["prompt_answer"][1]),
+}
 
 
 # ----------------------------------------------------------------------------- data
@@ -68,8 +77,13 @@ def first_text(record: dict, names: tuple[str, ...]) -> str | None:
     return None
 
 
-def prompt_completion(plan: Plan, prompt: str, completion: str) -> dict:
-    head, tail = render_example(plan, prompt, completion)
+def prompt_completion(fmt: PromptFormat, prompt: str | list[dict], completion: str) -> dict:
+    """One TRL prompt/completion row. Chat: conversational, so TRL applies the tokenizer's chat template (as
+    evaluation does, runtime.models.render_prompt); plain: the config's template, split at the completion."""
+    if fmt.kind == "chat_template":
+        return {"prompt": chat_turns(prompt), "completion": [{"role": "assistant", "content": completion}]}
+    assert isinstance(prompt, str)
+    head, tail = render_example(fmt, prompt, completion)
     # Spaces that end the prompt part move to the completion: a byte-level BPE merges " word" into one
     # token, so "prompt " would not tokenize as a prefix of "prompt completion" and TRL would cut the
     # completion mask at the wrong token.
@@ -77,7 +91,7 @@ def prompt_completion(plan: Plan, prompt: str, completion: str) -> dict:
     return {"prompt": stripped, "completion": head[len(stripped):] + tail}
 
 
-def _messages(plan: Plan, messages, chat: bool) -> dict | None:
+def _messages(fmt: PromptFormat, messages) -> dict | None:
     if not isinstance(messages, list) or len(messages) < 2:
         return None
     if not all(isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
@@ -86,29 +100,27 @@ def _messages(plan: Plan, messages, chat: bool) -> dict | None:
     if messages[-1]["role"] != "assistant" or not messages[-1]["content"].strip():
         return None
     turns = [{"role": m["role"], "content": m["content"]} for m in messages]
-    if chat:
-        return {"prompt": turns[:-1], "completion": turns[-1:]}
-    prompt = "\n".join(f"{m['role']}: {m['content']}" for m in turns[:-1])
-    return prompt_completion(plan, prompt, turns[-1]["content"])
+    if fmt.kind == "chat_template":
+        return prompt_completion(fmt, turns[:-1], turns[-1]["content"])
+    return prompt_completion(fmt, messages_text(turns[:-1]), turns[-1]["content"])
 
 
-def rows(plan: Plan, records: list[dict], chat: bool = False) -> tuple[list[dict], int]:
-    """TRL dataset rows for the plan's data format, and how many records were skipped as malformed."""
-    fmt = plan.spec.data.format
+def rows(data: StageData, fmt: PromptFormat, records: list[dict]) -> tuple[list[dict], int]:
+    """TRL dataset rows for the stage's data format and prompt format, and how many records were skipped."""
     out: list[dict] = []
     for record in records:
         row: dict | None = None
-        if fmt == "messages":
-            row = _messages(plan, record.get("messages"), chat)
-        elif fmt == "documents":
+        if data.format == "messages":
+            row = _messages(fmt, record.get("messages"))
+        elif data.format == "documents":
             text = first_text(record, ("text",))
             row = {"text": text} if text else None
         else:
-            prompt_names, completion_names = FIELDS[fmt]
+            prompt_names, completion_names = SUPERVISED[data.format]
             prompt, completion = first_text(record, prompt_names), first_text(record, completion_names)
-            if fmt == "prompt_answer" and completion:  # a GRPO cold start: the answer in the form the rewards read
+            if data.format == "prompt_answer" and completion:  # a GRPO cold start: the answer the rewards read
                 completion = f"{ANSWER_PREFIX} {completion.strip()}"
-            row = prompt_completion(plan, prompt, completion) if prompt and completion else None
+            row = prompt_completion(fmt, prompt, completion) if prompt and completion else None
         if row is not None:
             out.append(row)
     return out, len(records) - len(out)
@@ -177,21 +189,27 @@ def run(ctx: RunContext) -> None:
     base = ctx.stage.inputs.get("base")
     source = str(ctx.path(base)) if base else model_dir(plan)
     tokenizer = load_tokenizer(plan, source)
-    chat = bool(getattr(tokenizer, "chat_template", None))
+    data, fmt = stage_data(ctx), prompt_format(plan, ctx.stage.name)
+    check_chat(fmt, tokenizer, plan.spec.model.name)
 
-    train_records, val_records = splits(plan)
-    train_rows, skipped = rows(plan, train_records, chat)
-    val_rows, val_skipped = rows(plan, val_records, chat)
+    train_records, val_records = splits(data)
+    train_rows, skipped = rows(data, fmt, train_records)
+    val_rows, val_skipped = rows(data, fmt, val_records)
     if skipped or val_skipped:
         ctx.log(f"skipped {skipped} training and {val_skipped} validation record(s) without the "
-                f"{plan.spec.data.format} fields (validate_data lists them)")
+                f"{data.format} fields (validate_data lists them)")
     if not train_rows:
-        raise StageFailed(f"no usable training records in {plan.spec.data.path} (format {plan.spec.data.format}); "
+        raise StageFailed(f"no usable training records in {data.root} (format {data.format}); "
                           "run the validate_data stage for the file:line of each problem")
+    cut = truncated_rows(tokenizer, train_rows, method.max_seq_length)
+    if cut:
+        ctx.log(f"warning: {cut} of {len(train_rows)} training examples are longer than max_seq_length "
+                f"{method.max_seq_length} and are cut (the plan's data-truncated finding says how to avoid it)")
+    ctx.status.update(truncated_examples=cut)
 
     # read before the model loads: a missing or malformed replay file fails fast
     replay_texts = replay_mod.documents(method.replay) if method.replay is not None else []
-    par = Parallel(plan)
+    par = Parallel(stage_layout(ctx))
     args, steps_per_epoch = training_args(ctx, method, checkpoints, len(train_rows), bool(val_rows), tty, par)
     resume = resume_point(ctx, checkpoints, par)
     metrics = Metrics(metrics_path, writer=rank() == 0)

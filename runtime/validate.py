@@ -7,34 +7,32 @@ tokenizer) against the sequence length: what would be truncated.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from runtime.context import RunContext, StageFailed
-from runtime.data import data_root, read_split
+from runtime.data import read_split, stage_data
 from runtime.status import write_json_atomic
+from schemas.records import VALIDATION_FORMAT, SplitScan
 
 BUCKETS = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768)
-TEXT = {
-    "prompt_completion": (("prompt",), ("completion",)),
-    "messages": (("messages",),),
-    "preference": (("prompt",), ("chosen", "chosen_response")),
-    "prompt_answer": (("prompt",), ("answer", "reference_answer")),
-    "documents": (("text",),),
-}
 
 
 def run(ctx: RunContext) -> None:
-    from planner.probe import probe
-
     plan = ctx.plan
-    if plan.data_stats.source == "remote":
-        raise StageFailed("remote data cannot be validated here: download it and recompile with data.path=<folder>")
-    root = data_root(plan)
-    stats = probe(plan.spec.data.model_copy(update={"path": str(root)}), root.parent,
-                  plan.spec.knowledge.estimator.chars_per_token)
-    report: dict = {"root": str(root), "format": plan.spec.data.format, "splits": {}, "errors": [], "warnings": []}
+    data = stage_data(ctx)  # the planned files, unchanged since planning
+    root = Path(data.root)
+    report: dict = {"root": str(root), "format": data.format, "splits": {}, "errors": [], "warnings": []}
+    root_files = sorted(p.name for p in root.glob("*.jsonl") if p.is_file())
     for split in ("training", "validation"):
-        s = getattr(stats, split)
-        if s is None:
+        folder = root / split
+        files = sorted(p for p in folder.glob("*.jsonl") if p.is_file()) if folder.is_dir() else []
+        if split == "validation" and not files:
             continue
+        scan = SplitScan(VALIDATION_FORMAT.get(data.format, data.format) if split == "validation" else data.format,
+                         plan.spec.knowledge.estimator.chars_per_token)
+        for path in files:
+            scan.add(path.relative_to(root).as_posix(), path.read_bytes())
+        s = scan.stats()
         report["splits"][split] = {
             "files": list(s.files), "records": s.records, "invalid": [str(b) for b in s.invalid],
             "invalid_total": s.invalid_total, "duplicates": s.duplicates, "empty": s.empty,
@@ -48,49 +46,47 @@ def run(ctx: RunContext) -> None:
                           ("unparsable_answers", "reference answers that do not parse")):
             if getattr(s, key):
                 report["warnings"].append(f"{getattr(s, key)} {what} in {split}/")
-    if stats.root_files:
-        report["errors"].append(f"files in the dataset root are not read: {', '.join(stats.root_files)}")
-    if stats.training.records == 0:
+    if root_files:
+        report["errors"].append(f"files in the dataset root are not read: {', '.join(root_files)}")
+    if not report["splits"].get("training", {}).get("records"):
         report["errors"].append("no usable training records")
-    if plan.decision.pipeline:
-        report["tokens"] = _token_report(ctx, root)
-        if report["tokens"]["truncated"]:
-            report["warnings"].append(f"{report['tokens']['truncated']} training record(s) exceed the sequence "
-                                      f"length {report['tokens']['seq_length']} and will be truncated")
+    tokens = [_token_report(ctx, stage.name, stage.method.max_seq_length, root)
+              for stage in plan.training_stages if stage.method is not None and not stage.method.sequence_packing]
+    if tokens:
+        report["tokens"] = tokens[-1]
+        report["tokens_by_stage"] = tokens
+    for t in tokens:
+        if t["truncated"]:
+            report["warnings"].append(f"{t['truncated']} training record(s) exceed the {t['stage']} stage's "
+                                      f"max_seq_length {t['seq_length']} and will be cut")
     write_json_atomic(ctx.path(ctx.stage.outputs["report"]), report)
     for split, s in report["splits"].items():
         ctx.log(f"{split}: {s['records']} records, {s['invalid_total']} invalid, {s['duplicates']} duplicates")
-    if "tokens" in report:
-        t = report["tokens"]
-        ctx.log(f"tokens: p50 {t['p50']}, p95 {t['p95']}, max {t['max']} against seq {t['seq_length']}; "
-                f"{t['truncated']} truncated")
+    for t in tokens:
+        ctx.log(f"tokens ({t['stage']}): p50 {t['p50']}, p95 {t['p95']}, max {t['max']} against max_seq_length "
+                f"{t['seq_length']}; {t['truncated']} truncated")
     for w in report["warnings"]:
         ctx.log(f"warning: {w}")
     if report["errors"]:
         raise StageFailed("; ".join(report["errors"]))
 
 
-def _token_report(ctx: RunContext, root) -> dict:
-    from runtime.models import load_tokenizer, render_example
+def _token_report(ctx: RunContext, stage: str, seq: int, root: Path) -> dict:
+    """Real token lengths of the training records as `stage` formats them (its prompt format), against its
+    max_seq_length: the count the planner's data-truncated finding estimated."""
+    from runtime.data import row_length, truncated_rows
+    from runtime.models import check_chat, load_tokenizer, prompt_format
+    from runtime.train import rows
 
     plan = ctx.plan
     tok = load_tokenizer(plan)
-    seq = plan.layout.seq_length or 0
-    cap = plan.spec.method.max_seq_length if getattr(plan.spec.method, "max_seq_length", None) else None
-    config = plan.spec.model.find_config(plan.decision.config_urn) if plan.decision.config_urn else None
-    limit = cap or (config.max_seq_length if config else seq) or seq
-    lengths = []
-    for record in read_split(root, "training"):
-        fields = TEXT[plan.spec.data.format]
-        parts = [next((str(record[a]) for a in alts if a in record), "") for alts in fields]
-        if len(parts) >= 2:
-            head, tail = render_example(plan, parts[0], parts[1])
-            text = head + tail
-        else:
-            text = parts[0]
-        lengths.append(len(tok(text, add_special_tokens=True)["input_ids"]))
-    lengths.sort()
-    histogram = {}
+    fmt = prompt_format(plan, stage)
+    check_chat(fmt, tok, plan.spec.model.name)
+    data = plan.stage(stage).data
+    assert data is not None
+    training, _ = rows(data, fmt, read_split(root, "training"))
+    lengths = sorted(row_length(tok, row) for row in training)
+    histogram: dict[str, int] = {}
     for n in lengths:
         bucket = next((b for b in BUCKETS if n <= b), BUCKETS[-1])
         histogram[f"<={bucket}"] = histogram.get(f"<={bucket}", 0) + 1
@@ -98,5 +94,6 @@ def _token_report(ctx: RunContext, root) -> dict:
     def pct(q: float) -> int:
         return lengths[min(len(lengths) - 1, int(q * len(lengths)))] if lengths else 0
 
-    return {"seq_length": limit, "p50": pct(0.5), "p95": pct(0.95), "max": lengths[-1] if lengths else 0,
-            "histogram": histogram, "truncated": sum(n > limit for n in lengths)}
+    return {"stage": stage, "seq_length": seq, "p50": pct(0.5), "p95": pct(0.95),
+            "max": lengths[-1] if lengths else 0, "histogram": histogram,
+            "truncated": truncated_rows(tok, training, seq)}

@@ -10,6 +10,7 @@ from schemas.base import Frozen, SafeName
 
 DataFormat = Literal["prompt_completion", "messages", "preference", "prompt_answer", "documents"]
 
+LONGEST_KEPT = 256
 REMOTE_SCHEMES = ("hf://", "s3://", "gs://", "nds://", "https://")
 
 
@@ -66,10 +67,19 @@ class BadLine(Frozen):
         return f"{self.file}:{self.line}: {self.reason}"
 
 
+class DataFile(Frozen):
+    """One data file and its fingerprint: the runtime refuses a file whose size or hash changed since planning."""
+
+    path: str = Field(description="Relative to the dataset folder in the statistics; absolute in a stage.")
+    bytes: int = Field(ge=0)
+    sha256: str
+
+
 class SplitStats(Frozen):
     """What one split holds, as probed."""
 
     files: tuple[str, ...] = ()
+    digests: tuple[DataFile, ...] = Field((), description="Size and sha256 of each file, in `files` order.")
     records: int = 0
     invalid: tuple[BadLine, ...] = ()
     invalid_total: int = 0
@@ -82,6 +92,15 @@ class SplitStats(Frozen):
     tokens_p95: int = 0
     tokens_max: int = 0
     tokens_total: int = 0
+    tokens_longest: tuple[int, ...] = Field(
+        (), description=f"Estimated tokens of the longest records, longest first (at most {LONGEST_KEPT}): how many "
+        "a sequence length would cut.")
+
+    def longer_than(self, tokens: int) -> tuple[int, bool]:
+        """(records estimated longer than `tokens`, exact?): not exact when every kept length is longer."""
+        n = sum(1 for t in self.tokens_longest if t > tokens)
+        exact = n < len(self.tokens_longest) or len(self.tokens_longest) >= self.records
+        return n, exact
 
 
 class DataStats(Frozen):
@@ -93,8 +112,8 @@ class DataStats(Frozen):
     validation: SplitStats | None = None
     fingerprint: str = Field(description="Content hash of the data files (or of the declaration).")
     root: str | None = Field(
-        None, description="Absolute folder of local data, for the runtime; null for builtin and remote data "
-        "(builtin data is found in the installed package). Not part of the plan id.")
+        None, description="Absolute folder of local and builtin data, for the runtime; null for remote data. "
+        "Not part of the plan id.")
     token_estimate: Literal["chars/4", "declared", "none"] = "chars/4"
 
     @property

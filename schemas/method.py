@@ -10,7 +10,7 @@ import difflib
 import re
 from typing import Annotated, Literal, Union
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from schemas.base import Frozen
 
@@ -232,9 +232,39 @@ class Rag(Frozen):
 
 
 class Auto(Frozen):
-    """Let the ladder choose the cheapest rung that can close the gap."""
+    """Let the ladder choose the cheapest rung that can close the gap. Training keys set here
+    (`method.learning_rate=5e-5`, `method.lora.adapter_dim=16`) override the chosen rung's recipe and keep
+    the rest of it; a key the chosen rung does not have is reported and ignored."""
+
+    model_config = ConfigDict(frozen=True, extra="allow", populate_by_name=True)
 
     kind: Literal["auto"] = "auto"
+
+    @model_validator(mode="after")
+    def _training_keys(self) -> Auto:
+        extra = self.model_extra or {}
+        if not extra:
+            return self
+        kinds = [BY_KIND[k] for k in TRAIN_KINDS]
+        known = sorted({name for cls in kinds for name in cls.model_fields if name != "kind"})
+        for key in extra:
+            if key not in known:
+                close = difflib.get_close_matches(key, known, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise ValueError(f"method.{key} is not a training key{hint} (method=auto takes the keys of "
+                                 "lora, sft, dpo and grpo)")
+        errors = []
+        for cls in kinds:  # valid for at least one rung that has every key given
+            if not set(extra) <= set(cls.model_fields):
+                continue
+            try:
+                cls.model_validate(dict(extra))
+                return self
+            except ValueError as exc:
+                errors.append(str(exc).splitlines())
+        first = errors[0] if errors else ["no rung has all of these keys together"]
+        detail = "; ".join(line.strip() for line in first[1:3]) or first[0]
+        raise ValueError(f"method overrides {sorted(extra)}: {detail}")
 
 
 Method = Annotated[Union[Auto, Prompting, Rag, Lora, Sft, Dpo, Grpo], Field(discriminator="kind")]

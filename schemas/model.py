@@ -159,6 +159,9 @@ class Model(Frozen):
     namespace: SafeName
     hf_id: str = Field(description="Hub id, or a local directory with config.json and weights.")
     family: Literal["llama", "mistral", "qwen2", "gemma2"]
+    chat_template: bool = Field(
+        False, description="The tokenizer ships a chat template (instruct models): training and evaluation format "
+        "records through it. False: the customization config's plain prompt_template.")
     architecture: Architecture
     config: str | None = Field(
         None,

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal, Union
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from schemas.base import Frozen
-from schemas.data import DataStats
+from schemas.data import DataFile, DataFormat, DataStats
+from schemas.method import Dpo, Grpo, Lora, Sft
 from schemas.spec import Spec
 
 Severity = Literal["error", "warning", "info"]
+SCHEMA_VERSION = 2
+ResolvedMethod = Annotated[Union[Lora, Sft, Dpo, Grpo], Field(discriminator="kind")]
+Source = Literal["override", "recommended", "default", "derived"]
 
 
 class Finding(Frozen):
@@ -31,6 +35,15 @@ class Rung(Frozen):
     reason: str
 
 
+class ServingPlan(Frozen):
+    """How the result is served: decided once by the planner, read by reports, diff and publish."""
+
+    kind: Literal["none", "hot_swap", "new_deployment"] = Field(
+        description="none: nothing trained; hot_swap: a LoRA adapter loads into the running multi-LoRA server; "
+        "new_deployment: all weights changed, the model needs its own deployment.")
+    reason: str = ""
+
+
 class Decision(Frozen):
     """Which rung, why, and what the others were rejected for."""
 
@@ -42,6 +55,7 @@ class Decision(Frozen):
     launcher: str = Field("local", description="The launch target: local, torchrun or slurm (auto resolved).")
     training_option: dict[str, int | str] | None = Field(None, description="The pinned option, if any.")
     next_step: str = ""
+    serving: ServingPlan = Field(default_factory=lambda: ServingPlan(kind="none"))
 
 
 class Layout(Frozen):
@@ -109,8 +123,48 @@ class Estimate(Frozen):
     assumptions: tuple[str, ...] = ()
 
 
+class PromptFormat(Frozen):
+    """How a record becomes the model's text: the same for training and for evaluation."""
+
+    kind: Literal["chat_template", "plain"] = Field(
+        description="chat_template: the tokenizer's chat template (instruct models); plain: `template`.")
+    template: str = Field(
+        description="plain: the customization config's prompt template with {prompt} and {completion}; "
+        "chat_template: 'tokenizer' (the template shipped with the model's tokenizer).")
+
+
+class StageData(Frozen):
+    """The records a stage reads: resolved files, their fingerprint, the hold-out rule."""
+
+    format: DataFormat
+    root: str = Field(description="Absolute dataset folder (training/, validation/).")
+    files: tuple[DataFile, ...] = Field((), description="Every data file with its absolute path, size and sha256.")
+    holdout_fraction: float = Field(description="Share of training held out when validation/ is absent.")
+    holdout_seed: int = Field(description="Seed of the hold-out draw (the training method's seed).")
+    use: Literal["as_is", "chosen", "answer"] = Field(
+        "as_is", description="What an SFT stage trains on: the records as they are, the chosen answer of "
+        "preference pairs (the SFT base of DPO), or 'Answer: <answer>' of prompt/answer records (a GRPO cold start).")
+
+
+class Evaluation(Frozen):
+    """What an evaluation stage runs: prompting strategy, task metric, general benchmark."""
+
+    strategy: Literal["template", "zero_shot", "few_shot", "rag"]
+    few_shot: int = 0
+    system_prompt: str | None = None
+    top_k: int = 0
+    chunk_tokens: int = 0
+    retriever: str | None = None
+    metric: str
+    max_examples: int | None = None
+    max_new_tokens: int
+    general_benchmark: str = Field(description="builtin:<name> as configured, or an lm_eval task name.")
+    general_benchmark_path: str | None = Field(None, description="Absolute path of a builtin benchmark's items.")
+    sft_base: str | None = Field(None, description="An external SFT base the evaluated model starts from.")
+
+
 class Stage(Frozen):
-    """One node of the stage DAG."""
+    """One node of the stage DAG. Training stages carry everything their trainer needs."""
 
     name: str
     after: tuple[str, ...] = ()
@@ -119,6 +173,15 @@ class Stage(Frozen):
     resources: dict[str, int | float | str] = Field(default_factory=dict)
     outputs: dict[str, str] = Field(default_factory=dict, description="Artifacts it writes, relative paths.")
     inputs: dict[str, str] = Field(default_factory=dict, description="Artifacts it reads, relative paths.")
+    method: ResolvedMethod | None = Field(None, description="Training stages: every hyperparameter the trainer uses.")
+    method_sources: dict[str, Source] = Field(
+        default_factory=dict, description="Where each method value came from, by dotted key: a user override, "
+        "the model config's recommendation, the schema default, or derived by the planner (layout, data).")
+    layout: Layout | None = Field(None, description="Training stages: this stage's own parallel layout.")
+    estimate: Estimate | None = Field(None, description="Training stages: this stage's memory, time and cost.")
+    prompt: PromptFormat | None = None
+    data: StageData | None = None
+    evaluation: Evaluation | None = None
 
 
 class Artifacts(Frozen):
@@ -138,7 +201,7 @@ class Artifacts(Frozen):
 class Plan(Frozen):
     """What plan.json carries. The runtime reads this and nothing else."""
 
-    schema_version: int = 1
+    schema_version: int = SCHEMA_VERSION
     id: str
     name: str = Field(description="Bundle folder name: <goal>-<id>.")
     spec: Spec
@@ -150,6 +213,24 @@ class Plan(Frozen):
     feasible: bool
     stages: tuple[Stage, ...]
     artifacts: Artifacts
+
+    @field_validator("schema_version")
+    @classmethod
+    def _current(cls, version: int) -> int:
+        if version != SCHEMA_VERSION:
+            raise ValueError(f"plan.json schema version {version}; this version reads {SCHEMA_VERSION}: re-plan "
+                             "(python -m planner <the same overrides>) to write a current plan")
+        return version
+
+    def stage(self, name: str) -> Stage:
+        for stage in self.stages:
+            if stage.name == name:
+                return stage
+        raise KeyError(f"plan {self.id} has no stage {name!r} (stages: {', '.join(s.name for s in self.stages)})")
+
+    @property
+    def training_stages(self) -> tuple[Stage, ...]:
+        return tuple(s for s in self.stages if s.method is not None)
 
     @property
     def errors(self) -> list[Finding]:

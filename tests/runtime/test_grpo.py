@@ -21,7 +21,7 @@ GOAL = "+goal=math_reasoning"
 
 
 def _bundle(root: Path, *overrides: str) -> Path:
-    return write_bundle(root, GOAL, "method=grpo", *overrides)
+    return write_bundle(root, GOAL, "method=grpo", "method.cold_start_sft=false", *overrides)
 
 
 def _run(bundle: Path) -> int:

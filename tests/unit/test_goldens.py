@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from planner.paths import conf_dir
 from planner.render import render
 from tests.unit.helpers import make_plan
 
@@ -34,7 +35,10 @@ CASES: dict[str, tuple[str, ...]] = {
 
 
 def _golden_files(files: dict[str, str]) -> dict[str, str]:
-    return {rel: text for rel, text in files.items() if rel != "report.md"}
+    """The reviewed files, with where this checkout's conf/ lies (the resolved builtin data, replay text and
+    benchmark paths in plan.json) written as <conf>, so the goldens hold on any machine."""
+    conf = str(conf_dir())
+    return {rel: text.replace(conf, "<conf>") for rel, text in files.items() if rel != "report.md"}
 
 
 @pytest.mark.parametrize("case", list(CASES))

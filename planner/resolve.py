@@ -1,0 +1,192 @@
+"""The only place a training method's values are resolved, once, for plan.json.
+
+Order, lowest first: the schema's defaults, the customization config's recommended values for that
+rung (`defaults:` in the model's catalog entry), the user's overrides (only the keys they set, also
+under method=auto). Then what the planner derives: the micro batch, sharding and activation
+checkpointing from the layout, the sequence length from the data, alpha and the cosine floor from
+their rules, builtin file names as absolute paths. Every value records where it came from.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from schemas.data import DataStats
+from schemas.method import BY_KIND, TRAIN_KINDS, TrainMethod
+from schemas.model import CustomizationConfig
+from schemas.plan import Layout, PromptFormat
+from schemas.spec import Spec
+
+SEQ_MULTIPLE = 8  # sequence lengths round up to a multiple of 8 (tensor-core friendly, a little slack)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A method's resolved values and where each came from (dotted key -> override | recommended | default |
+    derived). `ignored`: overrides given under method=auto that this rung does not have."""
+
+    method: TrainMethod
+    sources: dict[str, str]
+    ignored: tuple[str, ...] = ()
+    overridden: dict[str, Any] = field(default_factory=dict)  # recommended values a user override replaced
+
+
+def user_overrides(spec: Spec) -> dict[str, Any]:
+    """The method keys the user (or a goal) set, nested as given, without `kind`."""
+    method = spec.method
+    if method.kind == "auto":
+        return dict(method.model_extra or {})
+    if method.kind not in TRAIN_KINDS:
+        return {}
+    return method.model_dump(mode="json", exclude_unset=True, exclude={"kind"})
+
+
+def recommended(kind: str, config: CustomizationConfig | None) -> dict[str, Any]:
+    return dict(config.defaults.get(kind, {})) if config is not None else {}
+
+
+def recipe(kind: str, spec: Spec, config: CustomizationConfig | None, *, overrides: bool = True) -> Recipe:
+    """The values a `kind` stage trains with, before the layout. `overrides=False` for a stage the user's
+    method does not describe (the SFT base of a DPO pipeline, a GRPO cold start)."""
+    cls = BY_KIND[kind]
+    fields = set(cls.model_fields)
+    user = user_overrides(spec) if overrides and spec.method.kind in (kind, "auto") else {}
+    ignored = tuple(sorted(f"method.{k}" for k in user if k not in fields))
+    user = {k: v for k, v in user.items() if k in fields}
+    rec = recommended(kind, config)
+    merged = _merge(rec, user)
+    merged["kind"] = kind
+    try:
+        method = cls.model_validate(merged)
+    except ValidationError:
+        # An override that suits another rung but not this one (method=auto): the recommendation stands, the
+        # override is reported as ignored. A method the user pinned was validated with the spec already.
+        method = cls.model_validate({**rec, "kind": kind})
+        ignored = tuple(sorted({*ignored, *(f"method.{k}" for k in user)}))
+        user = {}
+    user_keys, rec_keys = set(_flatten(user)), set(_flatten(rec))
+    sources = {key: "override" if key in user_keys else "recommended" if key in rec_keys else "default"
+               for key in _flatten(method.model_dump(mode="json", exclude={"kind"}))}
+    flat_rec = _flatten(rec)
+    overridden = {k: flat_rec[k] for k in sorted(user_keys & rec_keys)}
+    return Recipe(method=method, sources=sources, ignored=ignored, overridden=overridden)  # type: ignore[arg-type]
+
+
+def finalize(r: Recipe, layout: Layout, seq: int, replay_path: str | None) -> Recipe:
+    """The recipe with every value the trainer reads filled in from the layout and the data: never null,
+    never auto."""
+    m = r.method
+    derived: dict[str, Any] = {
+        "min_learning_rate": m.effective_min_lr,
+        "max_seq_length": seq,
+        "micro_batch_size": layout.micro_batch,
+        "activation_checkpointing": layout.activation_checkpointing,
+        "sharding": layout.sharding,
+        "lora.alpha": m.lora.effective_alpha,
+    }
+    if m.replay is not None and replay_path is not None:
+        derived["replay.data"] = replay_path
+    if m.kind == "dpo":
+        derived["reference"] = m.effective_reference  # type: ignore[union-attr]
+    data = m.model_dump(mode="json")
+    sources = dict(r.sources)
+    for key, value in derived.items():
+        if r.sources.get(key) == "override" and key not in ("micro_batch_size", "sharding", "activation_checkpointing"):
+            continue  # the user's value stands (the layout honours the others as pins)
+        _set(data, key, value)
+        if _get(r.method.model_dump(mode="json"), key) != value:
+            sources[key] = "derived"
+    method = type(m).model_validate(data)
+    return Recipe(method=method, sources=sources, ignored=r.ignored, overridden=r.overridden)
+
+
+def prompt_format(spec: Spec, config: CustomizationConfig | None) -> PromptFormat:
+    """Instruct models train and are evaluated through their tokenizer's chat template; others through the
+    config's plain template."""
+    if spec.model.chat_template:
+        return PromptFormat(kind="chat_template", template="tokenizer")
+    return PromptFormat(kind="plain", template=config.prompt_template if config else "{prompt} {completion}")
+
+
+def template_tokens(spec: Spec, prompt: PromptFormat) -> int:
+    """Tokens a prompt format adds to each record (estimated)."""
+    prior = spec.knowledge.estimator
+    if prompt.kind == "chat_template":
+        return prior.chat_template_tokens
+    fixed = len(prompt.template.replace("{prompt}", "").replace("{completion}", ""))
+    return math.ceil(fixed / prior.chars_per_token)
+
+
+def seq_cap(spec: Spec, method: TrainMethod, config: CustomizationConfig | None) -> int:
+    """The most a sequence may hold: the user's max_seq_length, else the config's, else 4096, and never more
+    than the model's positions (a larger user value is an error finding, not silently lowered)."""
+    if method.max_seq_length:
+        return method.max_seq_length
+    positions = spec.model.architecture.max_position_embeddings
+    return min(config.max_seq_length if config else 4096, positions)
+
+
+def seq_length(spec: Spec, stats: DataStats, method: TrainMethod, config: CustomizationConfig | None,
+               prompt: PromptFormat, pinned: bool) -> int:
+    """One rule for the trainer, validate_data and the estimator: cover the longest record (its estimated
+    tokens x the knowledge's margin, plus the prompt format), capped; packing fills the cap; a user's value
+    stands as given."""
+    cap = seq_cap(spec, method, config)
+    if pinned or method.sequence_packing or not stats.training.tokens_max:
+        return cap
+    need = stats.training.tokens_max * spec.knowledge.estimator.seq_margin + template_tokens(spec, prompt)
+    if method.kind == "grpo":
+        need += method.max_completion_length  # type: ignore[union-attr]
+    return min(cap, max(SEQ_MULTIPLE, math.ceil(need / SEQ_MULTIPLE) * SEQ_MULTIPLE))
+
+
+def truncated(spec: Spec, stats: DataStats, seq: int, prompt: PromptFormat) -> tuple[int, bool]:
+    """(training records estimated longer than `seq`, exact?)."""
+    room = seq - template_tokens(spec, prompt)
+    return stats.training.longer_than(max(0, room))
+
+
+# ----------------------------------------------------------------------------- nested dict helpers
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in d.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(_flatten(value, path + "."))
+        else:
+            out[path] = value
+    return out
+
+
+def _merge(low: dict[str, Any], high: dict[str, Any]) -> dict[str, Any]:
+    out = dict(low)
+    for key, value in high.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _get(d: dict[str, Any], dotted: str) -> Any:
+    for part in dotted.split("."):
+        if not isinstance(d, dict):
+            return None
+        d = d.get(part)  # type: ignore[assignment]
+    return d
+
+
+def _set(d: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    for part in parents:
+        d = d.setdefault(part, {})
+    d[leaf] = value
+
+
+__all__ = ["Recipe", "finalize", "prompt_format", "recipe", "seq_cap", "seq_length", "truncated", "user_overrides"]
