@@ -82,8 +82,8 @@ def _tp_node(d, layout):
         yield _f("error", "layout-tp-exceeds-node", "layout.tensor_parallel",
                  f"tensor parallel {layout.tensor_parallel} > {layout.gpus_per_node} GPUs per node; TP must stay "
                  "within one node (it all-reduces every layer)",
-                 f"set layout.tensor_parallel to at most {layout.gpus_per_node} and use pipeline or data parallel "
-                 "across nodes")
+                 f"set layout.tensor_parallel to at most {layout.gpus_per_node} and use data parallel across nodes "
+                 "(layout.sharding=fsdp to shard the model)")
 
 
 @check("layout-product")
@@ -113,6 +113,69 @@ def _model_split(d, layout):
         yield _f("warning", "layout-model-split", "layout.pipeline_parallel",
                  f"pipeline parallel {layout.pipeline_parallel} does not divide {arch.num_layers} layers: "
                  "stages are unbalanced", "use a PP size that divides the layer count")
+
+
+@check("layout-pp-not-executable")
+def _pp_executable(d, layout):
+    """PP > 1 only where the engine runs it: a pin is refused, a published option was replanned (layout.py)."""
+    engine = d.spec.knowledge.engine
+    if d.train is None or layout.source == "none" or engine.pipeline_parallel:
+        return
+    pinned = d.spec.layout.pipeline_parallel
+    if pinned is not None and pinned > 1:
+        arch, tp = d.spec.model.architecture, layout.tensor_parallel * pinned
+        split = "layout.sharding=fsdp"
+        if engine.tensor_parallel and tp <= layout.gpus_per_node and not (arch.num_heads % tp or arch.num_kv_heads % tp):
+            split = f"layout.tensor_parallel={tp} or {split}"
+        yield _f("error", "layout-pp-not-executable", "layout.pipeline_parallel",
+                 f"pipeline parallel {pinned}: the runtime has no pipeline schedule (knowledge.engine.pipeline_parallel"
+                 f"=false), so every process would hold all {arch.num_layers} layers, not 1/{pinned} of them",
+                 f"set layout.pipeline_parallel=1; to split the model use {split}")
+    elif d.candidate is not None and d.candidate.note and d.option is not None:
+        o = d.option
+        yield _f("info", "layout-pp-not-executable", "model.config",
+                 f"{d.config.urn} publishes {o.training_type}/{o.finetuning_type} on {o.num_nodes} node(s) x "
+                 f"{o.num_gpus} GPUs as TP{o.tensor_parallel_size} x PP{o.pipeline_parallel_size}; the runtime has no "
+                 f"pipeline parallel, so the plan runs {d.candidate.note}; memory is estimated for that",
+                 "to split it otherwise, pin layout.tensor_parallel and layout.sharding")
+
+
+@check("layout-sharding-not-executable")
+def _sharding_executable(d, layout):
+    """Only the sharding levels the runtime runs as themselves (knowledge.engine), so each is priced as it runs."""
+    if d.train is None or layout.source == "none":
+        return
+    engine = d.spec.knowledge.engine
+    cpu = d.spec.inventory.gpu.name == "cpu"
+    here = engine.shardings(layout.tensor_parallel, cpu)
+    for path, value in (("layout.sharding", d.spec.layout.sharding), ("method.sharding", d.train.sharding)):
+        if value == "auto" or value in here:
+            continue
+        nearest = next((s for s in ("zero2", "fsdp") if s in here), "none")
+        fix = f"set {path}={nearest}, or auto to let the search choose among {', '.join(here)}"
+        if value not in engine.sharding + engine.sharding_at_load:
+            yield _f("error", "layout-sharding-not-executable", path,
+                     f"sharding {value}: the runtime does not run it; it runs {', '.join(engine.sharding)} "
+                     "(knowledge.engine.sharding)", fix)
+            return
+        if layout.data_parallel > 1:
+            where = f"with tensor parallel {layout.tensor_parallel}" if layout.tensor_parallel > 1 else "on CPU"
+            yield _f("error", "layout-sharding-not-executable", path,
+                     f"sharding {value} {where}: the runtime shards the model as it loads, with FSDP2 resharding "
+                     f"after forward, so {value} would run (and use memory) as {nearest} "
+                     "(knowledge.engine.sharding_at_load)", fix)
+            return
+
+
+@check("layout-tp-not-executable")
+def _tp_executable(d, layout):
+    if d.train is None or layout.source == "none" or d.spec.knowledge.engine.tensor_parallel:
+        return
+    if layout.tensor_parallel > 1:
+        path = "layout.tensor_parallel" if d.spec.layout.tensor_parallel else "model.config"
+        yield _f("error", "layout-tp-not-executable", path,
+                 f"tensor parallel {layout.tensor_parallel}: the runtime does not run it (knowledge.engine."
+                 "tensor_parallel=false)", "set layout.tensor_parallel=1; use layout.sharding=fsdp to split the model")
 
 
 @check("layout-inventory-gpus")
@@ -490,7 +553,7 @@ def _smallest_fix(d, cand) -> str:
     inv = d.spec.inventory
     base = layout_mod.Context(arch=d.spec.model.architecture, method=d.train, inventory=inv, stats=d.stats,
                               prior=d.spec.knowledge.estimator, precision=d.precision, seq=cand.shape.seq,
-                              headroom=d.spec.knowledge.lints.memory_headroom)
+                              headroom=d.spec.knowledge.lints.memory_headroom, engine=d.spec.knowledge.engine)
     s = cand.shape
     trials: list[tuple[str, est.Shape]] = []
     if not s.checkpointing:
@@ -501,18 +564,19 @@ def _smallest_fix(d, cand) -> str:
         trials.append(("micro batch 1 (layout.micro_batch=1)",
                        est.Shape(s.nodes, s.gpus_per_node, s.tp, s.pp, 1, s.global_batch, s.seq, s.sharding,
                                  s.checkpointing)))
-    if s.dp > 1 and s.sharding != "fsdp":
+    engine = d.spec.knowledge.engine
+    if s.dp > 1 and s.sharding != "fsdp" and "fsdp" in engine.sharding:
         trials.append(("shard with FSDP (layout.sharding=fsdp)",
                        est.Shape(s.nodes, s.gpus_per_node, s.tp, s.pp, s.micro_batch, s.global_batch, s.seq,
                                  "fsdp", s.checkpointing)))
     for tp in (2, 4, 8):
-        if tp > s.tp and tp <= inv.gpus_per_node:
+        if tp > s.tp and tp <= inv.gpus_per_node and engine.tensor_parallel:
             gpn = max(s.gpus_per_node, tp * s.pp if s.nodes == 1 else s.gpus_per_node)
             if gpn <= inv.gpus_per_node:
                 trials.append((f"TP={tp} (layout.tensor_parallel={tp} layout.gpus_per_node={gpn})",
                                est.Shape(s.nodes, gpn, tp, s.pp, s.micro_batch, s.global_batch, s.seq, s.sharding,
                                          s.checkpointing)))
-    if inv.nodes > s.nodes:
+    if inv.nodes > s.nodes and "fsdp" in engine.sharding:
         trials.append((f"{inv.nodes} nodes with FSDP (layout.nodes={inv.nodes} layout.sharding=fsdp)",
                        est.Shape(inv.nodes, inv.gpus_per_node, s.tp, s.pp, s.micro_batch, s.global_batch, s.seq,
                                  "fsdp", s.checkpointing)))

@@ -1,18 +1,21 @@
 """The parallel layout: honour a pinned training option, or search for the cheapest that fits.
 
 Cheapest means fewest GPU-hours, then fewest GPUs, then no recompute, less sharding, smaller TP,
-larger micro batch. Pure: the inventory is an input.
+larger micro batch. Only layouts the runtime executes are planned (knowledge.engine): a published
+option the engine cannot run becomes the nearest layout it can, with a note the checks report.
+Pure: the inventory is an input.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from functools import cached_property
 
 from planner import estimator as est
 from schemas.data import DataStats
 from schemas.inventory import Inventory
-from schemas.knowledge import Estimator
+from schemas.knowledge import Engine, Estimator
 from schemas.layout import LayoutRequest
 from schemas.method import TrainMethod
 from schemas.model import Architecture, TrainingOption
@@ -27,6 +30,7 @@ class Candidate:
     memory: est.Memory
     time: est.Time
     capacity: int
+    note: str = ""  # why this stands in for a published option the engine cannot run (a check reports it)
 
     @property
     def fits(self) -> bool:
@@ -76,6 +80,7 @@ class Context:
     precision: str
     seq: int
     headroom: float
+    engine: Engine = field(default_factory=Engine)
 
     @property
     def capacity(self) -> int:
@@ -119,17 +124,59 @@ def _time(ctx: Context, shape: est.Shape) -> est.Time:
 
 
 def from_option(ctx: Context, option: TrainingOption, request: LayoutRequest) -> Candidate:
-    """The published option, with the user's pins for what it leaves open."""
+    """The published option, with the user's pins for what it leaves open; one with PP > 1 that the
+    engine cannot run becomes the nearest layout it can on the same GPUs (`executable`)."""
     gpus = option.num_gpus * option.num_nodes
     dp = max(1, gpus // (option.tensor_parallel_size * option.pipeline_parallel_size))
     sharding = _sharding(ctx, request, dp)
-    return evaluate(ctx, est.Shape(
+    shape = est.Shape(
         nodes=option.num_nodes, gpus_per_node=option.num_gpus, tp=option.tensor_parallel_size,
         pp=option.pipeline_parallel_size, micro_batch=request.micro_batch or option.micro_batch_size,
         global_batch=ctx.method.batch_size, seq=ctx.seq,
         sharding=sharding if sharding != "auto" else "none",
         checkpointing=_checkpointing(ctx, request, default=False),
-    ))
+    )
+    if shape.pp > 1 and not ctx.engine.pipeline_parallel:
+        return executable(ctx, shape, request)
+    return evaluate(ctx, shape)
+
+
+def executable(ctx: Context, published: est.Shape, request: LayoutRequest) -> Candidate:
+    """The nearest layout without pipeline parallel on the published option's GPUs.
+
+    First choice: fold PP into TP (TP x PP -> TP), when the heads divide and it stays within a node
+    and the engine runs TP. The model is split as many ways as published, so the data-parallel size,
+    micro batch and sharding stay as they were, and TP's per-layer all-reduce stays on NVLink. Else
+    (a split across nodes, heads that do not divide): the PP stages become data-parallel replicas
+    (TP x DP*PP) sharded with FSDP, which splits weights, grads and optimizer state instead. The
+    first of the two that fits memory wins; when neither fits, the smaller, so the memory check
+    names the nearer one.
+    """
+    s, arch, engine = published, ctx.arch, ctx.engine
+    folded_tp = s.tp * s.pp
+    tries: list[est.Shape] = []
+    no_fold = ("the runtime runs no tensor parallel" if not engine.tensor_parallel else
+               f"TP{folded_tp} would cross nodes" if folded_tp > s.gpus_per_node else
+               f"TP{folded_tp} does not divide the attention heads"
+               if arch.num_heads % folded_tp or arch.num_kv_heads % folded_tp else "")
+    if not no_fold:
+        tries.append(est.Shape(s.nodes, s.gpus_per_node, folded_tp, 1, s.micro_batch, s.global_batch, s.seq,
+                               s.sharding, s.checkpointing))
+    dp = s.dp * s.pp
+    pinned = request.sharding if request.sharding != "auto" else ctx.method.sharding
+    sharding = pinned if pinned != "auto" else max(engine.shardings(s.tp, ctx.is_cpu), key=SHARDING_ORDER.__getitem__)
+    micro = [request.micro_batch] if request.micro_batch else range(s.micro_batch, 0, -1)
+    mb = next((m for m in micro if s.global_batch % (m * dp) == 0), s.micro_batch)  # else the batch check says
+    replicas = est.Shape(s.nodes, s.gpus_per_node, s.tp, 1, mb, s.global_batch, s.seq, sharding, s.checkpointing)
+    if not tries or s.global_batch % (mb * dp) == 0:
+        tries.append(replicas)
+    cands = [evaluate(ctx, t) for t in tries]
+    cand = next((c for c in cands if c.fits), min(cands, key=lambda c: c.memory.total))
+    if cand.shape.tp == folded_tp:
+        why = "PP folded into TP: the model split as many ways, within the node"
+    else:
+        why = f"the pipeline stages as data-parallel replicas; {no_fold or f'TP{folded_tp} does not fit memory'}"
+    return dataclasses.replace(cand, note=f"{cand.describe()} ({why})")
 
 
 def from_request(ctx: Context, request: LayoutRequest) -> Candidate:
@@ -170,18 +217,20 @@ def search(ctx: Context, request: LayoutRequest) -> Result:
         gpn_opts = [request.gpus_per_node] if request.gpus_per_node else _gpn_options(inv.gpus_per_node, nodes)
         for gpn in gpn_opts:
             gpus = nodes * gpn
+            # Pins are honoured (a check refuses one the engine cannot run); the rest is what it runs.
             tp_opts = [request.tensor_parallel] if request.tensor_parallel else [
-                t for t in _pow2(gpn) if arch.num_kv_heads % t == 0 and arch.num_heads % t == 0]
+                t for t in _pow2(gpn if ctx.engine.tensor_parallel else 1)
+                if arch.num_kv_heads % t == 0 and arch.num_heads % t == 0]
             for tp in tp_opts:
                 pp_opts = [request.pipeline_parallel] if request.pipeline_parallel else [
-                    p for p in _pow2(gpus // tp) if arch.num_layers % p == 0]
+                    p for p in _pow2(gpus // tp if ctx.engine.pipeline_parallel else 1) if arch.num_layers % p == 0]
                 for pp in pp_opts:
                     if gpus % (tp * pp):
                         continue
                     dp = gpus // (tp * pp)
                     if gb % dp:
                         continue
-                    shard_opts = _shard_options(ctx, request, dp)
+                    shard_opts = _shard_options(ctx, request, dp, tp)
                     ckpt_opts = ([request.activation_checkpointing] if request.activation_checkpointing is not None
                                  else [ctx.method.activation_checkpointing]
                                  if ctx.method.activation_checkpointing is not None else [False, True])
@@ -260,8 +309,9 @@ def _gpn_options(per_node: int, nodes: int) -> list[int]:
     return sorted(set([g for g in _pow2(per_node)] + [per_node]))
 
 
-def _shard_options(ctx: Context, request: LayoutRequest, dp: int) -> list[str]:
+def _shard_options(ctx: Context, request: LayoutRequest, dp: int, tp: int) -> list[str]:
+    """A pinned level (a check refuses one the engine cannot run), else every level the engine runs as itself."""
     choice = request.sharding if request.sharding != "auto" else ctx.method.sharding
     if choice != "auto":
         return [choice]
-    return ["none"] if dp == 1 else ["none", "zero1", "fsdp"]
+    return ["none"] if dp == 1 else sorted(ctx.engine.shardings(tp, ctx.is_cpu), key=SHARDING_ORDER.__getitem__)

@@ -14,6 +14,7 @@ from schemas.goal import GapKind
 
 RungKind = Literal["prompting", "rag", "lora", "sft", "dpo", "grpo"]
 RungCheck = Literal["gap", "baseline", "format", "soft_floor", "hot_swap", "fits", "budget"]
+ShardingLevel = Literal["none", "zero1", "zero2", "fsdp"]
 
 
 class Floors(Frozen):
@@ -83,6 +84,44 @@ class Estimator(Frozen):
         return self
 
 
+class Engine(Frozen):
+    """What the torch runtime executes (runtime/lifecycle.py `Parallel`); only that is planned.
+
+    The layout search reads it, the estimator prices each sharding level as it runs, and a pin
+    outside it is an error finding. Change it here when the runtime learns more."""
+
+    pipeline_parallel: bool = Field(
+        False, description="Pipeline-parallel stages (PP > 1) run. false: the runtime has no pipeline schedule (every "
+        "process holds all layers), so no layout with PP > 1 is planned; a published option with PP > 1 is planned as "
+        "the nearest layout without it.")
+    tensor_parallel: bool = Field(
+        True, description="Tensor parallel (TP > 1, within a node) runs: transformers shards each layer by the "
+        "model's tp_plan (DistributedConfig(tp_size)); the other processes replicate or shard data-parallel.")
+    sharding: tuple[ShardingLevel, ...] = Field(
+        ("none", "zero2", "fsdp"), min_length=1,
+        description="Data-parallel sharding levels that run, each priced as what runs. none: DDP, every replica "
+        "holds all weights, grads and optimizer state. zero2: FSDP2 with reshard_after_forward=False, grads and "
+        "optimizer state sharded, parameters gathered from forward to backward (priced as ZeRO-2: whole weights). "
+        "fsdp: FSDP2 full sharding, parameters sharded too and gathered a layer at a time. zero1 (optimizer state "
+        "only) has no runtime path of its own.")
+    sharding_at_load: tuple[ShardingLevel, ...] = Field(
+        ("none", "fsdp"), min_length=1,
+        description="The levels that run where the model is sharded as it loads: with TP > 1, and on CPU (accelerate "
+        "runs FSDP only on GPU backends). transformers' DistributedConfig applies FSDP2 with reshard_after_forward=True "
+        "there, so zero2 would run as fsdp; only these levels are planned for such layouts.")
+
+    @model_validator(mode="after")
+    def _runs_unsharded(self) -> Engine:
+        if "none" not in self.sharding or "none" not in self.sharding_at_load:
+            raise ValueError("engine.sharding and engine.sharding_at_load must list 'none': one replica has nothing "
+                             "to shard")
+        return self
+
+    def shardings(self, tp: int, cpu: bool) -> tuple[ShardingLevel, ...]:
+        """The sharding levels that run, as themselves, for a layout with this TP on this device."""
+        return self.sharding_at_load if tp > 1 or cpu else self.sharding
+
+
 class Knowledge(Frozen):
     """The tables the planner reasons with."""
 
@@ -91,3 +130,4 @@ class Knowledge(Frozen):
     lints: Lints = Field(default_factory=Lints)
     estimator: Estimator = Field(default_factory=Estimator)
     dpo_needs_sft_base: bool = Field(True, description="DPO and GRPO refine a model that already knows the task.")
+    engine: Engine = Field(default_factory=Engine, description="What the runtime can execute; only that is planned.")

@@ -106,7 +106,8 @@ def test_planning_does_not_depend_on_cwd(tmp_path, monkeypatch):
 def test_deadline_replicates_the_pinned_option_across_nodes():
     p = make_plan("+goal=domain_shift")
     lay = p.layout
-    assert (lay.nodes, lay.gpus_per_node, lay.tensor_parallel, lay.pipeline_parallel, lay.data_parallel) == (2, 8, 4, 2, 2)
+    # The published TP4 x PP2 runs as TP8 (no pipeline parallel in the runtime), replicated on a second node.
+    assert (lay.nodes, lay.gpus_per_node, lay.tensor_parallel, lay.pipeline_parallel, lay.data_parallel) == (2, 8, 8, 1, 2)
     assert p.estimate.wall_hours <= p.spec.goal.deadline_hours
     relaxed = make_plan("+goal=domain_shift", "goal.deadline_hours=null")
     assert relaxed.layout.nodes == 1 and relaxed.layout.gpus_per_node == 8  # the published option as is
