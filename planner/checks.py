@@ -275,7 +275,7 @@ def _invalid(d, layout):
 
 
 def _needs(fmt: str) -> str:
-    from planner.probe import FIELDS
+    from schemas.records import FIELDS
 
     return ", ".join("/".join(alts) for alts in FIELDS[fmt])
 
@@ -310,25 +310,25 @@ def _format_method(d, layout):
 
 @check("data-floor")
 def _floor(d, layout):
-    if d.train is None:
-        return
-    kinds = d.pipeline or (d.method_kind,)
-    kind = kinds[-1]
-    floor = d.spec.knowledge.floors[kind]
+    """Every training stage of the pipeline against its method's floors (the SFT base of DPO too)."""
     n = d.stats.examples
-    label = LABELS[kind]
-    hard = max(floor.hard, layout.global_batch if layout.source != "none" else 0)
-    if n < hard:
-        why = (f"fewer than one global batch ({layout.global_batch})" if hard == layout.global_batch and
-               layout.global_batch > floor.hard else f"below the hard floor of {floor.hard:,}")
-        yield _f("error", "data-floor", "data",
-                 f"{n:,} {floor.unit}: {why}; a {label} run cannot learn anything from so little",
-                 f"collect at least {floor.soft:,} {floor.unit} ({hard:,} at the very least)")
-    elif n < floor.soft:
-        yield _f("warning", "data-floor", "data",
-                 f"{n:,} {floor.unit}: below the {floor.soft:,} {label} needs to be reliable; expect a noisy, "
-                 "partial effect and check the gate closely",
-                 f"collect {floor.soft:,}+ {floor.unit} for a production run")
+    for stage in d.stages:
+        floor = d.spec.knowledge.floors[stage.kind]
+        label = LABELS[stage.kind]
+        where = "" if stage is d.main else f" (the {label} stage before {LABELS[d.method_kind]})"
+        batch = stage.layout.global_batch if stage.layout is not None else 0
+        hard = max(floor.hard, batch)
+        if n < hard:
+            why = (f"fewer than one global batch ({batch})" if hard == batch and batch > floor.hard
+                   else f"below the hard floor of {floor.hard:,}")
+            yield _f("error", "data-floor", "data",
+                     f"{n:,} {floor.unit}: {why}; a {label} run{where} cannot learn anything from so little",
+                     f"collect at least {floor.soft:,} {floor.unit} ({hard:,} at the very least)")
+        elif n < floor.soft:
+            yield _f("warning", "data-floor", "data",
+                     f"{n:,} {floor.unit}: below the {floor.soft:,} {label}{where} needs to be reliable; expect a "
+                     "noisy, partial effect and check the gate closely",
+                     f"collect {floor.soft:,}+ {floor.unit} for a production run")
 
 
 @check("data-quality")
@@ -355,9 +355,9 @@ def _quality(d, layout):
 
 # ---- hyperparameters ------------------------------------------------------------------------
 
-def _recommended(d) -> bool:
-    """The hyperparameters came from the customization config's recommended values (method=auto), not the user."""
-    return d.spec.method.kind != d.method_kind and d.config is not None and d.method_kind in d.config.defaults
+def _recommended(d, key: str) -> bool:
+    """The value of `key` came from the customization config's recommended recipe, not the user."""
+    return d.main is not None and d.main.recipe.sources.get(key) == "recommended"
 
 
 @check("lint-lora-lr")
@@ -366,10 +366,10 @@ def _lora_lr(d, layout):
     if t is None or t.finetuning_type != "lora":
         return
     limit = d.spec.knowledge.lints.lora_lr_max
-    if t.learning_rate >= limit and _recommended(d):
+    if t.learning_rate >= limit and _recommended(d, "learning_rate"):
         yield _f("info", "lint-lora-lr", "method.learning_rate",
                  f"LoRA learning rate {t.learning_rate:g} >= {limit:g}, as {d.config.urn} recommends for this model",
-                 "set method=lora with your own learning_rate to override")
+                 "set method.learning_rate to override it (the rest of the recipe stays)")
     elif t.learning_rate >= limit:
         yield _f("warning", "lint-lora-lr", "method.learning_rate",
                  f"LoRA learning rate {t.learning_rate:g} >= {limit:g}: validation loss typically diverges after "
@@ -394,6 +394,31 @@ def _adapter_dim(d, layout):
                          f"adapter_dim {r} is high for {n:,} examples: the adapter memorises them (overfit)",
                          f"use adapter_dim {min(largest, 16)} or less")
             break
+
+
+@check("lora-target-modules")
+def _lora_targets(d, layout):
+    """LoRA target modules against the family's module names: a typo adapts nothing (0 trainable parameters)."""
+    import difflib
+
+    names = d.spec.knowledge.lora_targets.get(d.spec.model.family)
+    for stage in d.stages:
+        t = stage.recipe.method
+        if t.finetuning_type != "lora" or names is None:
+            continue
+        targets = t.lora.target_modules
+        wrong = [m for m in targets if m != "all-linear" and m not in names]
+        for module in wrong:
+            close = difflib.get_close_matches(module, names, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            valid = [m for m in targets if m not in wrong]
+            yield _f("error", "lora-target-modules", "method.lora.target_modules",
+                     f"{module!r} is not a module of {d.spec.model.family} models{hint} (modules: {', '.join(names)})",
+                     f"use method.lora.target_modules=[{','.join(valid or [close[0] if close else 'all-linear'])}]"
+                     if close or valid else "use method.lora.target_modules=[all-linear]")
+        if not wrong and stage.estimate is not None and not stage.estimate.trainable_params:
+            yield _f("error", "lora-target-modules", "method.lora.target_modules",
+                     f"LoRA on {', '.join(targets)} trains 0 parameters", "use method.lora.target_modules=[all-linear]")
 
 
 @check("lint-alpha")
@@ -437,12 +462,36 @@ def _seq_length(d, layout):
         yield _f("warning", "lint-seq-length", "method.max_seq_length",
                  f"sequence length {t.max_seq_length:,} > the {d.config.max_seq_length:,} that {d.config.urn} was "
                  "validated with", "check memory on a short run first")
-    p95 = d.stats.training.tokens_p95
-    longest = d.stats.training.tokens_max
-    if longest > cap:
-        yield _f("warning", "lint-seq-length", "method.max_seq_length",
-                 f"the longest records (~{longest:,} tokens, p95 {p95:,}) exceed the sequence length {cap:,}: "
-                 "they will be truncated", "raise method.max_seq_length or shorten those records")
+
+
+@check("data-truncated")
+def _truncated(d, layout):
+    """The one sequence-length rule: records longer than a stage's max_seq_length are cut; say how many (the
+    validate_data stage counts the same with the model's tokenizer)."""
+    from planner.resolve import seq_cap, template_tokens, truncated
+
+    if d.prompt is None or d.stats.source == "remote" and d.stats.token_estimate == "none":
+        return
+    for stage in d.stages:
+        if stage.method.sequence_packing:
+            continue  # packing splits long records across rows: nothing is cut
+        n, exact = truncated(d.spec, d.stats, stage.seq, d.prompt)
+        if not n:
+            continue
+        total = d.stats.examples
+        cap = seq_cap(d.spec, stage.recipe.method, d.config)
+        positions = d.spec.model.architecture.max_position_embeddings
+        longest = d.stats.training.tokens_max + template_tokens(d.spec, d.prompt)
+        what = f"{n:,}" if exact else f"at least {n:,}"
+        where = "" if stage is d.main else f" in the {stage.name} stage"
+        if longest <= positions:
+            fix = (f"set method.max_seq_length={min(positions, -(-int(longest * d.spec.knowledge.estimator.seq_margin) // 8) * 8)}"
+                   f" (the model allows {positions:,}; memory grows with it), or shorten or drop those records")
+        else:
+            fix = f"shorten or split those records: the model reads at most {positions:,} positions"
+        yield _f("warning", "data-truncated", "method.max_seq_length",
+                 f"{what} of {total:,} training records are longer than max_seq_length {stage.seq:,}{where} "
+                 f"(~{longest:,} tokens at the longest, estimated, capped at {cap:,}): the trainer cuts them", fix)
 
 
 @check("lint-grpo-batch")
@@ -489,12 +538,7 @@ def _replay(d, layout):
     """The replay text must be there when the stages run: a shipped builtin or an existing file (a stat, not a read)."""
     from planner.paths import samples_dir
 
-    methods = [d.train]
-    if "sft" in d.pipeline:
-        from planner.core import default_method
-
-        methods.append(default_method("sft", d.spec, d.config))
-    for method in methods:
+    for method in (stage.recipe.method for stage in d.stages):
         replay = getattr(method, "replay", None)
         if replay is None:
             continue

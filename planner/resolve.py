@@ -94,11 +94,12 @@ def finalize(r: Recipe, layout: Layout, seq: int, replay_path: str | None) -> Re
         derived["reference"] = m.effective_reference  # type: ignore[union-attr]
     data = m.model_dump(mode="json")
     sources = dict(r.sources)
+    before = r.method.model_dump(mode="json")
     for key, value in derived.items():
-        if r.sources.get(key) == "override" and key not in ("micro_batch_size", "sharding", "activation_checkpointing"):
-            continue  # the user's value stands (the layout honours the others as pins)
+        # a user's value is its own effective value (lr floor, alpha, a pinned max_seq_length; the layout honours
+        # micro batch, sharding and checkpointing as pins): what changes here is only resolved, never replaced
         _set(data, key, value)
-        if _get(r.method.model_dump(mode="json"), key) != value:
+        if _get(before, key) != value and r.sources.get(key) != "override":
             sources[key] = "derived"
     method = type(m).model_validate(data)
     return Recipe(method=method, sources=sources, ignored=r.ignored, overridden=r.overridden)

@@ -247,7 +247,7 @@ def run(ctx: RunContext) -> None:
         trainable = trainable_params(trainer.model)
         what = f"LoRA r={method.lora.adapter_dim}" if lora else "all weights"
         ctx.log(f"dpo: {what} ({trainable:,} trainable) from {_short(ctx, source)}, reference {reference}, "
-                f"beta {method.beta:g}, loss {'+'.join(f'{w:g}*{t}' for t, w in zip(losses, weights))}, "
+                f"beta {method.beta:g}, loss {'+'.join(f'{w:g}*{t}' for t, w in zip(args.loss_type, args.loss_weights))}, "
                 f"{len(train_rows)} train / {len(val_rows)} validation pairs, ~{steps_per_epoch} steps/epoch x "
                 f"{method.epochs} epochs" + (f" (max_steps {method.max_steps})" if method.max_steps else "")
                 + f", lr {method.learning_rate:g}, seq {args.max_length}, {world_size()} process(es)")

@@ -73,6 +73,11 @@ class Estimator(Frozen):
     load_minutes: float = Field(3.0, ge=0, description="Model load and setup per stage launch.")
     eval_fraction: float = Field(0.1, ge=0, description="Eval cost per epoch as a fraction of training.")
     checkpoint_gb_per_minute: float = Field(60.0, gt=0, description="Checkpoint write throughput.")
+    seq_margin: float = Field(
+        1.25, ge=1, description="Sequence length = longest record's estimated tokens x this (chars/4 is an estimate) "
+        "+ the prompt format's tokens, capped by the config.")
+    chat_template_tokens: int = Field(
+        48, ge=0, description="Tokens a chat template adds to a record (role headers, a default system prompt).")
     generation_tokens_per_second: float = Field(
         2000.0, gt=0, description="GRPO rollout throughput per GPU for an 8B model (scaled by size)."
     )
@@ -129,5 +134,7 @@ class Knowledge(Frozen):
     ladder: tuple[RungRule, ...] = Field(min_length=1)
     lints: Lints = Field(default_factory=Lints)
     estimator: Estimator = Field(default_factory=Estimator)
+    lora_targets: dict[str, tuple[str, ...]] = Field(
+        default_factory=dict, description="Module names LoRA can adapt, per model family (besides 'all-linear').")
     dpo_needs_sft_base: bool = Field(True, description="DPO and GRPO refine a model that already knows the task.")
     engine: Engine = Field(default_factory=Engine, description="What the runtime can execute; only that is planned.")

@@ -63,7 +63,7 @@ def test_preference_rows_read_nemo_fields_and_skip_incomplete_pairs():
     records = [{"prompt": "Q?\nAssistant:\n", "chosen_response": "good", "rejected_response": "bad"},
                {"prompt": "Q?", "chosen": "good", "rejected": "bad"},
                {"prompt": "Q?", "chosen": "good"}]
-    rows, skipped = preference_rows(plan, records)
+    rows, skipped = preference_rows(plan.stage("train").prompt, records)
     assert skipped == 1
     assert rows[0] == {"prompt": "Q?\nAssistant:\n", "chosen": " good", "rejected": " bad"}
     assert rows[1]["chosen"] == " good" and rows[1]["rejected"] == " bad"

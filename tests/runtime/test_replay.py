@@ -40,8 +40,11 @@ def _task_examples(tokenizer, n: int = 4) -> list[dict]:
 
 
 def test_builtin_general_documents_are_the_corpus_lines():
-    docs = replay.documents(Replay(data="builtin:general"))
     from runtime import tiny
+
+    docs = replay.documents(Replay(data=str(tiny.CORPUS)))  # what the plan resolves builtin:general to
+    with pytest.raises(StageFailed, match="not resolved in this plan"):
+        replay.documents(Replay(data="builtin:general"))
 
     assert docs == [line for line in tiny.CORPUS.read_text(encoding="utf-8").splitlines() if line.strip()]
 
@@ -75,7 +78,9 @@ def test_schema_keeps_replay_to_supervised_stages():
 
 
 def test_collator_adds_packed_replay_rows_with_loss_on_every_token(tokenizer):
-    docs = replay.documents(Replay(data="builtin:general"))
+    from runtime import tiny
+
+    docs = replay.documents(Replay(data=str(tiny.CORPUS)))
     encoded = replay.encode(tokenizer, docs, max_length=256)
     wrapped = replay.ReplayCollator(_collator(tokenizer), encoded, ratio=3, seed=42)
     examples = _task_examples(tokenizer)
@@ -111,7 +116,9 @@ def test_train_stage_mixes_replay_and_says_so(tmp_path, tiny_dir, capsys):
     assert any("replay 2x" in a for a in plan["estimate"]["assumptions"])
     assert _run(bundle, "train") == 0
     out = capsys.readouterr().out
-    assert "replay 2x from builtin:general (3,745 documents, 16 per micro batch)" in out
+    from runtime import tiny
+
+    assert f"replay 2x from {tiny.CORPUS} (3,745 documents, 16 per micro batch)" in out
     status = _json(bundle / "run/train/status.json")
     assert status["state"] == "completed" and status["steps_completed"] == 4
     assert (bundle / "run/train/adapter/adapter_model.safetensors").is_file()

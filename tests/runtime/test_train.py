@@ -55,7 +55,8 @@ def _wait_for_checkpoint(bundle: Path, proc: subprocess.Popen, timeout: float = 
 @pytest.fixture(scope="module")
 def lora_bundle(tmp_path_factory, tiny_dir) -> Path:
     """A tone LoRA bundle trained for 6 steps (lr 1e-3 so the adapter visibly moves the logits)."""
-    bundle = _bundle(tmp_path_factory.mktemp("lora"), "method=lora", *FEW, "method.learning_rate=1e-3")
+    bundle = _bundle(tmp_path_factory.mktemp("lora"), "method=lora", *FEW, "method.learning_rate=1e-3",
+                     "method.warmup_steps=0")
     assert _run(bundle, "train") == 0
     return bundle
 
@@ -70,7 +71,9 @@ def test_lora_writes_a_peft_adapter_status_and_metrics(lora_bundle):
     adapter = lora_bundle / plan.artifacts.adapter_dir
     assert (adapter / "adapter_config.json").is_file() and (adapter / "adapter_model.safetensors").is_file()
     config = _json(adapter / "adapter_config.json")
-    assert config["peft_type"] == "LORA" and config["r"] == 8 and config["lora_alpha"] == 8
+    lora = plan.stage("train").method.lora  # tiny-llama's recommended r16 / alpha 32, kept under one override
+    assert (lora.adapter_dim, lora.alpha) == (16, 32)
+    assert config["peft_type"] == "LORA" and config["r"] == 16 and config["lora_alpha"] == 32
     assert config["lora_dropout"] == 0.1
     modules = {m.rsplit(".", 1)[-1] for m in config["target_modules"]}
     assert modules == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}  # all-linear
@@ -104,9 +107,10 @@ def test_completion_only_loss_masks_the_prompt(tiny_dir):
     from runtime.data import splits
     from runtime.train import rows
 
-    plan = make_plan("+goal=tone", *TINY)
-    train, _ = splits(plan)
-    data, skipped = rows(plan, train[:4])
+    stage = make_plan("+goal=tone", *TINY).stage("train")
+    assert stage.data is not None and stage.prompt is not None
+    train, _ = splits(stage.data)
+    data, skipped = rows(stage.data, stage.prompt, train[:4])
     assert skipped == 0 and set(data[0]) == {"prompt", "completion"}
     tok = AutoTokenizer.from_pretrained(tiny_dir)
     args = SFTConfig(output_dir="/tmp/unused", report_to="none", use_cpu=True, max_length=256,
@@ -198,20 +202,23 @@ def test_malformed_data_is_skipped_and_validate_data_reports_it(tmp_path, tiny_d
 
 
 def test_the_trained_hyperparameters_are_the_ones_the_planner_estimated():
-    """method=auto: the customization config's recommended values for the chosen rung, as planner.core."""
+    """method=auto: the customization config's recommended values for the chosen rung, written in the plan;
+    changing the spec afterwards changes nothing the runtime reads."""
     from runtime.lifecycle import method_for
 
     plan = make_plan("+goal=tone", *TINY)
     assert plan.spec.method.kind == "auto" and plan.decision.method == "lora"
+    method = method_for(plan, "train")
+    assert method.kind == "lora" and method.learning_rate == 5e-3 and method.epochs == 10
     model = plan.spec.model
     configs = tuple(c.model_copy(update={"defaults": {"lora": {"learning_rate": 5e-4, "epochs": 3}}})
                     for c in model.configs)
-    plan = plan.model_copy(update={"spec": plan.spec.model_copy(update={"model": model.model_copy(
+    edited = plan.model_copy(update={"spec": plan.spec.model_copy(update={"model": model.model_copy(
         update={"configs": configs})})})
-    method = method_for(plan, "train")
-    assert method.kind == "lora" and method.learning_rate == 5e-4 and method.epochs == 3
+    assert method_for(edited, "train") == method
     explicit = make_plan("+goal=tone", *TINY, "method=lora", "method.learning_rate=2e-4")
     assert method_for(explicit, "train").learning_rate == 2e-4
+    assert method_for(explicit, "train").lora.adapter_dim == 16  # the rest of the recipe stays
 
 
 def test_dpo_and_grpo_plans_resolve_their_methods():
