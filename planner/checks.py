@@ -396,6 +396,16 @@ def _adapter_dim(d, layout):
             break
 
 
+@check("method-override-ignored")
+def _ignored(d, layout):
+    """method=auto takes any training key; one the chosen rung does not have (or cannot take) is said, not lost."""
+    for stage in d.stages:
+        for key in stage.recipe.ignored:
+            yield _f("warning", "method-override-ignored", key,
+                     f"{key} does not apply to {LABELS[stage.kind]} (the {stage.name} stage): ignored",
+                     f"drop {key}, or pin the method it belongs to (method=<kind>)")
+
+
 @check("lora-target-modules")
 def _lora_targets(d, layout):
     """LoRA target modules against the family's module names: a typo adapts nothing (0 trainable parameters)."""

@@ -76,7 +76,6 @@ class Draft:
     layout_result: layout_mod.Result | None = None
     candidate: layout_mod.Candidate | None = None
     option: object | None = None
-    seq: int = 0
     gpu_hours: float | None = None  # the whole pipeline (an SFT base stage included)
     wall_hours: float | None = None
 
@@ -165,7 +164,7 @@ def train_stage(name: str, kind: str, spec: Spec, stats: DataStats, config: Cust
 
 
 def layout_for(draft: Draft, method: TrainMethod, config: CustomizationConfig | None, seq: int) -> tuple[
-        layout_mod.Result, layout_mod.Candidate | None, object | None, int]:
+        layout_mod.Result, layout_mod.Candidate | None, object | None]:
     spec = draft.spec
     ctx = layout_mod.Context(arch=spec.model.architecture, method=method, inventory=spec.inventory,
                              stats=draft.stats, prior=spec.knowledge.estimator, precision=draft.precision, seq=seq,
@@ -181,20 +180,20 @@ def layout_for(draft: Draft, method: TrainMethod, config: CustomizationConfig | 
     if shape_pinned:  # the user's pins win; the search fills in the rest
         if searched.chosen is not None:
             return layout_mod.Result(chosen=searched.chosen, source="pinned", alternatives=searched.alternatives,
-                                     best_search=searched.chosen), searched.chosen, None, seq
+                                     best_search=searched.chosen), searched.chosen, None
         if searched.alternatives:  # nothing fits under the pins: report the smallest
             cand = searched.alternatives[0][0]
-            return layout_mod.Result(chosen=cand, source="pinned"), cand, None, seq
+            return layout_mod.Result(chosen=cand, source="pinned"), cand, None
         cand = layout_mod.from_request(ctx, request)  # no valid combination: the checks say why
-        return layout_mod.Result(chosen=cand, source="pinned"), cand, None, seq
+        return layout_mod.Result(chosen=cand, source="pinned"), cand, None
     if option is not None:
         option = _meet_deadline(ctx, option, request, spec.goal.deadline_hours)
         cand = layout_mod.from_option(ctx, option, request)
         return layout_mod.Result(chosen=cand, source="pinned", best_search=searched.chosen,
-                                 alternatives=searched.alternatives), cand, option, seq
+                                 alternatives=searched.alternatives), cand, option
     if searched.chosen is None:
-        return searched, searched.alternatives[0][0] if searched.alternatives else None, None, seq
-    return searched, searched.chosen, None, seq
+        return searched, searched.alternatives[0][0] if searched.alternatives else None, None
+    return searched, searched.chosen, None
 
 
 def _meet_deadline(ctx: layout_mod.Context, option, request, deadline: float | None):
@@ -240,7 +239,7 @@ def assess_rung(spec: Spec, stats: DataStats, config: CustomizationConfig | None
         method = stage.recipe.method
         draft = Draft(spec=spec, stats=stats, config=config, config_source=config_source, config_findings=[],
                       method_kind=kind, train=method, pipeline=(kind,), ladder=None)  # type: ignore[arg-type]
-        result, cand, _, _ = layout_for(draft, method, config, stage.seq)
+        result, cand, _ = layout_for(draft, method, config, stage.seq)
         if cand is None:
             return ladder_mod.Assessment(fits=False, gpus=0, gpu_hours=None, detail="no layout")
         if not cand.fits:
@@ -286,7 +285,7 @@ def plan(spec: Spec, stats: DataStats) -> Plan:
     main_stage = draft.main
     if main_stage is not None:
         draft.layout_result, draft.candidate = main_stage.layout_result, main_stage.candidate
-        draft.option, draft.seq = main_stage.option, main_stage.seq
+        draft.option = main_stage.option
         if main_stage.layout is not None and main_stage.estimate is not None:
             layout = main_stage.layout
             estimate = _pipeline_estimate(draft)
@@ -312,13 +311,13 @@ def plan(spec: Spec, stats: DataStats) -> Plan:
 
 def _lay_out(draft: Draft, stage: TrainStage) -> None:
     """Search the stage's layout, estimate it, and fill in the values the layout decides."""
-    result, cand, option, seq = layout_for(draft, stage.recipe.method, draft.config, stage.seq)
+    result, cand, option = layout_for(draft, stage.recipe.method, draft.config, stage.seq)
     stage.layout_result, stage.candidate, stage.option = result, cand, option
     if cand is None:
         return
     stage.layout = _layout(cand, result.source, draft.precision)
     stage.estimate = _estimate(draft, cand, stage.recipe.method, result)
-    stage.final = resolve.finalize(stage.recipe, stage.layout, seq, replay_path(draft.spec, stage.recipe.method))
+    stage.final = resolve.finalize(stage.recipe, stage.layout, stage.seq, replay_path(draft.spec, stage.recipe.method))
 
 
 def _stage_extras(draft: Draft) -> dict[str, dict]:

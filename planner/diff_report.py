@@ -46,12 +46,8 @@ TEXT_FOLDED = 8  # keys shown under a swapped catalog entry in the terminal; JSO
 
 
 def fmt_value(value: Any, area: str = "", key: str = "") -> str:
-    if value is ABSENT:
-        return "(absent)"
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
+    if value is ABSENT or value is None or isinstance(value, bool):
+        return recipe_value(value)
     if area == "memory" and isinstance(value, int):
         return fmt_gb(value)
     if area == "estimate" and isinstance(value, (int, float)):

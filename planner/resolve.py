@@ -10,7 +10,7 @@ their rules, builtin file names as absolute paths. Every value records where it 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
@@ -32,7 +32,6 @@ class Recipe:
     method: TrainMethod
     sources: dict[str, str]
     ignored: tuple[str, ...] = ()
-    overridden: dict[str, Any] = field(default_factory=dict)  # recommended values a user override replaced
 
 
 def user_overrides(spec: Spec) -> dict[str, Any]:
@@ -71,9 +70,7 @@ def recipe(kind: str, spec: Spec, config: CustomizationConfig | None, *, overrid
     user_keys, rec_keys = set(_flatten(user)), set(_flatten(rec))
     sources = {key: "override" if key in user_keys else "recommended" if key in rec_keys else "default"
                for key in _flatten(method.model_dump(mode="json", exclude={"kind"}))}
-    flat_rec = _flatten(rec)
-    overridden = {k: flat_rec[k] for k in sorted(user_keys & rec_keys)}
-    return Recipe(method=method, sources=sources, ignored=ignored, overridden=overridden)  # type: ignore[arg-type]
+    return Recipe(method=method, sources=sources, ignored=ignored)  # type: ignore[arg-type]
 
 
 def finalize(r: Recipe, layout: Layout, seq: int, replay_path: str | None) -> Recipe:
@@ -102,7 +99,7 @@ def finalize(r: Recipe, layout: Layout, seq: int, replay_path: str | None) -> Re
         if _get(before, key) != value and r.sources.get(key) != "override":
             sources[key] = "derived"
     method = type(m).model_validate(data)
-    return Recipe(method=method, sources=sources, ignored=r.ignored, overridden=r.overridden)
+    return Recipe(method=method, sources=sources, ignored=r.ignored)
 
 
 def prompt_format(spec: Spec, config: CustomizationConfig | None) -> PromptFormat:
