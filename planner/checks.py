@@ -402,7 +402,8 @@ def _ignored(d, layout):
     for stage in d.stages:
         for key in stage.recipe.ignored:
             yield _f("warning", "method-override-ignored", key,
-                     f"{key} does not apply to {LABELS[stage.kind]} (the {stage.name} stage): ignored",
+                     f"{key} does not apply to {LABELS[stage.kind]} (the {stage.name} stage): not one of its keys, "
+                     "or a part of a block with nothing recommended to complete it; ignored",
                      f"drop {key}, or pin the method it belongs to (method=<kind>)")
 
 

@@ -10,7 +10,7 @@ import difflib
 import re
 from typing import Annotated, Literal, Union
 
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from schemas.base import Frozen
 
@@ -260,7 +260,9 @@ class Auto(Frozen):
             try:
                 cls.model_validate(dict(extra))
                 return self
-            except ValueError as exc:
+            except ValidationError as exc:
+                if all(e["type"] == "missing" for e in exc.errors()):
+                    return self  # a part of a block (replay.ratio): the recommended recipe may hold the rest
                 errors.append(str(exc).splitlines())
         first = errors[0] if errors else ["no rung has all of these keys together"]
         detail = "; ".join(line.strip() for line in first[1:3]) or first[0]

@@ -21,6 +21,7 @@ TINY = ("+goal=tone", "model=tiny-llama", "inventory=local")
           id="alpha-null-resolves-to-rank"),
     param(("method=sft", "method.learning_rate=1e-4"), "min_learning_rate", 1e-5, "derived", id="lr-floor-derived"),
     param((), "micro_batch_size", 8, "derived", id="micro-batch-from-layout"),
+    param(("method.replay.ratio=4",), "replay.ratio", 4, "override", id="part-of-a-recommended-block"),
 ])
 def test_values_and_their_sources(overrides, key, value, source):
     train = make_plan(*TINY, *overrides).stage("train")
@@ -35,6 +36,8 @@ def test_an_auto_override_the_rung_lacks_is_a_warning_at_its_key():
     assert plan.decision.method == "lora" and plan.feasible
     found = [f for f in plan.findings if f.code == "method-override-ignored"]
     assert [(f.severity, f.path) for f in found] == [("warning", "method.beta")]
+    incomplete = make_plan("+goal=tone", "method.replay.ratio=4")  # llama-3.1-8b recommends no replay to complete
+    assert [f.path for f in incomplete.findings if f.code == "method-override-ignored"] == ["method.replay"]
 
 
 def test_the_sequence_covers_the_longest_record_or_says_how_many_are_cut():
