@@ -23,17 +23,21 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = ("+goal=tone", "model=tiny-llama", "inventory=local", "launch=true")
-# tiny-llama's recommended LoRA recipe (conf/model/tiny-llama.yaml), spelled out so it can be varied
-LORA = ("method=lora", "method.learning_rate=5e-3", "method.epochs=10", "method.warmup_steps=15",
+# tiny-llama's recommended LoRA recipe (conf/model/tiny-llama.yaml), spelled out so it can be varied; an override
+# keeps the rest of the recommended recipe (its replay included), so "no replay" says so
+LORA = ("method=lora", "method.learning_rate=4e-3", "method.epochs=10", "method.warmup_steps=15",
         "method.lora.adapter_dim=16", "method.lora.alpha=32")
 SFT = ("method=sft", "method.learning_rate=3e-4", "method.epochs=10", "method.warmup_steps=15")
 REPLAY = ('method.replay={data: "builtin:general", ratio: 3}',)
+NO_REPLAY = ("method.replay=null",)
+SCHEMA_LORA = ("method=lora", "method.learning_rate=1e-4", "method.warmup_steps=0", "method.lora.adapter_dim=8",
+               "method.lora.alpha=null")
 VARIANTS = {
-    "lora-replay": ("LoRA r16, lr 5e-3, replay 3x (the recommended recipe)", LORA + REPLAY),
-    "lora": ("LoRA r16, lr 5e-3, no replay", LORA),
+    "lora-replay": ("LoRA r16, lr 4e-3, replay 3x (the recommended recipe)", LORA + REPLAY),
+    "lora": ("LoRA r16, lr 4e-3, no replay", LORA + NO_REPLAY),
     "sft-replay": ("full SFT, lr 3e-4, replay 3x", SFT + REPLAY),
-    "sft": ("full SFT, lr 3e-4, no replay", SFT),
-    "lora-defaults": ("LoRA with the schema defaults (r8, lr 1e-4), no replay", ("method=lora",)),
+    "sft": ("full SFT, lr 3e-4, no replay", SFT + NO_REPLAY),
+    "lora-defaults": ("LoRA with the schema defaults (r8, lr 1e-4), no replay", SCHEMA_LORA + NO_REPLAY),
 }
 
 

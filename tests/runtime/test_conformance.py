@@ -99,7 +99,7 @@ def test_trainer_configs_equal_the_plan(case, tmp_path):
 
 
 def test_overrides_keep_the_rest_of_the_recommended_recipe(tmp_path):
-    """tiny-llama recommends r16 / alpha 32 / lr 5e-3 / replay for LoRA: one override changes one value."""
+    """tiny-llama recommends r16 / alpha 32 / lr 4e-3 / replay for LoRA: one override changes one value."""
     bundle = write_bundle(tmp_path, "+goal=tone", "method=lora", "method.learning_rate=2e-3")
     from schemas.plan import Plan
 

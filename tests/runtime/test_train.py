@@ -209,7 +209,7 @@ def test_the_trained_hyperparameters_are_the_ones_the_planner_estimated():
     plan = make_plan("+goal=tone", *TINY)
     assert plan.spec.method.kind == "auto" and plan.decision.method == "lora"
     method = method_for(plan, "train")
-    assert method.kind == "lora" and method.learning_rate == 5e-3 and method.epochs == 10
+    assert method.kind == "lora" and method.learning_rate == 4e-3 and method.epochs == 10
     model = plan.spec.model
     configs = tuple(c.model_copy(update={"defaults": {"lora": {"learning_rate": 5e-4, "epochs": 3}}})
                     for c in model.configs)

@@ -70,22 +70,22 @@ def test_markdown_report_shows_learning_rate_and_epochs_per_training_stage(dpo):
 def test_override_is_marked_with_the_recommended_value_beside_it(tone_override):
     stage = tone_override.stage("train")
     assert stage.method_sources["learning_rate"] == "override"
-    assert overridden(tone_override, stage) == [("learning_rate", 0.001, 0.005)]
+    assert overridden(tone_override, stage) == [("learning_rate", 0.001, 0.004)]
     report = text(tone_override)
     block = _text_stage(report, "train")
     assert f"learning rate   0.001{MARKS['override']}, cosine to 0.0001" in block
-    assert "method.learning_rate 0.001 overrides the recommended 0.005" in block
+    assert "method.learning_rate 0.001 overrides the recommended 0.004" in block
     assert "rank 16†, alpha 32†" in block  # the rest of the recommended recipe is kept
     md = markdown(tone_override)
     assert "| learning rate | 0.001\\*, cosine to 0.0001" in md
-    assert "- `method.learning_rate` 0.001 overrides the recommended 0.005" in md
+    assert "- `method.learning_rate` 0.001 overrides the recommended 0.004" in md
 
 
 def test_no_override_no_overridden_line():
     plan = make_plan("+goal=tone", *TINY)
     assert overridden(plan, plan.stage("train")) == []
     assert "overrides the recommended" not in text(plan) and "overrides the recommended" not in markdown(plan)
-    assert "learning rate   0.005†" in text(plan)
+    assert "learning rate   0.004†" in text(plan)
 
 
 @pytest.mark.parametrize("overrides", [

@@ -1,5 +1,5 @@
 """planner.resolve: one merge of schema defaults, the model's recommended recipe and the user's overrides, and
-one sequence-length rule (tiny-llama recommends LoRA r16 / alpha 32 / lr 5e-3 / warmup 15 / replay 3x)."""
+one sequence-length rule (tiny-llama recommends LoRA r16 / alpha 32 / lr 4e-3 / warmup 15 / replay 3x)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ TINY = ("+goal=tone", "model=tiny-llama", "inventory=local")
 
 
 @pytest.mark.parametrize("overrides, key, value, source", [
-    param((), "learning_rate", 5e-3, "recommended", id="auto-recommended"),
+    param((), "learning_rate", 4e-3, "recommended", id="auto-recommended"),
     param(("method.learning_rate=2e-3",), "learning_rate", 2e-3, "override", id="auto-override"),
     param(("method.learning_rate=2e-3",), "lora.adapter_dim", 16, "recommended", id="auto-override-keeps-rank"),
     param(("method=lora", "method.epochs=3"), "warmup_steps", 15, "recommended", id="pinned-keeps-warmup"),
