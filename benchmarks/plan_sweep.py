@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"composition (Hydra + pydantic): {compose_s:.2f} s; probing {len(set(c[3] for c in cases))} goals: "
           f"{probe_s * 1000:.0f} ms (not part of the planning figures)")
 
-    sweep(cases[:5])  # warm imports (checks, dag, networkx) out of the timing
+    sweep(cases[:5])  # warm imports (checks, dag) out of the timing
     if args.profile:
         prof = cProfile.Profile()
         prof.enable()

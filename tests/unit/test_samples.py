@@ -1,6 +1,6 @@
 """The shipped sample datasets: current with their generator, right counts, fields and shapes.
 
-Stdlib + pytest only (no torch). Regenerate with `python conf/samples/generate.py`.
+Stdlib + pytest only (no torch). Regenerate with `python tests/tools/generate_samples.py`.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def records(dataset: str, split: str) -> list[dict]:
 
 
 def test_generator_check_passes():
-    proc = subprocess.run([sys.executable, str(SAMPLES / "generate.py"), "--check"],
+    proc = subprocess.run([sys.executable, str(Path(__file__).resolve().parents[1] / "tools" / "generate_samples.py"), "--check"],
                           capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 

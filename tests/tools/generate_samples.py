@@ -4,8 +4,8 @@ Every dataset lives in one small invented world: Northwind Outfitters, a shop fo
 in the Northwind Valley, with its products, customers, orders and towns. The world is built from
 fixed seeds, so the output is byte-identical on every run and every machine (stdlib only).
 
-    python conf/samples/generate.py          # (re)write every sample file
-    python conf/samples/generate.py --check  # exit 1 and name the stale files, else exit 0
+    python tests/tools/generate_samples.py          # (re)write every sample file
+    python tests/tools/generate_samples.py --check  # exit 1 and name the stale files, else exit 0
 
 Layout: conf/samples/<dataset>/training/<dataset>.jsonl and .../validation/<dataset>.jsonl, one
 JSON record per line (sorted keys, ensure_ascii=False, '\\n' endings); general/corpus.txt and
@@ -23,7 +23,7 @@ import random
 import sys
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parents[2] / "conf" / "samples"  # what it writes: conf/ holds data only
 
 # ---------------------------------------------------------------------------------------------
 # Number words (the corpus and several templates spell small numbers out)
@@ -1360,7 +1360,7 @@ def main(argv: list[str] | None = None) -> int:
             if not path.is_file() or path.read_bytes() != text.encode("utf-8"):
                 stale.append(rel)
         if stale:
-            print("stale sample files (run: python conf/samples/generate.py):", file=sys.stderr)
+            print("stale sample files (run: python tests/tools/generate_samples.py):", file=sys.stderr)
             for rel in stale:
                 print(f"  conf/samples/{rel}", file=sys.stderr)
             return 1
