@@ -1,4 +1,5 @@
-"""Generate docs/config.schema.json and docs/config-reference.md from the schemas' field docs.
+"""Generate docs/config.schema.json, docs/config-reference.md and conf/method/<kind>.yaml from the schemas'
+fields and their docs: the schema is the one source of the defaults.
 
     python -m planner.docs          # write
     python -m planner.docs --check  # exit 1 when the committed files are stale (CI)
@@ -16,7 +17,8 @@ from pydantic import BaseModel, create_model
 from planner.compose import RunOptions
 from schemas.spec import Spec
 
-DOCS = Path(__file__).resolve().parent.parent / "docs"
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
 
 
 def user_config_model() -> type[BaseModel]:
@@ -93,14 +95,56 @@ def reference_md() -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-FILES = {"config.schema.json": schema_json, "config-reference.md": reference_md}
+def _scalar(value) -> str:
+    import yaml
+
+    if isinstance(value, float) and value and abs(value) < 1e-3:  # 1.0e-4, as people write learning rates
+        mantissa, exponent = f"{value:e}".split("e")
+        mantissa = mantissa.rstrip("0")
+        return f"{mantissa}0e{int(exponent)}" if mantissa.endswith(".") else f"{mantissa}e{int(exponent)}"
+    return yaml.safe_dump(value, default_flow_style=True, width=10_000).strip().removesuffix("...").strip()
+
+
+def method_yaml(kind: str) -> str:
+    """conf/method/<kind>.yaml: every key of the method with its schema default and description."""
+    from schemas.method import BY_KIND
+
+    cls = BY_KIND[kind]
+    doc = " ".join((cls.__doc__ or "").split())
+    lines = [f"# {doc}" if len(doc) < 117 else f"# {doc[:doc.rfind(' ', 0, 110)]} ...",
+             "# Generated from schemas/method.py by `python -m planner.docs`; do not edit by hand. Set a key on the",
+             "# command line (method.<key>=...): it overrides that value and keeps the rest of the model's recommended",
+             "# recipe; a value here equal to the schema default counts as not set."]
+
+    def emit(model: type[BaseModel], data: dict, pad: str) -> None:
+        for name, field in sorted(model.model_fields.items(), key=lambda item: item[0] != "kind"):
+            value = data.get(name)
+            note = f"  # {' '.join((field.description or '').split())}" if field.description else ""
+            subs = _models(field.annotation)
+            if isinstance(value, dict) and value and subs:
+                lines.append(f"{pad}{name}:{note}")
+                emit(subs[0], value, pad + "  ")
+            else:
+                lines.append(f"{pad}{name}: {_scalar(value)}{note}")
+
+    emit(cls, cls().model_dump(mode="json"), "")
+    return "\n".join(lines) + "\n"
+
+
+def _files() -> dict[Path, typing.Callable[[], str]]:
+    from schemas.method import BY_KIND
+
+    files: dict[Path, typing.Callable[[], str]] = {DOCS / "config.schema.json": schema_json,
+                                                    DOCS / "config-reference.md": reference_md}
+    for kind in BY_KIND:
+        files[ROOT / "conf" / "method" / f"{kind}.yaml"] = lambda kind=kind: method_yaml(kind)
+    return files
 
 
 def main(argv: list[str]) -> int:
     check = "--check" in argv
     stale = []
-    for name, make in FILES.items():
-        path = DOCS / name
+    for path, make in _files().items():
         text = make()
         if check:
             if not path.exists() or path.read_text() != text:

@@ -85,7 +85,8 @@ class _Train(Frozen):
     max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps.")
     val_check_interval: float = Field(1.0, gt=0, description="Validate every N epochs (fractions allowed).")
     sequence_packing: bool = False
-    max_seq_length: int | None = Field(None, gt=0, description="Null: the config's max_seq_length.")
+    max_seq_length: int | None = Field(
+        None, gt=0, description="Null: long enough for the longest record, capped by the config's max_seq_length.")
     micro_batch_size: int | None = Field(None, ge=1, description="Null: chosen by the layout.")
     optimizer: Literal["adamw", "adamw_8bit", "adamw_bf16", "sgd"] = "adamw"
     activation_checkpointing: bool | None = Field(None, description="Null: the layout decides.")
