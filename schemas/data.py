@@ -8,7 +8,8 @@ from pydantic import Field, model_validator
 
 from schemas.base import Frozen, SafeName
 
-DataFormat = Literal["prompt_completion", "messages", "preference", "prompt_answer", "documents"]
+DataFormat = Literal["prompt_completion", "messages", "preference", "unpaired_preference", "prompt_answer",
+                     "documents"]
 
 LONGEST_KEPT = 256
 REMOTE_SCHEMES = ("hf://", "s3://", "gs://", "nds://", "https://")
@@ -33,7 +34,8 @@ class Data(Frozen):
     )
     format: DataFormat = Field(
         description="prompt_completion {prompt, completion}; messages {messages}; preference "
-        "{prompt, chosen, rejected}; prompt_answer {prompt, answer}; documents {text} (RAG)."
+        "{prompt, chosen, rejected}; unpaired_preference {prompt, completion, label: true|false} (KTO; validation/ "
+        "holds preference pairs); prompt_answer {prompt, answer}; documents {text} (RAG)."
     )
     declared: Declared | None = Field(None, description="Counts for remote data; ignored for local data.")
 

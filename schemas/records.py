@@ -17,10 +17,12 @@ FIELDS: dict[str, tuple[tuple[str, ...], ...]] = {
     "prompt_completion": (("prompt",), ("completion",)),
     "messages": (("messages",),),
     "preference": (("prompt",), ("chosen", "chosen_response"), ("rejected", "rejected_response")),
+    "unpaired_preference": (("prompt",), ("completion",), ("label",)),
     "prompt_answer": (("prompt",), ("answer", "reference_answer")),
     "documents": (("text",),),
 }
-VALIDATION_FORMAT = {"documents": "prompt_completion"}  # RAG validates on questions, not documents
+# RAG validates on questions, not documents; KTO's unpaired feedback on preference pairs (the gate's accuracy)
+VALIDATION_FORMAT = {"documents": "prompt_completion", "unpaired_preference": "preference"}
 
 
 def text_of(record: dict, alternatives: tuple[str, ...]) -> str:
@@ -36,7 +38,7 @@ def text_of(record: dict, alternatives: tuple[str, ...]) -> str:
 def record_chars(record: dict, fmt: str) -> int:
     """Characters of the longest sequence a record becomes: prompt + completion (the longer of chosen and
     rejected for a preference pair), or the whole text."""
-    texts = [len(text_of(record, alts)) for alts in FIELDS[fmt]]
+    texts = [len(text_of(record, alts)) for alts in FIELDS[fmt] if alts != ("label",)]
     if len(texts) == 1:
         return texts[0]
     return texts[0] + max(texts[1:])
@@ -53,6 +55,8 @@ def parse_line(line: str, fmt: str) -> tuple[dict | None, str | None]:
     missing = [alts[0] for alts in FIELDS[fmt] if not any(a in record for a in alts)]
     if missing:
         return None, f"missing field{'s' if len(missing) > 1 else ''} {', '.join(missing)}"
+    if fmt == "unpaired_preference" and not isinstance(record["label"], bool):
+        return None, f"label must be true (desirable) or false (undesirable), got {record['label']!r}"
     return record, None
 
 
@@ -90,7 +94,7 @@ class SplitScan:
             for key in record:
                 self.fields[key] = self.fields.get(key, 0) + 1
             self.records += 1
-            texts = [text_of(record, alts) for alts in required]
+            texts = [text_of(record, alts) for alts in required if alts != ("label",)]
             if any(not t.strip() for t in texts):
                 self.empty += 1
             key = "\x1f".join(texts)

@@ -1326,6 +1326,19 @@ def general_dataset() -> tuple[str, list[dict]]:
 # Writing and checking
 # ---------------------------------------------------------------------------------------------
 
+# 7. safety_feedback: the same answers as unpaired feedback (KTO): each answer alone, labelled desirable or
+# not, as thumbs up / down arrive; validation keeps the pairs, so the gate measures preference accuracy
+
+
+def safety_feedback_dataset() -> dict[str, list[dict]]:
+    pairs = safety_dataset()
+    rng = random.Random(2007)
+    train = [{"prompt": r["prompt"], "completion": r[key], "label": key == "chosen"}
+             for r in pairs["training"] for key in ("chosen", "rejected")]
+    rng.shuffle(train)
+    return {"training": train, "validation": pairs["validation"]}
+
+
 def jsonl(records: list[dict]) -> str:
     return "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in records)
 
@@ -1337,6 +1350,7 @@ def render_all() -> dict[str, str]:
         "tone": tone_dataset, "legal_classification": legal_dataset,
         "support_format": support_dataset, "product_knowledge": product_knowledge_dataset,
         "safety_alignment": safety_dataset, "math_reasoning": math_dataset,
+        "safety_feedback": safety_feedback_dataset,
     }
     for name, build in datasets.items():
         for split, records in build().items():
