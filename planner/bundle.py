@@ -6,9 +6,9 @@ compiled files (plan.json, config.yaml, reports, launch/), each atomically (a te
 the same folder + os.replace; launch/ swapped as a whole folder, so no stale script survives), and
 keeps everything else: run/ (status, checkpoints, weights, gate, publish) and logs/. Everything is
 written before anything is replaced, so a failure leaves the bundle as it was. `remove_results`
-(overwrite=true) is the one way to drop run/ and logs/. `launch` runs the bundle's own script
-(run_local.sh, run_torchrun.sh, or submit.sh for Slurm), so what runs is exactly what a person
-would run by hand; stages that already completed for this plan skip themselves (runtime).
+(overwrite=true) is the one way to drop run/ and logs/. `launch` runs the bundle's own script (its
+launcher's run_script: run_local.sh, run_torchrun.sh, submit.sh for Slurm), so what runs is exactly
+what a person would run by hand; stages that already completed for this plan skip themselves (runtime).
 """
 
 from __future__ import annotations
@@ -22,11 +22,12 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 
-from planner.render import resolve_launcher
+from planner.launchers import LAUNCHERS
 from schemas.plan import Plan
 
 EXECUTABLE = (".sh", ".sbatch")
-RUN_SCRIPT = {"local": "launch/run_local.sh", "torchrun": "launch/run_torchrun.sh", "slurm": "launch/submit.sh"}
+# Launcher kind -> the script `launch` runs (runtime.context.RUN_SCRIPTS keeps a copy: the runtime imports no planner).
+RUN_SCRIPT = {kind: launcher.run_script for kind, launcher in LAUNCHERS.items()}
 # Folders the compiler owns whole (swapped on re-plan), and the results it never touches (overwrite=true
 # removes them).
 COMPILED_DIRS = ("launch",)
@@ -108,31 +109,34 @@ def _update(files: Mapping[str, str], bundle: Path) -> None:
     staged_dirs: list[tuple[Path | None, Path]] = []
     try:
         for folder in folders:
-            inside = {str(PurePosixPath(*PurePosixPath(rel).parts[1:])): text for rel, text in files.items()
-                      if PurePosixPath(rel).parts[0] == folder and rel not in top}
+            inside = {
+                str(PurePosixPath(*PurePosixPath(rel).parts[1:])): text
+                for rel, text in files.items()
+                if PurePosixPath(rel).parts[0] == folder and rel not in top
+            }
             if not inside:
                 staged_dirs.append((None, bundle / folder))
                 continue
-            new = Path(tempfile.mkdtemp(prefix=f".{folder}.", suffix=".new", dir=bundle))
-            staged_dirs.append((new, bundle / folder))
-            new.chmod(0o755)
-            _write_files(new, inside)
+            folder_new = Path(tempfile.mkdtemp(prefix=f".{folder}.", suffix=".new", dir=bundle))
+            staged_dirs.append((folder_new, bundle / folder))
+            folder_new.chmod(0o755)
+            _write_files(folder_new, inside)
         for rel, text in sorted(top.items()):
-            fd, tmp = tempfile.mkstemp(prefix=f".{rel}.", suffix=".new", dir=bundle)
-            staged_files.append((Path(tmp), bundle / rel))
+            fd, tmp_name = tempfile.mkstemp(prefix=f".{rel}.", suffix=".new", dir=bundle)
+            staged_files.append((Path(tmp_name), bundle / rel))
             with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
                 handle.write(text)
-            os.chmod(tmp, 0o755 if rel.endswith(EXECUTABLE) else 0o644)
+            os.chmod(tmp_name, 0o755 if rel.endswith(EXECUTABLE) else 0o644)
     except BaseException:
-        for tmp, _ in staged_files:
-            _remove(tmp)
-        for new, _ in staged_dirs:
-            if new is not None:
-                _remove(new)
+        for staged, _ in staged_files:
+            _remove(staged)
+        for staged_dir, _ in staged_dirs:
+            if staged_dir is not None:
+                _remove(staged_dir)
         raise
     # Everything is on disk: swap it in. plan.json goes last, so a bundle whose plan is new is new throughout.
     for new, dest in staged_dirs:
-        old = None
+        old: Path | None = None
         if dest.exists() or dest.is_symlink():
             old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".old", dir=bundle))
             os.rename(dest, old / dest.name)
@@ -146,8 +150,8 @@ def _update(files: Mapping[str, str], bundle: Path) -> None:
 
 def launch(bundle_dir: Path, plan: Plan) -> int:
     """Run the bundle: local/torchrun run every stage here; slurm submits them. Returns the exit code."""
-    kind = resolve_launcher(plan)
-    script = Path(bundle_dir) / RUN_SCRIPT[kind]
+    launcher = LAUNCHERS[plan.decision.launcher]
+    script = Path(bundle_dir) / launcher.run_script
     if not script.is_file():
         sys.stderr.write(f"launch: {script} is missing: recompile the bundle\n")
         return 2
@@ -155,8 +159,8 @@ def launch(bundle_dir: Path, plan: Plan) -> int:
     sys.stderr.flush()
     # stdout and stderr are inherited: stage output (or the "<stage> <job id>" lines) streams through.
     code = subprocess.run(["bash", str(script)], check=False).returncode
-    if kind == "slurm" and code == 0:
-        sys.stderr.write(f"submitted; follow with: squeue --me; logs in {Path(bundle_dir) / 'logs'}\n")
+    if launcher.follow_with and code == 0:
+        sys.stderr.write(f"submitted; follow with: {launcher.follow_with}; logs in {Path(bundle_dir) / 'logs'}\n")
     elif code != 0:
         sys.stderr.write(f"launch: {script.name} exited with status {code}\n")
     return code

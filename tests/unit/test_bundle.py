@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from planner.bundle import remove_results, write_bundle
+from planner.bundle import RUN_SCRIPT, remove_results, write_bundle
+from runtime.context import RUN_SCRIPTS
 from tests.unit.helpers import run_cli
 
 COMPILED = {
@@ -139,3 +140,9 @@ def test_cli_replan_keeps_results_and_overwrite_starts_over(capsys, tmp_path):
 def test_overwrite_with_dry_run_is_refused(capsys):
     code, _, err = run_cli(capsys, "+goal=tone", "dry_run=true", "overwrite=true")
     assert code == 2 and "overwrite" in err and "dry_run" in err
+
+
+def test_runtime_names_the_same_run_scripts():
+    """runtime.context keeps its own copy of each launcher's run script (for its resume hint: the runtime imports
+    no planner); it must match the launchers'."""
+    assert RUN_SCRIPTS == RUN_SCRIPT

@@ -7,8 +7,8 @@ proves that hostile values in the configuration never run as commands. No torch.
 from __future__ import annotations
 
 import functools
-import os
 import json
+import os
 import re
 import shutil
 import stat
@@ -24,9 +24,11 @@ from planner.bundle import launch, write_bundle
 from planner.compose import load
 from planner.core import plan as make_plan_from_spec
 from planner.errors import ConfigError
-from planner.paths import conf_dir
+from planner.launchers import LAUNCHERS
+from planner.launchers.slurm import sbatch_directives_ok
+from planner.paths import conf_dir, templates_dir
 from planner.probe import probe
-from planner.render import LAUNCHERS, render, resolve_launcher, sbatch_directives_ok
+from planner.render import render
 from planner.report import markdown
 from schemas.launcher import LauncherKind
 from schemas.spec import Spec
@@ -68,6 +70,16 @@ def _run(args: list[str], **kwargs) -> subprocess.CompletedProcess:
 
 def test_launcher_registry_matches_schema():
     assert set(LAUNCHERS) == set(typing.get_args(LauncherKind)) - {"auto"}
+    for kind, launcher in LAUNCHERS.items():
+        assert launcher.kind == kind
+        assert launcher.run_script.startswith("launch/"), kind
+
+
+def test_each_launcher_names_its_templates():
+    """A launcher's templates are exactly the files in templates/<kind>/ (none unused, none missing)."""
+    for kind, launcher in LAUNCHERS.items():
+        shipped = sorted(p.relative_to(templates_dir()).as_posix() for p in (templates_dir() / kind).glob("*.j2"))
+        assert sorted(launcher.templates) == shipped, kind
 
 
 @pytest.mark.parametrize(("overrides", "expected"), [
@@ -79,9 +91,10 @@ def test_launcher_registry_matches_schema():
 ], ids=["slurm-scheduler", "cpu-local", "gpu-no-scheduler", "explicit-torchrun", "explicit-slurm"])
 def test_resolve_launcher(overrides, expected):
     plan = make_plan(*overrides)
-    assert resolve_launcher(plan) == expected
+    assert plan.decision.launcher == expected
     files = render(plan, REPORT)
     script = {"local": "launch/run_local.sh", "torchrun": "launch/run_torchrun.sh", "slurm": "launch/submit.sh"}
+    assert script == {kind: launcher.run_script for kind, launcher in LAUNCHERS.items()}
     assert script[expected] in files
     assert not set(script.values()) - {script[expected]} & set(files)
 
@@ -434,7 +447,7 @@ def test_hostile_values_never_run(value, tmp_path, shellcheck):
     scripts, problems = [], []
     for overrides in (TINY_LOCAL, (*TINY_LOCAL, "launcher=torchrun"), TWO_NODES):
         plan = _hostile_plan(overrides, value, python)
-        kind = resolve_launcher(plan)
+        kind = plan.decision.launcher
         files = render(plan, REPORT)
         bundle = write_bundle(files, work, f"{plan.name}-{kind}")
         for rel in _scripts(files):
