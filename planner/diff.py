@@ -13,8 +13,9 @@ Exit codes: 0 no plan change, 1 a plan changed, 2 error (bad revision, bad confi
 head), 3 a risk flag was raised with fail_on_risk=true. docs/plan-diff.md shows the output.
 
 This module parses the options, opens the two sides (git revision, folder, bundle, plan.json), plans
-one goal on one side, runs the whole diff and holds the CLI; planner.diff_compare compares two plans and
-planner.diff_report renders the result.
+one goal on one side, runs the whole diff and holds the CLI. planner.diff_records holds the records,
+planner.diff_compare compares two plans, planner.diff_locate finds the conf/ line an annotation points at,
+planner.diff_format writes values, and planner.diff_report renders the result.
 """
 
 from __future__ import annotations
@@ -31,17 +32,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from planner.diff_compare import (
-    Failure,
-    Locator,
-    Options,
-    Result,
-    Side,
-    Source,
-    compare,
-    find_default,
-    find_key,
-)
+from planner.diff_compare import compare
+from planner.diff_locate import Locator, find_default, find_key
+from planner.diff_records import Failure, Options, Result, Side, Source
 from planner.diff_report import RENDERERS, as_annotations, as_json, markdown, text
 from planner.errors import ConfigError, did_you_mean
 from schemas.plan import Plan
@@ -87,8 +80,11 @@ def parse_args(argv: Sequence[str]) -> Options:
             goals += [g.strip() for g in value.split(",") if g.strip()]
         elif key == "report":
             if value not in REPORTS:
-                raise ConfigError(f"unknown report {value!r}.{did_you_mean(value, REPORTS)}", path="report",
-                                  fix=f"use one of: {', '.join(REPORTS)}")
+                raise ConfigError(
+                    f"unknown report {value!r}.{did_you_mean(value, REPORTS)}",
+                    path="report",
+                    fix=f"use one of: {', '.join(REPORTS)}",
+                )
             values["report"] = value
         elif key == "fail_on_risk":
             if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
@@ -106,13 +102,21 @@ def parse_args(argv: Sequence[str]) -> Options:
             overrides.append(arg)
     missing = [k for k in ("base", "head") if not values.get(k)]
     if missing:
-        raise ConfigError(f"missing {' and '.join('--' + k for k in missing)}",
-                          fix="e.g. python -m planner.diff --base HEAD~1 --head HEAD (see --help)")
-    return Options(base=values["base"], head=values["head"], repo=Path(values.get("repo", ".")),
-                   overrides=tuple(overrides), report=values.get("report", "text"), goals=tuple(dict.fromkeys(goals)),
-                   fail_on_risk=values.get("fail_on_risk", False),
-                   risk_cost_ratio=values.get("risk_cost_ratio", 2.0),
-                   risk_memory_ratio=values.get("risk_memory_ratio", 0.9))
+        raise ConfigError(
+            f"missing {' and '.join('--' + k for k in missing)}",
+            fix="e.g. python -m planner.diff --base HEAD~1 --head HEAD (see --help)",
+        )
+    return Options(
+        base=values["base"],
+        head=values["head"],
+        repo=Path(values.get("repo", ".")),
+        overrides=tuple(overrides),
+        report=values.get("report", "text"),
+        goals=tuple(dict.fromkeys(goals)),
+        fail_on_risk=values.get("fail_on_risk", False),
+        risk_cost_ratio=values.get("risk_cost_ratio", 2.0),
+        risk_memory_ratio=values.get("risk_memory_ratio", 0.9),
+    )
 
 
 # --- the two sides --------------------------------------------------------------------------------
@@ -128,13 +132,20 @@ def open_source(given: str, repo: Path, dest: Path) -> Source:
             return _plan_source(given, path / "plan.json")
         conf = path if (path / "config.yaml").is_file() else path / "conf"
         if not (conf / "config.yaml").is_file():
-            raise ConfigError(f"{given!r} is a folder, but not a bundle (plan.json), a conf/ folder or a folder "
-                              "holding conf/config.yaml",
-                              fix="pass a git revision, a bundle, a plan.json or a conf/ folder")
+            raise ConfigError(
+                f"{given!r} is a folder, but not a bundle (plan.json), a conf/ folder or a folder "
+                "holding conf/config.yaml",
+                fix="pass a git revision, a bundle, a plan.json or a conf/ folder",
+            )
         rel = os.path.relpath(conf.resolve(), repo.resolve())
-        return Source(given=given, kind="folder", label=given, conf=conf.resolve(),
-                      conf_rel=Path(rel).as_posix() if not rel.startswith("..") else "conf",
-                      key="files:" + _files_hash(conf))
+        return Source(
+            given=given,
+            kind="folder",
+            label=given,
+            conf=conf.resolve(),
+            conf_rel=Path(rel).as_posix() if not rel.startswith("..") else "conf",
+            key="files:" + _files_hash(conf),
+        )
     return _git_source(given, repo, dest)
 
 
@@ -146,9 +157,10 @@ def _plan_source(given: str, path: Path) -> Source:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from None
     except ValidationError as exc:
-        raise ConfigError(f"{path} is not a plan this planner reads ({exc.error_count()} problems, e.g. "
-                          f"{exc.errors()[0]['msg']})", fix="recompile the bundle with this planner version, "
-                          "or compare git revisions instead") from None
+        raise ConfigError(
+            f"{path} is not a plan this planner reads ({exc.error_count()} problems, e.g. {exc.errors()[0]['msg']})",
+            fix="recompile the bundle with this planner version, or compare git revisions instead",
+        ) from None
     return Source(given=given, kind="plan", label=given, plan=plan, key=f"plan:{plan.id}")
 
 
@@ -162,12 +174,17 @@ def _git(repo: Path, *args: str) -> subprocess.CompletedProcess:
 def _git_source(given: str, repo: Path, dest: Path) -> Source:
     inside = _git(repo, "rev-parse", "--show-prefix")
     if inside.returncode != 0:
-        raise ConfigError(f"{given!r} is not a file or folder, and {repo.resolve()} is not in a git repository",
-                          fix="run from the project's checkout (or pass --repo), or give a bundle / plan.json")
+        raise ConfigError(
+            f"{given!r} is not a file or folder, and {repo.resolve()} is not in a git repository",
+            fix="run from the project's checkout (or pass --repo), or give a bundle / plan.json",
+        )
     found = _git(repo, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{given}^{{commit}}")
     if found.returncode != 0 or given.startswith("-"):
-        raise ConfigError(f"unknown git revision {given!r}", fix="use a branch, tag, sha or HEAD~N that exists here "
-                          "(in CI, fetch the base: actions/checkout with fetch-depth: 0)")
+        raise ConfigError(
+            f"unknown git revision {given!r}",
+            fix="use a branch, tag, sha or HEAD~N that exists here "
+            "(in CI, fetch the base: actions/checkout with fetch-depth: 0)",
+        )
     commit = found.stdout.decode().strip()
     conf_rel = inside.stdout.decode().strip() + "conf"
     tree = _git(repo, "rev-parse", "--verify", "--quiet", f"{commit}:{conf_rel}")
@@ -183,8 +200,15 @@ def _git_source(given: str, repo: Path, dest: Path) -> Source:
         else:  # pragma: no cover - Python < 3.11.4: git's own archive, no links outside
             tar.extractall(dest)
     label = given[:12] if re.fullmatch(r"[0-9a-f]{40}", given) else given
-    return Source(given=given, kind="git", label=label, commit=commit, conf=dest / conf_rel, conf_rel=conf_rel,
-                  key="tree:" + tree.stdout.decode().strip())
+    return Source(
+        given=given,
+        kind="git",
+        label=label,
+        commit=commit,
+        conf=dest / conf_rel,
+        conf_rel=conf_rel,
+        key="tree:" + tree.stdout.decode().strip(),
+    )
 
 
 def _files_hash(folder: Path) -> str:
@@ -208,8 +232,9 @@ def plan_goal(source: Source, goal: str, overrides: Sequence[str], cache: dict) 
         assert source.conf is not None
         try:
             spec, _ = load([f"+goal={goal}", *overrides], config_dir=str(source.conf))
-            stats = probe(spec.data, Path.cwd(), spec.knowledge.estimator.chars_per_token,
-                          samples=source.conf / "samples")
+            stats = probe(
+                spec.data, Path.cwd(), spec.knowledge.estimator.chars_per_token, samples=source.conf / "samples"
+            )
             cache[key] = make_plan(spec, stats)
         except ConfigError as exc:
             cache[key] = Failure(exc.render())
@@ -224,14 +249,20 @@ def pick_goals(base: Source, head: Source, wanted: Sequence[str]) -> list[str]:
         return [head.plan.spec.goal.name]
     one = base.plan or head.plan
     if one is not None and any(g != one.spec.goal.name for g in wanted):
-        raise ConfigError(f"a plan.json holds one goal ({one.spec.goal.name}); goals= can name only that one",
-                          path="goals", fix="drop goals=, or compare two git revisions for other goals")
+        raise ConfigError(
+            f"a plan.json holds one goal ({one.spec.goal.name}); goals= can name only that one",
+            path="goals",
+            fix="drop goals=, or compare two git revisions for other goals",
+        )
     known = dict.fromkeys(sorted({*base.goals(), *head.goals()}))
     if wanted:
         for goal in wanted:
             if goal not in known:
-                raise ConfigError(f"unknown goal {goal!r}.{did_you_mean(goal, known)}", path="goals",
-                                  fix=f"use goals= with some of: {', '.join(known)}")
+                raise ConfigError(
+                    f"unknown goal {goal!r}.{did_you_mean(goal, known)}",
+                    path="goals",
+                    fix=f"use goals= with some of: {', '.join(known)}",
+                )
         return list(wanted)
     if one is not None:  # a plan against a revision: that plan's goal
         return [one.spec.goal.name]
@@ -256,8 +287,13 @@ def run(options: Options, workdir: Path) -> Result:
     for goal in pick_goals(base, head, options.goals):
         old = side(base, goal, options, cache, paired)
         new = side(head, goal, options, cache, paired)
-        locate = Locator(goal=goal, conf=head.conf, conf_rel=head.conf_rel, base_conf=base.conf,
-                         spec=new.spec if isinstance(new, Plan) else None)
+        locate = Locator(
+            goal=goal,
+            conf=head.conf,
+            conf_rel=head.conf_rel,
+            base_conf=base.conf,
+            spec=new.spec if isinstance(new, Plan) else None,
+        )
         diffs.append(compare(goal, old, new, options, cache, locate))
     return Result(options=options, base=base, head=head, goals=diffs)
 
@@ -285,11 +321,28 @@ def main(argv: list[str] | None = None) -> int:
     return result.exit_code
 
 
+# This module's own names, and those re-exported from planner.diff_records, diff_compare, diff_locate and diff_report.
 __all__ = [
-    "Options", "Source", "main", "open_source", "parse_args", "pick_goals", "plan_goal", "run", "side",
-    # re-exported from planner.diff_compare and planner.diff_report
-    "Failure", "Locator", "Result", "Side", "as_annotations", "as_json", "compare", "find_default", "find_key",
-    "markdown", "text",
+    "Failure",
+    "Locator",
+    "Options",
+    "Result",
+    "Side",
+    "Source",
+    "as_annotations",
+    "as_json",
+    "compare",
+    "find_default",
+    "find_key",
+    "main",
+    "markdown",
+    "open_source",
+    "parse_args",
+    "pick_goals",
+    "plan_goal",
+    "run",
+    "side",
+    "text",
 ]
 
 

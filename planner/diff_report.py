@@ -2,7 +2,7 @@
 
 text is for the terminal, markdown for a pull-request comment (under GitHub's size limit, long
 parts folded), json has every changed key whole, annotations are GitHub workflow commands. The
-comparison itself is planner.diff_compare.
+comparison itself is planner.diff_compare; the values are written by planner.diff_format.
 """
 
 from __future__ import annotations
@@ -12,73 +12,38 @@ import shlex
 from collections.abc import Callable
 from typing import Any
 
-from planner.diff_compare import (
-    ABSENT,
-    PLAN_AREAS,
-    SWAPS,
-    Change,
-    Failure,
-    GoalDiff,
-    Result,
-    Side,
-    Source,
+from planner.diff_compare import PLAN_AREAS, SWAPS
+from planner.diff_format import (
     brief,
     feasible,
     files_differ,
     fmt_gb,
     fmt_hours,
+    fmt_value,
     gpu_hours,
     gpus,
     memory_ratio,
-    recipe_brief,
-    recipe_value,
+    recipe_change,
     serving,
 )
+from planner.diff_records import ABSENT, Change, Failure, GoalDiff, Result, Side, Source
 from schemas.plan import Plan
 
 MARKDOWN_LIMIT = 65_000  # GitHub rejects comments over 65,536 characters
 MARKER = "<!-- planner-diff -->"  # lets the CI workflow find and update its own comment
-SHORT = 100  # a record or list shown longer than this is cut (report=json has it whole)
 TEXT_FOLDED = 8  # keys shown under a swapped catalog entry in the terminal; JSON lists every key
-
-
-# --- formatting values ----------------------------------------------------------------------------
-
-
-def fmt_value(value: Any, area: str = "", key: str = "") -> str:
-    if value is ABSENT or value is None or isinstance(value, bool):
-        return recipe_value(value)
-    if area == "memory" and isinstance(value, int):
-        return fmt_gb(value)
-    if area == "estimate" and isinstance(value, (int, float)):
-        if "hours" in key:
-            return fmt_hours(value)
-        if key == "cost_usd":
-            return f"${value:,.2f}"
-        if key == "flops":
-            return f"{value:.2e}"
-        return f"{value:,}"
-    if area == "estimate" and key.endswith("_range") and isinstance(value, list):
-        return f"{fmt_hours(value[0])}-{fmt_hours(value[1])}"
-    if area == "stages" and isinstance(value, dict) and "argv" in value:  # a stage on one side only
-        return f"after {', '.join(value.get('after') or []) or '-'}: {' '.join(value['argv'])}"
-    if isinstance(value, str):
-        return value if value.strip() and value == value.strip() else json.dumps(value)
-    if isinstance(value, float):
-        return f"{value:g}"
-    if isinstance(value, (list, dict)):
-        shown = json.dumps(value, separators=(", ", ": "))
-        return shown if len(shown) <= SHORT or area == "estimate" else shown[:SHORT - 1] + "…"
-    return str(value)
 
 
 # --- text -----------------------------------------------------------------------------------------
 
 
 def text(result: Result) -> str:
-    out = [f"plan diff: {result.base.label} -> {result.head.label}"
-           + (f" (overrides: {' '.join(result.options.overrides)})" if result.options.overrides else ""), "",
-           "summary:"]
+    out = [
+        f"plan diff: {result.base.label} -> {result.head.label}"
+        + (f" (overrides: {' '.join(result.options.overrides)})" if result.options.overrides else ""),
+        "",
+        "summary:",
+    ]
     out += [f"  {g.summary}" for g in result.goals]
     if result.risks:
         out += ["", "risks:"] + [f"  ! {r.goal}: {r.message}" for r in result.risks]
@@ -99,23 +64,6 @@ def _text_change(c: Change, area: str = "", indent: str = "  ") -> list[str]:
     if len(old) + len(new) > 90:
         return [f"{indent}{c.key}:", f"{indent}  - {old}", f"{indent}  + {new}"]
     return [f"{indent}{c.key}: {old} -> {new}"]
-
-
-def recipe_change(c: Change) -> tuple[str, str, str, str]:
-    """(stage, key, base, head) of a recipe change; key '' is the whole stage, added or removed."""
-    stage, _, key = c.key.partition(".")
-    if not key:
-        return (stage, "", "" if c.base is ABSENT else recipe_brief(c.base),
-                "" if c.head is ABSENT else recipe_brief(c.head))
-
-    def shown(value: Any) -> str:
-        if isinstance(value, int) and not isinstance(value, bool) and key == "memory_per_gpu":
-            return fmt_gb(value)
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and key == "gpu_hours":
-            return fmt_hours(value)
-        return recipe_value(value)
-
-    return stage, key, shown(c.base), shown(c.head)
 
 
 def _text_recipe(c: Change) -> list[str]:
@@ -147,8 +95,10 @@ def _text_goal(g: GoalDiff) -> list[str]:
                 continue
             extra = folded.get(c.key.rsplit(".", 1)[0], []) if c.key.rsplit(".", 1)[0] in SWAPS else []
             if extra:
-                out.append(f"  {c.key}: {fmt_value(c.base)} -> {fmt_value(c.head)} "
-                           f"(catalog entry swapped: {len(extra)} more key{'s' if len(extra) != 1 else ''} differ)")
+                out.append(
+                    f"  {c.key}: {fmt_value(c.base)} -> {fmt_value(c.head)} "
+                    f"(catalog entry swapped: {len(extra)} more key{'s' if len(extra) != 1 else ''} differ)"
+                )
                 extra = sorted(extra, key=lambda e: "[" in e.key)  # the entry's own keys before its lists
                 for e in extra[:TEXT_FOLDED]:
                     out += _text_change(e, indent="    ")
@@ -172,7 +122,7 @@ def _text_goal(g: GoalDiff) -> list[str]:
         out += [f"  - {f.severity.upper():7} {f.code} ({f.path}): {f.message}" for f in g.removed]
     if g.launch:
         out.append(f"launch scripts ({files_differ(len(g.launch))}):")
-        for path, diff in g.launch.items():
+        for diff in g.launch.values():
             out += [f"  {ln}" for ln in diff.rstrip("\n").splitlines()]
     return out
 
@@ -196,14 +146,18 @@ def markdown(result: Result, limit: int = MARKDOWN_LIMIT) -> str:
     if len(full) <= limit:
         return full
     for launch, details in ((False, True), (False, False)):
-        notice = (f"> [!NOTE]\n> Truncated: the full diff is {len(full):,} characters, over the {limit:,} a comment "
-                  f"may hold; {'launch-script diffs are' if details else 'the per-goal details are'} left out. "
-                  "Run the command below (report=text or report=json) for everything.")
+        notice = (
+            f"> [!NOTE]\n> Truncated: the full diff is {len(full):,} characters, over the {limit:,} a comment "
+            f"may hold; {'launch-script diffs are' if details else 'the per-goal details are'} left out. "
+            "Run the command below (report=text or report=json) for everything."
+        )
         shorter = _markdown(result, launch=launch, details=details, notice=notice)
         if len(shorter) <= limit:
             return shorter
-    tail = (f"\n\n> [!WARNING]\n> Truncated here: the diff is too long for one comment. Run "
-            f"`{_command(result)}` for the rest.\n")
+    tail = (
+        f"\n\n> [!WARNING]\n> Truncated here: the diff is too long for one comment. Run "
+        f"`{_command(result)}` for the rest.\n"
+    )
     cut = shorter[: limit - len(tail)]
     return cut[: cut.rfind("\n")] + tail
 
@@ -225,8 +179,11 @@ def _command(result: Result) -> str:
 def _markdown(result: Result, launch: bool, details: bool, notice: str = "") -> str:
     changed = [g for g in result.goals if g.plan_changed]
     n = len(result.goals)
-    verdict = (f"**{len(changed)} of {n} goal{'s' if n != 1 else ''} {'changes' if len(changed) == 1 else 'change'} "
-               "the plan**" if changed else "**No plan change**")
+    verdict = (
+        f"**{len(changed)} of {n} goal{'s' if n != 1 else ''} {'changes' if len(changed) == 1 else 'change'} the plan**"
+        if changed
+        else "**No plan change**"
+    )
     if result.risks:
         verdict += f" · ⚠️ {len(result.risks)} risk flag{'s' if len(result.risks) != 1 else ''}"
     out = [MARKER, f"## Plan diff: `{result.base.label}` → `{result.head.label}`", "", verdict, ""]
@@ -270,11 +227,12 @@ def _md_goal(g: GoalDiff, launch: bool, details: bool) -> list[str]:
         return out
     if g.config:
         folded = sum(1 for c in g.config if c.under)
-        out += _fold(f"Configuration: {len(g.config)} key{'s' if len(g.config) != 1 else ''} changed"
-                     + (f" ({folded} under swapped catalog entries)" if folded else ""),
-                     ["| key | base | head |", "|---|---|---|"]
-                     + [f"| {_code(c.key)} | {_code(fmt_value(c.base))} | {_code(fmt_value(c.head))} |"
-                        for c in g.config])
+        out += _fold(
+            f"Configuration: {len(g.config)} key{'s' if len(g.config) != 1 else ''} changed"
+            + (f" ({folded} under swapped catalog entries)" if folded else ""),
+            ["| key | base | head |", "|---|---|---|"]
+            + [f"| {_code(c.key)} | {_code(fmt_value(c.base))} | {_code(fmt_value(c.head))} |" for c in g.config],
+        )
     areas = [(a, g.areas[a]) for a in (*PLAN_AREAS, "data") if g.areas.get(a)]
     if areas:
         body: list[str] = []
@@ -286,19 +244,26 @@ def _md_goal(g: GoalDiff, launch: bool, details: bool) -> list[str]:
                 body += [f"**{title}** (per training stage)", "", "| stage | key | base | head |", "|---|---|---|---|"]
                 for c in found:
                     stage, key, old, new = recipe_change(c)
-                    body.append(f"| {_code(stage)} | {_code(key) if key else '(stage)'} | {_cell(old or '(absent)')} | "
-                                f"{_cell(new or '(absent)')} |")
+                    body.append(
+                        f"| {_code(stage)} | {_code(key) if key else '(stage)'} | {_cell(old or '(absent)')} | "
+                        f"{_cell(new or '(absent)')} |"
+                    )
                 body.append("")
                 continue
             body += [f"**{title}**", "", "| key | base | head |", "|---|---|---|"]
-            body += [f"| {_code(c.key)} | {_md_value(c.base, area, c.key)} | {_md_value(c.head, area, c.key)} |"
-                     for c in found]
+            body += [
+                f"| {_code(c.key)} | {_md_value(c.base, area, c.key)} | {_md_value(c.head, area, c.key)} |"
+                for c in found
+            ]
             body.append("")
         out += _fold("Plan changes: " + ", ".join(a for a, _ in areas), body[:-1])
     if g.added or g.removed:
         rows = ["| | severity | code | key | message |", "|---|---|---|---|---|"]
-        rows += [f"| {sign} | {f.severity} | `{f.code}` | `{f.path}` | {_cell(f.message)} |"
-                 for sign, group in (("+", g.added), ("−", g.removed)) for f in group]
+        rows += [
+            f"| {sign} | {f.severity} | `{f.code}` | `{f.path}` | {_cell(f.message)} |"
+            for sign, group in (("+", g.added), ("−", g.removed))
+            for f in group
+        ]
         counts = [f"{len(g.added)} added"] * bool(g.added) + [f"{len(g.removed)} removed"] * bool(g.removed)
         out += _fold(f"Findings: {', '.join(counts)}", rows)
     if g.launch:
@@ -326,8 +291,10 @@ def _layout_short(plan: Plan) -> str:
         return "no training"
     nodes = f"{lay.nodes} node{'s' if lay.nodes != 1 else ''}"
     per_node = f"{lay.gpus_per_node} GPU{'s' if lay.gpus_per_node != 1 else ''}"
-    return (f"{nodes} x {per_node}, TP {lay.tensor_parallel} PP {lay.pipeline_parallel} DP {lay.data_parallel}, "
-            f"sharding {lay.sharding}")
+    return (
+        f"{nodes} x {per_node}, TP {lay.tensor_parallel} PP {lay.pipeline_parallel} DP {lay.data_parallel}, "
+        f"sharding {lay.sharding}"
+    )
 
 
 def _memory_short(plan: Plan) -> str:
@@ -337,8 +304,12 @@ def _memory_short(plan: Plan) -> str:
 
 def _recipe_short(plan: Plan) -> str:
     """Each training stage's learning rate and epochs: `train_sft: sft lr 0.0003, 5 epochs; train: ...`."""
-    parts = [f"{s.name}: {s.method.kind} lr {s.method.learning_rate:g}, {s.method.epochs} "
-             f"epoch{'s' if s.method.epochs != 1 else ''}" for s in plan.training_stages if s.method is not None]
+    parts = [
+        f"{s.name}: {s.method.kind} lr {s.method.learning_rate:g}, {s.method.epochs} "
+        f"epoch{'s' if s.method.epochs != 1 else ''}"
+        for s in plan.training_stages
+        if s.method is not None
+    ]
     return "; ".join(parts) or "-"
 
 
@@ -375,26 +346,49 @@ def as_json(result: Result) -> str:
             return None
         if isinstance(s, Failure):
             return {"error": s.message}
-        return {"id": s.id, "method": s.decision.method, "gpus": gpus(s), "gpu_hours": s.estimate.gpu_hours,
-                "cost_usd": s.estimate.cost_usd, "memory_ratio": memory_ratio(s), "serving": serving(s),
-                "feasible": s.feasible, "errors": len(s.errors)}
+        return {
+            "id": s.id,
+            "method": s.decision.method,
+            "gpus": gpus(s),
+            "gpu_hours": s.estimate.gpu_hours,
+            "cost_usd": s.estimate.cost_usd,
+            "memory_ratio": memory_ratio(s),
+            "serving": serving(s),
+            "feasible": s.feasible,
+            "errors": len(s.errors),
+        }
 
     def source(s: Source) -> dict[str, Any]:
         return {"given": s.given, "kind": s.kind, "commit": s.commit}
 
     doc = {
-        "base": source(result.base), "head": source(result.head), "overrides": list(result.options.overrides),
-        "exit_code": result.exit_code, "plan_changed": any(g.plan_changed for g in result.goals),
+        "base": source(result.base),
+        "head": source(result.head),
+        "overrides": list(result.options.overrides),
+        "exit_code": result.exit_code,
+        "plan_changed": any(g.plan_changed for g in result.goals),
         "risks": [{"goal": r.goal, "kind": r.kind, "message": r.message} for r in result.risks],
-        "goals": [{
-            "goal": g.goal, "status": g.status, "summary": g.summary, "base": side_json(g.base),
-            "head": side_json(g.head), "config": [change(c) for c in g.config],
-            "areas": {a: [change(c) for c in cs] for a, cs in g.areas.items() if cs},
-            "findings": {"added": [f.model_dump() for f in g.added], "removed": [f.model_dump() for f in g.removed]},
-            "launch": g.launch,
-            "annotations": [{"level": a.level, "file": a.file, "line": a.line, "title": a.title, "message": a.message}
-                            for a in g.annotations],
-        } for g in result.goals],
+        "goals": [
+            {
+                "goal": g.goal,
+                "status": g.status,
+                "summary": g.summary,
+                "base": side_json(g.base),
+                "head": side_json(g.head),
+                "config": [change(c) for c in g.config],
+                "areas": {a: [change(c) for c in cs] for a, cs in g.areas.items() if cs},
+                "findings": {
+                    "added": [f.model_dump() for f in g.added],
+                    "removed": [f.model_dump() for f in g.removed],
+                },
+                "launch": g.launch,
+                "annotations": [
+                    {"level": a.level, "file": a.file, "line": a.line, "title": a.title, "message": a.message}
+                    for a in g.annotations
+                ],
+            }
+            for g in result.goals
+        ],
     }
     return json.dumps(doc, indent=2) + "\n"
 
@@ -404,5 +398,8 @@ def as_annotations(result: Result) -> str:
 
 
 RENDERERS: dict[str, Callable[[Result], str]] = {
-    "text": text, "markdown": markdown, "json": as_json, "annotations": as_annotations,
+    "text": text,
+    "markdown": markdown,
+    "json": as_json,
+    "annotations": as_annotations,
 }

@@ -35,7 +35,8 @@ from planner.diff import (
     run,
     text,
 )
-from planner.diff_compare import ABSENT, Source, serving
+from planner.diff_format import serving
+from planner.diff_records import ABSENT, Source
 from planner.paths import conf_dir
 from planner.render import render
 from schemas.plan import ServingPlan
