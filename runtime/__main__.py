@@ -17,11 +17,11 @@ from pathlib import Path
 # Stage name -> "module:function"; imported lazily so validate_data needs no torch.
 STAGES: dict[str, str] = {
     "validate_data": "runtime.validate:run",
-    "baseline_eval": "runtime.evaluate:baseline",
+    "baseline_eval": "runtime.evaluate.stage:baseline",
     "train_sft": "runtime.train:run",
     "train": "runtime.train:run",
-    "eval": "runtime.evaluate:tuned",
-    "gate": "runtime.gate:run",
+    "eval": "runtime.evaluate.stage:tuned",
+    "gate": "runtime.gate.stage:run",
     "publish": "runtime.publish:run",
 }
 

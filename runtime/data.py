@@ -1,5 +1,6 @@
 """Load a stage's data as plan.json resolved it: the files checked against their planned size and sha256,
-the records of training/ and validation/ (or the planned seeded hold-out)."""
+the records of training/ and validation/ (or the planned seeded hold-out); and the helpers the training
+recipes share to turn records into TRL rows in the stage's prompt format."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import random
 from pathlib import Path
 
 from runtime.context import StageFailed
-from schemas.plan import StageData
+from runtime.models import chat_turns, render_example
+from schemas.plan import PromptFormat, StageData
 
 
 def stage_data(ctx) -> StageData:
@@ -87,6 +89,29 @@ def field(record: dict, *names: str) -> str:
             value = record[name]
             return value if isinstance(value, str) else json.dumps(value)
     return ""
+
+
+def first_text(record: dict, names: tuple[str, ...]) -> str | None:
+    """The first of `names` holding non-blank text (NeMo alternatives such as chosen_response); None if none."""
+    for name in names:
+        value = record.get(name)
+        if isinstance(value, str) and value.strip():
+            return value
+    return None
+
+
+def prompt_completion(fmt: PromptFormat, prompt: str | list[dict], completion: str) -> dict:
+    """One TRL prompt/completion row. Chat: conversational, so TRL applies the tokenizer's chat template (as
+    evaluation does, runtime.models.render_prompt); plain: the config's template, split at the completion."""
+    if fmt.kind == "chat_template":
+        return {"prompt": chat_turns(prompt), "completion": [{"role": "assistant", "content": completion}]}
+    assert isinstance(prompt, str)
+    head, tail = render_example(fmt, prompt, completion)
+    # Spaces that end the prompt part move to the completion: a byte-level BPE merges " word" into one
+    # token, so "prompt " would not tokenize as a prefix of "prompt completion" and TRL would cut the
+    # completion mask at the wrong token.
+    stripped = head.rstrip(" ")
+    return {"prompt": stripped, "completion": head[len(stripped):] + tail}
 
 
 def messages_text(turns: list[dict]) -> str:

@@ -76,7 +76,7 @@ def _token_report(ctx: RunContext, stage: str, seq: int, root: Path) -> dict:
     max_seq_length: the count the planner's data-truncated finding estimated."""
     from runtime.data import row_length, truncated_rows
     from runtime.models import check_chat, load_tokenizer, prompt_format
-    from runtime.train import rows
+    from runtime.recipes.sft import rows
 
     plan = ctx.plan
     tok = load_tokenizer(plan)

@@ -8,9 +8,9 @@ from __future__ import annotations
 import pytest
 
 from runtime.context import RunContext
-from runtime.grpo import grpo_args
-from runtime.lifecycle import Parallel, lora_config, stage_layout, training_args
-from runtime.preference import as_sft, dpo_args
+from runtime.parallel import Parallel, stage_layout
+from runtime.recipes import RECIPES
+from runtime.trainer import lora_config
 from tests.runtime.helpers import write_bundle
 
 pytestmark = pytest.mark.runtime
@@ -29,20 +29,12 @@ MATRIX = {
 
 
 def _configs(ctx: RunContext, n_train: int = 100):
-    """(TRL config, PEFT config or None) of the running stage, built as the stage builds them."""
+    """(TRL config, PEFT config or None) of the running stage, built as its recipe builds them."""
     method = ctx.stage.method
     assert method is not None
     lora = method.finetuning_type == "lora"
-    layout = stage_layout(ctx)
-    par = Parallel(layout)
-    shim = as_sft(method, lora) if method.kind in ("dpo", "grpo") else method
-    sft_args, steps = training_args(ctx, shim, ctx.dir / "checkpoints", n_train, True, False, par)
-    if method.kind == "dpo":
-        args = dpo_args(method, sft_args, steps)
-    elif method.kind == "grpo":
-        args, _ = grpo_args(method, layout, 1, sft_args, n_train, True)
-    else:
-        args = sft_args
+    par = Parallel(stage_layout(ctx))
+    args, _ = RECIPES[method.kind].trl_config(ctx, method, ctx.dir / "checkpoints", n_train, True, False, par)
     return args, (lora_config(method) if lora else None)
 
 

@@ -95,7 +95,7 @@ def test_preference_scores_are_per_token(tiny_dir):
     """A summed log-prob favours the shorter answer; the per-token mean is the sum over the token count."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from runtime import evaluate
+    from runtime.evaluate import scoring
 
     class _Ctx:
         stop_requested = False
@@ -104,10 +104,10 @@ def test_preference_scores_are_per_token(tiny_dir):
     model = AutoModelForCausalLM.from_pretrained(tiny_dir)
     pairs = [("Customer: where is my order?\nAssistant:\n", " I am sorry for the wait. We will email you the "
               "tracking details today."), ("Customer: where is my order?\nAssistant:\n", " Look it up yourself.")]
-    summed = evaluate._continuation_logprobs(_Ctx(), model, tok, pairs, 256)
-    mean = evaluate._continuation_logprobs(_Ctx(), model, tok, pairs, 256, per_token=True)
+    summed = scoring.continuation_logprobs(_Ctx(), model, tok, pairs, 256)
+    mean = scoring.continuation_logprobs(_Ctx(), model, tok, pairs, 256, per_token=True)
     for (head, cont), s, m in zip(pairs, summed, mean):
-        n = len(evaluate._split_ids(tok, head, cont)[1])
+        n = len(scoring.split_ids(tok, head, cont)[1])
         assert n > 1 and m == pytest.approx(s / n)
     assert summed[1] > summed[0]  # the curt answer wins on the sum only because it is shorter
 

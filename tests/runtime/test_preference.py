@@ -57,7 +57,7 @@ def _margins(model_dir: Path, pairs: list[dict], adapter: Path | None = None) ->
 
 
 def test_preference_rows_read_nemo_fields_and_skip_incomplete_pairs():
-    from runtime.preference import preference_rows
+    from runtime.recipes.dpo import preference_rows
 
     plan = make_plan(GOAL, *TINY, "method=dpo")
     records = [{"prompt": "Q?\nAssistant:\n", "chosen_response": "good", "rejected_response": "bad"},

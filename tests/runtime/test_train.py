@@ -105,7 +105,7 @@ def test_completion_only_loss_masks_the_prompt(tiny_dir):
     from trl import SFTConfig, SFTTrainer
 
     from runtime.data import splits
-    from runtime.train import rows
+    from runtime.recipes.sft import rows
 
     stage = make_plan("+goal=tone", *TINY).stage("train")
     assert stage.data is not None and stage.prompt is not None
@@ -204,7 +204,7 @@ def test_malformed_data_is_skipped_and_validate_data_reports_it(tmp_path, tiny_d
 def test_the_trained_hyperparameters_are_the_ones_the_planner_estimated():
     """method=auto: the customization config's recommended values for the chosen rung, written in the plan;
     changing the spec afterwards changes nothing the runtime reads."""
-    from runtime.lifecycle import method_for
+    from runtime.train import method_for
 
     plan = make_plan("+goal=tone", *TINY)
     assert plan.spec.method.kind == "auto" and plan.decision.method == "lora"
@@ -222,9 +222,9 @@ def test_the_trained_hyperparameters_are_the_ones_the_planner_estimated():
 
 
 def test_dpo_and_grpo_plans_resolve_their_methods():
-    """train dispatches dpo / grpo to runtime.preference / runtime.grpo (tests/runtime/test_preference.py,
+    """train dispatches dpo / grpo to runtime.recipes.dpo / runtime.recipes.grpo (tests/runtime/test_preference.py,
     test_grpo.py) with the hyperparameters the planner estimated."""
-    from runtime.lifecycle import method_for
+    from runtime.train import method_for
 
     assert method_for(make_plan("+goal=math_reasoning", *TINY, "method=grpo"), "train").kind == "grpo"
     plan = make_plan("+goal=safety_alignment", *TINY, "method=dpo")
@@ -352,7 +352,7 @@ def test_cpu_loss_path_equals_trls_fused_loss(tmp_path, tiny_dir):
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
-    from runtime.train import _trainer_class
+    from runtime.recipes.sft import trainer_class
 
     tok = AutoTokenizer.from_pretrained(tiny_dir)
     model = AutoModelForCausalLM.from_pretrained(tiny_dir)
@@ -360,8 +360,8 @@ def test_cpu_loss_path_equals_trls_fused_loss(tmp_path, tiny_dir):
             for i in range(8)]
     args = SFTConfig(output_dir=str(tmp_path), per_device_train_batch_size=8, use_cpu=True, report_to="none",
                      max_length=64, disable_tqdm=True, activation_checkpointing=False)
-    trainer = _trainer_class()(model=model, args=args, train_dataset=datasets.Dataset.from_list(rows),
-                               processing_class=tok)
+    trainer = trainer_class()(model=model, args=args, train_dataset=datasets.Dataset.from_list(rows),
+                              processing_class=tok)
     batch = next(iter(trainer.get_train_dataloader()))
     trained = int((batch["labels"] != -100).sum())
     assert 0 < trained < int(batch["attention_mask"].sum())  # the prompts are masked out of the loss

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 
-from runtime.gate import OVERFIT_FIX, curves, diagnose, judge
+from runtime.gate.verdict import OVERFIT_FIX, curves, diagnose, judge
 
 
 def _records(train: list[float], val: list[float], steps_per_epoch: int = 10) -> list[dict]:

@@ -1,0 +1,74 @@
+"""The gate stage: decide whether the run's result may be published, and say why.
+
+Reads the baseline and tuned scores (run/baseline_eval/scores.json, run/eval/scores.json) and, for training
+plans, the training metrics (metrics.jsonl); judges them (runtime.gate.verdict); writes gate.json
+(plan.artifacts.gate), report.md, report.html (runtime.gate.report) and loss.png (runtime.gate.plot) next to
+it. A failing verdict raises StageFailed with the failing reasons, so the stage exits 1 and publish does not run.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from runtime.context import RunContext, StageFailed
+from runtime.gate.plot import plot_losses
+from runtime.gate.report import render_html, render_markdown
+from runtime.gate.verdict import judge
+from runtime.status import read_jsonl, write_json_atomic
+
+
+def run(ctx: RunContext) -> dict:
+    plan = ctx.plan
+    inputs = ctx.stage.inputs
+    baseline = read_scores(ctx.path(inputs.get("baseline", "run/baseline_eval/scores.json")), "baseline_eval")
+    tuned = read_scores(ctx.path(inputs.get("tuned", "run/eval/scores.json")), "eval")
+    records = None
+    metrics_path = None
+    if plan.decision.pipeline:
+        metrics_path = ctx.path(inputs.get("metrics", plan.artifacts.metrics))
+        records = read_jsonl(metrics_path)  # a torn last line (a killed writer) is skipped
+    result = judge(
+        plan_id=plan.id, metric=plan.spec.goal.metric, target=plan.spec.goal.target_score,
+        declared_baseline=plan.spec.goal.baseline_score, threshold=plan.spec.eval.forgetting_threshold,
+        window=plan.spec.eval.diagnostics_window, baseline=baseline, tuned=tuned, records=records,
+        method=plan.decision.method,
+    )
+    out = ctx.path(ctx.stage.outputs.get("verdict", plan.artifacts.gate))
+    folder = out.parent
+    png = None
+    if records:
+        png = folder / "loss.png"
+        plot_losses(records, png, title=f"{plan.name}: {plan.decision.method}")
+        result["loss_curve"] = _relative(png, ctx.bundle)
+    result["report"] = _relative(folder / "report.html", ctx.bundle)
+    if metrics_path is not None:
+        result["metrics_file"] = _relative(metrics_path, ctx.bundle)
+    write_json_atomic(out, result)
+    (folder / "report.md").write_text(render_markdown(plan, result, baseline, tuned), encoding="utf-8")
+    (folder / "report.html").write_text(render_html(plan, result, baseline, tuned, png), encoding="utf-8")
+    for check in result["checks"]:
+        ctx.log(f"{'ok  ' if check['passed'] else 'FAIL'} {check['name']}: {check['message']}")
+    ctx.log(f"verdict: {result['verdict']} (report: {result['report']})")
+    if result["verdict"] != "pass":
+        raise StageFailed("gate failed: " + "; ".join(result["reasons"]))
+    return result
+
+
+def read_scores(path: Path, stage: str) -> dict:
+    if not path.is_file():
+        raise StageFailed(f"no scores at {path}: run the {stage} stage first")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise StageFailed(f"{path} is not valid JSON ({exc}): rerun the {stage} stage") from None
+    if not isinstance(data, dict) or "task_score" not in data:
+        raise StageFailed(f"{path} has no task_score: rerun the {stage} stage")
+    return data
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return str(path)
