@@ -230,6 +230,7 @@ def trained_tokens(stats: DataStats, method: TrainMethod, seq: int) -> tuple[int
     """(tokens per epoch, examples per epoch). Without packing each micro batch pads to its longest
     record, so count p95 per record; with packing, the real total. Capped by the sequence length."""
     n = stats.training.records
+    per_epoch: float
     if method.sequence_packing:
         per_epoch = min(stats.training.tokens_total, n * seq)
     else:
@@ -247,7 +248,7 @@ def time(arch: Architecture, method: TrainMethod, shape: Shape, inventory: Inven
     tokens_epoch, examples = trained_tokens(stats, method, shape.seq)
     steps_epoch = max(1, math.ceil(examples / shape.global_batch)) if examples else 0
     steps = steps_epoch * method.epochs
-    epochs = method.epochs
+    epochs: float = method.epochs
     if method.max_steps is not None and method.max_steps < steps:
         epochs = method.max_steps / max(steps_epoch, 1)
         steps = method.max_steps

@@ -1,7 +1,8 @@
 """The ladder: walk the rungs cheapest first, evaluate each rung's checks (rules in conf/), choose.
 
 The rules are data (`knowledge.ladder`); this module is the small engine and a closed registry of
-the conditions a rule may name.
+the conditions a rule may name (`CONDITIONS`, keyed by `schemas.knowledge.RungCheck`). A condition
+decides a rung's verdict; it is not a finding producer (those are `planner.checks.CHECKS`).
 """
 
 from __future__ import annotations
@@ -44,25 +45,26 @@ class Inputs:
     inventory_name: str
 
 
-Outcome = tuple[str, str] | None  # (verdict, reason) when the check fails
-CHECKS: dict[str, Callable[[RungRule, Inputs], Outcome]] = {}
+Outcome = tuple[str, str] | None  # (verdict, reason) when the condition fails
+Condition = Callable[[RungRule, Inputs], Outcome]
+CONDITIONS: dict[str, Condition] = {}
 
 
-def _check(name: str):
-    def register(fn):
-        CHECKS[name] = fn
+def _condition(name: str) -> Callable[[Condition], Condition]:
+    def register(fn: Condition) -> Condition:
+        CONDITIONS[name] = fn
         return fn
     return register
 
 
-@_check("gap")
+@_condition("gap")
 def _gap(rule: RungRule, x: Inputs) -> Outcome:
     if x.goal.gap in rule.gaps:
         return None
     return "not_applicable", f"the gap is {x.goal.gap}; {LABELS[rule.method]} is for {rule.best_when}"
 
 
-@_check("baseline")
+@_condition("baseline")
 def _baseline(rule: RungRule, x: Inputs) -> Outcome:
     g = x.goal
     if g.baseline_score is not None and g.target_score is not None and g.baseline_score < g.target_score:
@@ -70,7 +72,7 @@ def _baseline(rule: RungRule, x: Inputs) -> Outcome:
     return None
 
 
-@_check("format")
+@_condition("format")
 def _format(rule: RungRule, x: Inputs) -> Outcome:
     if not rule.formats or x.data_format in rule.formats:
         return None
@@ -78,7 +80,7 @@ def _format(rule: RungRule, x: Inputs) -> Outcome:
     return "rejected", f"no {wanted} (the data holds {FORMAT_WORDS[x.data_format]})"
 
 
-@_check("soft_floor")
+@_condition("soft_floor")
 def _soft_floor(rule: RungRule, x: Inputs) -> Outcome:
     floor = x.knowledge.floors[rule.method]
     n = x.stats.examples
@@ -87,7 +89,7 @@ def _soft_floor(rule: RungRule, x: Inputs) -> Outcome:
     return "rejected", f"{n:,} {floor.unit} < {floor.soft:,} minimum"
 
 
-@_check("hot_swap")
+@_condition("hot_swap")
 def _hot_swap(rule: RungRule, x: Inputs) -> Outcome:
     if rule.redeploy and x.goal.serving.hot_swap:
         server = x.goal.serving.server or "the running server"
@@ -95,7 +97,7 @@ def _hot_swap(rule: RungRule, x: Inputs) -> Outcome:
     return None
 
 
-@_check("fits")
+@_condition("fits")
 def _fits(rule: RungRule, x: Inputs) -> Outcome:
     a = x.assess(rule.method)
     if a.fits:
@@ -103,7 +105,7 @@ def _fits(rule: RungRule, x: Inputs) -> Outcome:
     return "rejected", f"does not fit on {x.inventory_name}{': ' + a.detail if a.detail else ''}"
 
 
-@_check("budget")
+@_condition("budget")
 def _budget(rule: RungRule, x: Inputs) -> Outcome:
     budget = x.goal.gpu_hour_budget
     a = x.assess(rule.method)
@@ -143,7 +145,7 @@ def climb(x: Inputs) -> LadderResult:
         outcome: Outcome = None
         failed = ""
         for name in rule.checks:
-            outcome = CHECKS[name](rule, x)
+            outcome = CONDITIONS[name](rule, x)
             if outcome is not None:
                 failed = name
                 break
@@ -167,7 +169,7 @@ def climb(x: Inputs) -> LadderResult:
             why = f"costlier than {LABELS[chosen.method]}, which suffices" if passed_chosen else "passes"
             rungs.append(Rung(method=rule.method, verdict="rejected", reason=f"{label}: {why}"))
         else:
-            rungs.append(Rung(method=rule.method, verdict=outcome[0], reason=f"{label}: {outcome[1]}"))  # type: ignore[arg-type]
+            rungs.append(Rung(method=rule.method, verdict=outcome[0], reason=f"{label}: {outcome[1]}"))
     return LadderResult(choice=chosen.method, rungs=tuple(rungs), next_step=chosen.next_step)
 
 

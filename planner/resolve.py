@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from pydantic import ValidationError
 
@@ -45,7 +45,9 @@ def user_overrides(spec: Spec) -> dict[str, Any]:
 
 
 def recommended(kind: str, config: CustomizationConfig | None) -> dict[str, Any]:
-    return dict(config.defaults.get(kind, {})) if config is not None else {}
+    if config is None:
+        return {}
+    return dict(config.defaults.get(cast(Any, kind), {}))  # keyed by the training kinds' Literal
 
 
 def recipe(kind: str, spec: Spec, config: CustomizationConfig | None, *, overrides: bool = True) -> Recipe:
@@ -88,7 +90,7 @@ def finalize(r: Recipe, layout: Layout, seq: int, replay_path: str | None) -> Re
     if m.replay is not None and replay_path is not None:
         derived["replay.data"] = replay_path
     if m.kind == "dpo":
-        derived["reference"] = m.effective_reference  # type: ignore[union-attr]
+        derived["reference"] = m.effective_reference
     data = m.model_dump(mode="json")
     sources = dict(r.sources)
     before = r.method.model_dump(mode="json")
@@ -138,7 +140,7 @@ def seq_length(spec: Spec, stats: DataStats, method: TrainMethod, config: Custom
         return cap
     need = stats.training.tokens_max * spec.knowledge.estimator.seq_margin + template_tokens(spec, prompt)
     if method.kind == "grpo":
-        need += method.max_completion_length  # type: ignore[union-attr]
+        need += method.max_completion_length
     return min(cap, max(SEQ_MULTIPLE, math.ceil(need / SEQ_MULTIPLE) * SEQ_MULTIPLE))
 
 
