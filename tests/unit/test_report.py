@@ -6,7 +6,9 @@ import re
 
 import pytest
 
-from planner.report import MARKS, WIDTH, as_json, markdown, overridden, text
+from planner.report import as_json, markdown, text
+from planner.report_format import WIDTH
+from planner.report_recipe import MARKS, overridden
 from schemas.plan import Plan
 from tests.unit.helpers import make_plan, run_cli
 
