@@ -60,6 +60,7 @@ CASES = [
     param(["method=lora", "method.replay={data: general.txt}"], 2, None, "method.replay", "give the absolute path", id="replay-relative-path"),
     param(["method=dpo", "method.reference=adapters_disabled"], 2, None, "method", "needs finetuning_type 'lora'", id="dpo-reference-mismatch"),
     # --- not feasible: exit 1, an error finding with code and key path
+    param(["model.config=meta/llama-3.1-8b-instruct@@v1"], 1, "config-urn-invalid", "model.config", "is not a config URN", id="urn-invalid"),
     param(["model.config=meta/llama-3.1-8b-instruct"], 1, "config-urn-version", "model.config", "@v1.0.0+A100", id="urn-without-version"),
     param(["model.config=meta/llama-3.1-8b-instruct@v9.9.9+A100"], 1, "config-urn-unknown", "model.config", "is not a customization config", id="urn-unknown"),
     param(["model.config=meta/llama-3.1-8b-instruct@v1.0.0+L40"], 1, "config-gpu-class", "model.config", "L40-class", id="urn-wrong-gpu-class"),
