@@ -97,8 +97,10 @@ def test_compiled_files_cannot_land_in_the_results(tmp_path):
 def test_remove_results_drops_run_and_logs_only(tmp_path):
     bundle = _bundle_with_results(tmp_path)
     assert remove_results(bundle) == ["run/", "logs/"]
-    assert _tree(bundle) == {**{rel: text.encode() for rel, text in COMPILED.items()},
-                             "notes.md": RESULTS["notes.md"].encode()}
+    assert _tree(bundle) == {
+        **{rel: text.encode() for rel, text in COMPILED.items()},
+        "notes.md": RESULTS["notes.md"].encode(),
+    }
     assert not [p for p in bundle.iterdir() if p.name.startswith(".")]
     assert remove_results(bundle) == []
 

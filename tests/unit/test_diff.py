@@ -45,17 +45,29 @@ from tests.unit.helpers import make_plan
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "tests" / "golden" / "diff"
 UPDATE = os.environ.get("UPDATE_GOLDENS", "") == "1"
-GIT_ENV = {"GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.com", "GIT_COMMITTER_NAME": "test",
-           "GIT_COMMITTER_EMAIL": "test@example.com", "GIT_AUTHOR_DATE": "2025-01-01T00:00:00Z",
-           "GIT_COMMITTER_DATE": "2025-01-01T00:00:00Z", "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull}
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "test",
+    "GIT_AUTHOR_EMAIL": "test@example.com",
+    "GIT_COMMITTER_NAME": "test",
+    "GIT_COMMITTER_EMAIL": "test@example.com",
+    "GIT_AUTHOR_DATE": "2025-01-01T00:00:00Z",
+    "GIT_COMMITTER_DATE": "2025-01-01T00:00:00Z",
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_CONFIG_GLOBAL": os.devnull,
+}
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
 
 
 def _git(repo: Path, *args: str) -> str:
     env = {**os.environ, **GIT_ENV}
-    proc = subprocess.run(["git", "-C", str(repo), "-c", "commit.gpgsign=false", *args], capture_output=True,
-                          text=True, env=env, check=False)
+    proc = subprocess.run(
+        ["git", "-C", str(repo), "-c", "commit.gpgsign=false", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
 
@@ -69,8 +81,11 @@ def _edit(path: Path, old: str, new: str) -> None:
 def _reformat(repo: Path) -> None:
     """Comments, spacing and key order only: the composed config is the same."""
     _edit(repo / "conf/goal/tone.yaml", "  gpu_hour_budget: 4\n", "  gpu_hour_budget: 4.0   # GPU-hours\n")
-    _edit(repo / "conf/goal/tone.yaml", "  metric: rouge_l\n  baseline_score: 0.42",
-          "  baseline_score: 0.42\n  metric:    rouge_l")
+    _edit(
+        repo / "conf/goal/tone.yaml",
+        "  metric: rouge_l\n  baseline_score: 0.42",
+        "  baseline_score: 0.42\n  metric:    rouge_l",
+    )
     _edit(repo / "conf/method/lora.yaml", "learning_rate: 1.0e-4", "learning_rate: 0.0001   # the seed's default")
     with open(repo / "conf/inventory/dgx-h100.yaml", "a") as handle:
         handle.write("\n# a trailing comment\n")
@@ -186,8 +201,10 @@ def test_lora_rank_and_learning_rate(results):
     rank = results("lora-rank").goals[0]
     assert [(c.key, c.base, c.head) for c in rank.config] == [("method.lora.adapter_dim", 8, 16)]
     assert {c.key for c in rank.areas["memory"]} >= {"adapters", "total"}
-    assert [(c.key, c.base, c.head) for c in rank.areas["recipe"]] == [("train.lora.adapter_dim", 8, 16),
-                                                                       ("train.lora.alpha", 8, 16)]
+    assert [(c.key, c.base, c.head) for c in rank.areas["recipe"]] == [
+        ("train.lora.adapter_dim", 8, 16),
+        ("train.lora.alpha", 8, 16),
+    ]
     lr = results("learning-rate").goals[0]
     assert [f.code for f in lr.added] == ["lint-lora-lr"] and lr.removed == []
     assert not results("learning-rate").risks  # a warning, not an error: no risk flag
@@ -198,7 +215,7 @@ def test_lora_rank_and_learning_rate(results):
 def test_learning_rate_change_names_the_stage_and_both_values(results):
     result = results("learning-rate")
     out = text(result)
-    recipe = out[out.index("\nrecipe:\n"):]
+    recipe = out[out.index("\nrecipe:\n") :]
     assert "\n  train: learning_rate 0.0001 -> 0.001\n" in recipe
     md = markdown(result)
     assert "| `train` | `learning_rate` | 0.0001 | 0.001 |" in md
@@ -244,15 +261,23 @@ def test_annotations_point_at_the_changed_line(results, repo):
     lines = as_annotations(results("inventory-shrink")).splitlines()
     number = (repo / "conf/inventory/dgx-h100.yaml").read_text().splitlines().index("gpus_per_node: 8") + 1
     assert lines == [line for line in lines if line.startswith("::")]
-    assert any(line.startswith(f"::error file=conf/inventory/dgx-h100.yaml,line={number},title=plan diff%3A "
-                               "safety_alignment%3A layout-inventory-gpus::") for line in lines)
+    assert any(
+        line.startswith(
+            f"::error file=conf/inventory/dgx-h100.yaml,line={number},title=plan diff%3A "
+            "safety_alignment%3A layout-inventory-gpus::"
+        )
+        for line in lines
+    )
     lr = as_annotations(results("learning-rate"))
     number = (repo / "conf/method/lora.yaml").read_text().splitlines().index("learning_rate: 1.0e-4") + 1
-    assert lr.startswith(f"::warning file=conf/method/lora.yaml,line={number},title=plan diff%3A tone%3A lint-lora-lr::")
+    assert lr.startswith(
+        f"::warning file=conf/method/lora.yaml,line={number},title=plan diff%3A tone%3A lint-lora-lr::"
+    )
     tone = (repo / "conf/goal/tone.yaml").read_text().splitlines()
     number = next(i for i, ln in enumerate(tone, 1) if "override /model" in ln)
-    assert f"::warning file=conf/goal/tone.yaml,line={number},title=plan risk%3A tone%3A cost::" in \
-        as_annotations(results("tone-8b-to-70b"))
+    assert f"::warning file=conf/goal/tone.yaml,line={number},title=plan risk%3A tone%3A cost::" in as_annotations(
+        results("tone-8b-to-70b")
+    )
 
 
 def test_json_report(results):
@@ -306,8 +331,23 @@ def test_fail_on_risk_exits_3(repo, capsys):
     args = ["--base", "base", "--head", "shrink", "--repo", str(repo), "goals=safety_alignment"]
     assert main([*args, "report=json"]) == 1
     assert main([*args, "fail_on_risk=true", "report=json"]) == 3
-    assert main(["--base", "base", "--head", "tone-70b", "--repo", str(repo), "goals=tone", "fail_on_risk=true",
-                 "risk_cost_ratio=10", "report=json"]) == 1  # +5x is under a 10x threshold
+    assert (
+        main(
+            [
+                "--base",
+                "base",
+                "--head",
+                "tone-70b",
+                "--repo",
+                str(repo),
+                "goals=tone",
+                "fail_on_risk=true",
+                "risk_cost_ratio=10",
+                "report=json",
+            ]
+        )
+        == 1
+    )  # +5x is under a 10x threshold
     capsys.readouterr()
 
 
@@ -352,16 +392,23 @@ def test_identical_revisions_plan_each_goal_once(repo, tmp_path, monkeypatch):
     assert result.exit_code == 0 and len(calls) == len(result.goals) == 7
 
 
-@pytest.mark.parametrize("args, match", [
-    param(["--head", "HEAD"], "missing --base", id="no-base"),
-    param(["--base", "HEAD", "--head", "HEAD", "report=html"], "unknown report 'html'", id="report"),
-    param(["--base", "HEAD", "--head", "HEAD", "fail_on_risk=maybe"], "fail_on_risk must be true or false",
-          id="fail-on-risk"),
-    param(["--base", "HEAD", "--head", "HEAD", "risk_cost_ratio=0"], "risk_cost_ratio must be a positive",
-          id="ratio"),
-    param(["--base", "HEAD", "--head", "HEAD", "--verbose"], "unknown option '--verbose'", id="flag"),
-    param(["--base"], "--base needs a value", id="flag-value"),
-])
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        param(["--head", "HEAD"], "missing --base", id="no-base"),
+        param(["--base", "HEAD", "--head", "HEAD", "report=html"], "unknown report 'html'", id="report"),
+        param(
+            ["--base", "HEAD", "--head", "HEAD", "fail_on_risk=maybe"],
+            "fail_on_risk must be true or false",
+            id="fail-on-risk",
+        ),
+        param(
+            ["--base", "HEAD", "--head", "HEAD", "risk_cost_ratio=0"], "risk_cost_ratio must be a positive", id="ratio"
+        ),
+        param(["--base", "HEAD", "--head", "HEAD", "--verbose"], "unknown option '--verbose'", id="flag"),
+        param(["--base"], "--base needs a value", id="flag-value"),
+    ],
+)
 def test_bad_arguments(args, match, capsys):
     assert main(args) == 2
     assert re.search(re.escape(match), capsys.readouterr().err)
@@ -376,9 +423,12 @@ def test_bad_revision_and_goal(repo, capsys):
 
 def _serving(plan, kind: str):
     """The plan with decision.serving set to `kind` and no consequence-serving finding left to read."""
-    return plan.model_copy(update={
-        "decision": plan.decision.model_copy(update={"serving": ServingPlan(kind=kind, reason="test")}),
-        "findings": tuple(f for f in plan.findings if f.code != "consequence-serving")})
+    return plan.model_copy(
+        update={
+            "decision": plan.decision.model_copy(update={"serving": ServingPlan(kind=kind, reason="test")}),
+            "findings": tuple(f for f in plan.findings if f.code != "consequence-serving"),
+        }
+    )
 
 
 def test_serving_and_memory_risks():
@@ -387,36 +437,50 @@ def test_serving_and_memory_risks():
     diff = compare("tone", lora, sft, Options(base="a", head="b"), {}, Locator())
     assert "serving" in [r.kind for r in diff.risks]
     assert next(r for r in diff.risks if r.kind == "serving").message.startswith(
-        "needs a new serving deployment (was a hot-swapped LoRA adapter)")
+        "needs a new serving deployment (was a hot-swapped LoRA adapter)"
+    )
     assert (serving(lora), serving(sft)) == ("hot-swap", "new deployment")
     # the rule reads the typed decision.serving, not a finding's message
-    typed = compare("tone", _serving(lora, "hot_swap"), _serving(sft, "new_deployment"), Options(base="a", head="b"),
-                    {}, Locator())
+    typed = compare(
+        "tone", _serving(lora, "hot_swap"), _serving(sft, "new_deployment"), Options(base="a", head="b"), {}, Locator()
+    )
     assert "serving" in [r.kind for r in typed.risks]
-    assert "serving" not in [r.kind for r in compare("tone", lora, _serving(sft, "hot_swap"),
-                                                     Options(base="a", head="b"), {}, Locator()).risks]
-    untrained = compare("tone", _serving(lora, "none"), _serving(lora, "new_deployment"), Options(base="a", head="b"),
-                        {}, Locator())
+    assert "serving" not in [
+        r.kind
+        for r in compare("tone", lora, _serving(sft, "hot_swap"), Options(base="a", head="b"), {}, Locator()).risks
+    ]
+    untrained = compare(
+        "tone", _serving(lora, "none"), _serving(lora, "new_deployment"), Options(base="a", head="b"), {}, Locator()
+    )
     assert [r.message for r in untrained.risks if r.kind == "serving"] == [
-        "needs a new serving deployment (was no trained model): all weights change"]
+        "needs a new serving deployment (was no trained model): all weights change"
+    ]
     assert serving(_serving(lora, "none")) == "none"
     assert diff.summary.startswith("tone: method lora -> sft, GPUs 1 -> 8")
     mem = lora.estimate.memory_per_gpu_bytes
     assert mem is not None
-    tight = lora.model_copy(update={"estimate": lora.estimate.model_copy(update={
-        "memory_per_gpu_bytes": mem.model_copy(update={"total": int(mem.capacity * 0.95)})})})
+    tight = lora.model_copy(
+        update={
+            "estimate": lora.estimate.model_copy(
+                update={"memory_per_gpu_bytes": mem.model_copy(update={"total": int(mem.capacity * 0.95)})}
+            )
+        }
+    )
     kinds = [r.kind for r in compare("tone", lora, tight, Options(base="a", head="b"), {}, Locator()).risks]
     assert kinds == ["memory"]
     assert compare("tone", tight, tight, Options(base="a", head="b"), {}, Locator()).risks == []
 
 
-@pytest.mark.parametrize("yaml_text, parts, expected", [
-    param("a:\n  b:\n    c: 1\n", ["a", "b", "c"], (3, 3), id="nested"),
-    param("a:\n  x: 1\nb:\n  c: 2\n", ["b", "c"], (4, 2), id="sibling"),
-    param("# c: 0\na:\n  c: 1\n", ["a", "c"], (3, 2), id="comment"),
-    param("a:\n  b: 1\n", ["a", "z"], (1, 1), id="partial"),
-    param("x: 1\n", ["a"], None, id="absent"),
-])
+@pytest.mark.parametrize(
+    "yaml_text, parts, expected",
+    [
+        param("a:\n  b:\n    c: 1\n", ["a", "b", "c"], (3, 3), id="nested"),
+        param("a:\n  x: 1\nb:\n  c: 2\n", ["b", "c"], (4, 2), id="sibling"),
+        param("# c: 0\na:\n  c: 1\n", ["a", "c"], (3, 2), id="comment"),
+        param("a:\n  b: 1\n", ["a", "z"], (1, 1), id="partial"),
+        param("x: 1\n", ["a"], None, id="absent"),
+    ],
+)
 def test_find_key(yaml_text, parts, expected):
     assert find_key(yaml_text, parts) == expected
 
@@ -433,8 +497,15 @@ def test_cli_acceptance_flow(repo, tmp_path):
     env = {**os.environ, **GIT_ENV, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
 
     def diff(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "planner.diff", *args], cwd=clone, env=env, capture_output=True,
-                              text=True, timeout=120, check=False)
+        return subprocess.run(
+            [sys.executable, "-m", "planner.diff", *args],
+            cwd=clone,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
 
     same = diff("--base", "HEAD", "--head", "HEAD")
     assert same.returncode == 0, same.stderr
@@ -449,7 +520,14 @@ def test_cli_acceptance_flow(repo, tmp_path):
 
 
 def test_import_is_light():
-    code = "import sys, planner.diff; print(sorted(m for m in ('torch','transformers','peft','trl') if m in sys.modules))"
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    code = (
+        "import sys, planner.diff; print(sorted(m for m in ('torch','transformers','peft','trl') if m in sys.modules))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert proc.stdout.strip() == "[]", proc.stderr

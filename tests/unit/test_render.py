@@ -38,8 +38,15 @@ from tests.unit.helpers import make_plan
 GOALS = sorted(p.stem for p in (conf_dir() / "goal").glob("*.yaml"))
 LAUNCHER_KINDS = ("auto", "local", "torchrun", "slurm")
 REPORT = "# report\n"
-TWO_NODES = ("+goal=domain_shift", "model=llama-3.1-8b-instruct", "inventory=h100-2node", "method=sft",
-             "launcher=slurm", "layout.nodes=2", "layout.gpus_per_node=8")
+TWO_NODES = (
+    "+goal=domain_shift",
+    "model=llama-3.1-8b-instruct",
+    "inventory=h100-2node",
+    "method=sft",
+    "launcher=slurm",
+    "layout.nodes=2",
+    "layout.gpus_per_node=8",
+)
 TINY_LOCAL = ("+goal=tone", "model=tiny-llama", "inventory=local")
 
 
@@ -82,13 +89,17 @@ def test_each_launcher_names_its_templates():
         assert sorted(launcher.templates) == shipped, kind
 
 
-@pytest.mark.parametrize(("overrides", "expected"), [
-    (("+goal=tone", "inventory=dgx-h100"), "slurm"),
-    (("+goal=tone", "model=tiny-llama", "inventory=local"), "local"),
-    (("+goal=tone", "inventory=h200-1"), "torchrun"),
-    (("+goal=tone", "inventory=dgx-h100", "launcher=torchrun"), "torchrun"),
-    (("+goal=tone", "inventory=local", "launcher=slurm"), "slurm"),
-], ids=["slurm-scheduler", "cpu-local", "gpu-no-scheduler", "explicit-torchrun", "explicit-slurm"])
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (("+goal=tone", "inventory=dgx-h100"), "slurm"),
+        (("+goal=tone", "model=tiny-llama", "inventory=local"), "local"),
+        (("+goal=tone", "inventory=h200-1"), "torchrun"),
+        (("+goal=tone", "inventory=dgx-h100", "launcher=torchrun"), "torchrun"),
+        (("+goal=tone", "inventory=local", "launcher=slurm"), "slurm"),
+    ],
+    ids=["slurm-scheduler", "cpu-local", "gpu-no-scheduler", "explicit-torchrun", "explicit-slurm"],
+)
 def test_resolve_launcher(overrides, expected):
     plan = make_plan(*overrides)
     assert plan.decision.launcher == expected
@@ -103,12 +114,18 @@ def test_resolve_launcher(overrides, expected):
 
 
 def _tree(root: Path) -> dict[str, tuple[bytes, int]]:
-    return {p.relative_to(root).as_posix(): (p.read_bytes(), stat.S_IMODE(p.stat().st_mode))
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(root).as_posix(): (p.read_bytes(), stat.S_IMODE(p.stat().st_mode))
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
-@pytest.mark.parametrize("overrides", [("+goal=safety_alignment", "launcher=slurm"), TINY_LOCAL,
-                                       ("+goal=tone", "inventory=h200-1")], ids=["slurm", "local", "torchrun"])
+@pytest.mark.parametrize(
+    "overrides",
+    [("+goal=safety_alignment", "launcher=slurm"), TINY_LOCAL, ("+goal=tone", "inventory=h200-1")],
+    ids=["slurm", "local", "torchrun"],
+)
 def test_bundle_is_byte_identical_and_relocatable(overrides, tmp_path):
     first = render(plan := make_plan(*overrides), markdown(plan))
     second = render(plan := make_plan(*overrides), markdown(plan))
@@ -211,9 +228,12 @@ def test_two_node_sft_is_literal_and_uses_c10d():
     assert any(re.fullmatch(r"--output=logs/train-%j\.out", d) for d in directives)
     assert 'head=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)' in train
     command = " ".join(train.split("\\\n"))
-    assert re.search(r"srun --kill-on-bad-exit=1 --cpus-per-task=112\s+python -m torch.distributed.run\s+"
-                     r"--nnodes 2 --nproc-per-node 8\s+--rdzv-backend c10d --rdzv-endpoint \"\$head:29500\" "
-                     r"--rdzv-id \"\$SLURM_JOB_ID\"\s+-m runtime plan\.json --stage train", command), train
+    assert re.search(
+        r"srun --kill-on-bad-exit=1 --cpus-per-task=112\s+python -m torch.distributed.run\s+"
+        r"--nnodes 2 --nproc-per-node 8\s+--rdzv-backend c10d --rdzv-endpoint \"\$head:29500\" "
+        r"--rdzv-id \"\$SLURM_JOB_ID\"\s+-m runtime plan\.json --stage train",
+        command,
+    ), train
     assert "--node-rank" not in train  # c10d assigns ranks
     for rel, text in files.items():
         if rel.endswith(".sbatch"):
@@ -222,14 +242,23 @@ def test_two_node_sft_is_literal_and_uses_c10d():
                 assert "--nodes=1" in _directives(text), rel
                 assert "torch.distributed.run" not in text, rel
     submit = files["launch/submit.sh"]
-    assert 'submit eval --dependency="afterok:${job[train]}:${job[baseline_eval]}" --kill-on-invalid-dep=yes' \
-        in submit
+    assert 'submit eval --dependency="afterok:${job[train]}:${job[baseline_eval]}" --kill-on-invalid-dep=yes' in submit
     assert "submit validate_data\n" in submit
 
 
 def test_slurm_resources_follow_inventory_and_launcher():
-    files = render(make_plan("+goal=tone", "inventory=dgx-h100", "launcher=slurm", "inventory.time_limit_hours=0.5",
-                             "inventory.account=proj-42", "launcher.requeue=0", "launcher.cpus_per_task=7"), REPORT)
+    files = render(
+        make_plan(
+            "+goal=tone",
+            "inventory=dgx-h100",
+            "launcher=slurm",
+            "inventory.time_limit_hours=0.5",
+            "inventory.account=proj-42",
+            "launcher.requeue=0",
+            "launcher.cpus_per_task=7",
+        ),
+        REPORT,
+    )
     for rel, text in files.items():
         if rel.endswith(".sbatch"):
             d = _directives(text)
@@ -254,15 +283,21 @@ def test_cpu_inventory_under_slurm_requests_no_gpus():
             assert "--mem=0" in d and "--cpus-per-task=2" in d, rel
 
 
-@pytest.mark.parametrize(("text", "problem"), [
-    ("#!/bin/bash\n#SBATCH --nodes=1\nset -e\n#SBATCH --time=01:00:00\n",
-     "line 4: #SBATCH after the first command (line 3)"),
-    ("#!/bin/bash\n#SBATCH --nodes=1\n  #SBATCH --time=01:00:00\necho\n", "line 3: indented #SBATCH"),
-    ("#!/bin/bash\n#SBATCH --job-name=$NAME\necho\n", "line 2: not a literal"),
-    ("#!/bin/bash\n#SBATCH --partition='a b'\necho\n", "line 2: not a literal"),
-    ("#SBATCH --nodes=1\necho\n", "line 1: no #! interpreter line"),
-    ("#!/bin/bash\necho\n", "no #SBATCH lines"),
-], ids=["after-command", "indented", "variable", "quoted", "no-shebang", "none"])
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        (
+            "#!/bin/bash\n#SBATCH --nodes=1\nset -e\n#SBATCH --time=01:00:00\n",
+            "line 4: #SBATCH after the first command (line 3)",
+        ),
+        ("#!/bin/bash\n#SBATCH --nodes=1\n  #SBATCH --time=01:00:00\necho\n", "line 3: indented #SBATCH"),
+        ("#!/bin/bash\n#SBATCH --job-name=$NAME\necho\n", "line 2: not a literal"),
+        ("#!/bin/bash\n#SBATCH --partition='a b'\necho\n", "line 2: not a literal"),
+        ("#SBATCH --nodes=1\necho\n", "line 1: no #! interpreter line"),
+        ("#!/bin/bash\necho\n", "no #SBATCH lines"),
+    ],
+    ids=["after-command", "indented", "variable", "quoted", "no-shebang", "none"],
+)
 def test_sbatch_directives_checker(text, problem):
     problems = sbatch_directives_ok(text)
     assert any(p.startswith(problem) for p in problems), problems
@@ -325,8 +360,15 @@ def test_torchrun_script_runs_distributed_stages_under_torchrun(tmp_path):
     assert result.returncode == 0, result.stderr
     assert stages_run(log) == [s.name for s in plan.stages]
     by_stage = {argv[-1]: argv[1:] for argv in calls(log)}
-    assert by_stage["train_sft"][:7] == ["-m", "torch.distributed.run", "--standalone", "--nnodes", "1",
-                                         "--nproc-per-node", "8"]
+    assert by_stage["train_sft"][:7] == [
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nnodes",
+        "1",
+        "--nproc-per-node",
+        "8",
+    ]
     assert by_stage["gate"] == ["-m", "runtime", "plan.json", "--stage", "gate"]
 
 
@@ -373,17 +415,39 @@ def test_sbatch_scripts_run_their_stage_from_the_submit_dir(tmp_path):
     bundle = write_bundle(render(plan, REPORT), tmp_path / "runs", plan.name)
     spool = tmp_path / "spool"  # sbatch runs a copy of the script from elsewhere
     spool.mkdir()
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "SLURM_SUBMIT_DIR": str(bundle),
-           "SLURM_JOB_NODELIST": "node-[0-1]", "SLURM_JOB_ID": "4242", "SLURM_RESTART_COUNT": "1"}
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "SLURM_SUBMIT_DIR": str(bundle),
+        "SLURM_JOB_NODELIST": "node-[0-1]",
+        "SLURM_JOB_ID": "4242",
+        "SLURM_RESTART_COUNT": "1",
+    }
     for stage in plan.stages:
         copy = shutil.copy(bundle / f"launch/{stage.name}.sbatch", spool / "slurm_script")
         result = _run(["bash", str(copy)], cwd=spool, env=env)
         assert result.returncode == 0, result.stderr
     assert stages_run(log) == [s.name for s in plan.stages]
     train = next(argv for argv in calls(log) if argv[-1] == "train")
-    assert train[1:] == ["-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "8", "--rdzv-backend",
-                         "c10d", "--rdzv-endpoint", "node-0:29500", "--rdzv-id", "4242", "-m", "runtime",
-                         "plan.json", "--stage", "train"]
+    assert train[1:] == [
+        "-m",
+        "torch.distributed.run",
+        "--nnodes",
+        "2",
+        "--nproc-per-node",
+        "8",
+        "--rdzv-backend",
+        "c10d",
+        "--rdzv-endpoint",
+        "node-0:29500",
+        "--rdzv-id",
+        "4242",
+        "-m",
+        "runtime",
+        "plan.json",
+        "--stage",
+        "train",
+    ]
     too_many = {**env, "SLURM_RESTART_COUNT": "2"}
     result = _run(["bash", str(bundle / "launch/gate.sbatch")], cwd=spool, env=too_many)
     assert result.returncode == 3 and "requeued 2 times, more than the 1 the plan allows" in result.stderr
@@ -413,8 +477,13 @@ HOSTILE = {
     "jinja": "{{ 7 * 7 }}{% raw %}",
 }
 # Where a hostile value goes in the spec (free text); names used as paths are SafeName already.
-FREE_TEXT = (("goal", "description"), ("data", "description"), ("goal", "serving", "server"),
-             ("inventory", "gpu", "display_name"), ("model", "hf_id"))
+FREE_TEXT = (
+    ("goal", "description"),
+    ("data", "description"),
+    ("goal", "serving", "server"),
+    ("inventory", "gpu", "display_name"),
+    ("model", "hf_id"),
+)
 
 
 @functools.cache
@@ -442,8 +511,12 @@ def test_hostile_values_never_run(value, tmp_path, shellcheck):
     log = tmp_path / "calls"
     python = fake_python(tmp_path / "bin" / value.replace("/", "_"), log)  # the interpreter's name is hostile too
     bin_dir = fake_slurm_bin(tmp_path / "slurm-bin", tmp_path / "slurm-calls")
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "SLURM_JOB_NODELIST": "node-[0-1]",
-           "SLURM_JOB_ID": "7"}
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "SLURM_JOB_NODELIST": "node-[0-1]",
+        "SLURM_JOB_ID": "7",
+    }
     scripts, problems = [], []
     for overrides in (TINY_LOCAL, (*TINY_LOCAL, "launcher=torchrun"), TWO_NODES):
         plan = _hostile_plan(overrides, value, python)

@@ -27,14 +27,14 @@ def tone_override() -> Plan:
 
 def _text_stage(report: str, stage: str) -> str:
     """One stage's block of the text report's recipe section."""
-    section = report[report.index("\nrecipe per training stage:"):report.index("\nlayout:")]
+    section = report[report.index("\nrecipe per training stage:") : report.index("\nlayout:")]
     blocks = re.split(r"\n  (?=\w+: )", section)
     return next(b for b in blocks if b.startswith(f"{stage}: "))
 
 
 def _md_stage(report: str, stage: str) -> str:
-    section = report[report.index("## Recipe"):report.index("## Layout")]
-    return section[section.index(f"### `{stage}`"):].split("\n### ")[0]
+    section = report[report.index("## Recipe") : report.index("## Layout")]
+    return section[section.index(f"### `{stage}`") :].split("\n### ")[0]
 
 
 def test_text_report_shows_learning_rate_and_epochs_per_training_stage(dpo):
@@ -48,8 +48,12 @@ def test_text_report_shows_learning_rate_and_epochs_per_training_stage(dpo):
         assert f"cosine to {m.effective_min_lr:g}" in block
         assert re.search(rf"^\s+epochs\s+{m.epochs}\W", block, re.M), block
         assert stage.layout is not None
-        assert re.search(rf"^\s+global batch\s+{stage.layout.global_batch} = micro batch {stage.layout.micro_batch} "
-                         rf"x accumulation {stage.layout.grad_accum} x DP {stage.layout.data_parallel}", block, re.M)
+        assert re.search(
+            rf"^\s+global batch\s+{stage.layout.global_batch} = micro batch {stage.layout.micro_batch} "
+            rf"x accumulation {stage.layout.grad_accum} x DP {stage.layout.data_parallel}",
+            block,
+            re.M,
+        )
         assert re.search(r"^\s+GPU-hours\s+\d", block, re.M) and re.search(r"^\s+memory per GPU\s+\d", block, re.M)
     sft, dpo_stage = _text_stage(report, "train_sft"), _text_stage(report, "train")
     assert "learning rate   0.0003†" in sft and "epochs          5†" in sft  # tiny-llama's config recommends them
@@ -90,10 +94,16 @@ def test_no_override_no_overridden_line():
     assert "learning rate   0.004†" in text(plan)
 
 
-@pytest.mark.parametrize("overrides", [
-    ("+goal=safety_alignment", *TINY), ("+goal=math_reasoning", *TINY), ("+goal=tone",),
-    ("+goal=safety_alignment",), ("+goal=tone", "model=llama-3.1-70b-instruct", "inventory=l40s-4"),
-])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ("+goal=safety_alignment", *TINY),
+        ("+goal=math_reasoning", *TINY),
+        ("+goal=tone",),
+        ("+goal=safety_alignment",),
+        ("+goal=tone", "model=llama-3.1-70b-instruct", "inventory=l40s-4"),
+    ],
+)
 def test_text_report_fits_the_width(overrides):
     report = text(make_plan(*overrides))
     assert "recipe per training stage:" in report
