@@ -27,8 +27,11 @@ class RunOptions(Frozen):
     dry_run: bool = False
     out_dir: str = "runs"
     launch: bool = False
-    overwrite: bool = Field(False, description="Start the bundle over: remove its run/ and logs/ (checkpoints, "
-                            "weights, gate, publish). Without it, re-planning keeps them and launch=true resumes.")
+    overwrite: bool = Field(
+        False,
+        description="Start the bundle over: remove its run/ and logs/ (checkpoints, "
+        "weights, gate, publish). Without it, re-planning keeps them and launch=true resumes.",
+    )
     goal: str = Field("", description="The goal option picked with +goal=<name>.")
 
     @model_validator(mode="after")
@@ -98,8 +101,11 @@ def explicit_method(method: dict[str, Any], overrides: Sequence[str]) -> dict[st
     cls = BY_KIND.get(str(method.get("kind")))
     if cls is None or method.get("kind") == "auto":
         return method
-    named = {o.lstrip("+~").split("=", 1)[0].removeprefix("method.") for o in overrides
-             if o.lstrip("+~").startswith("method.")}
+    named = {
+        o.lstrip("+~").split("=", 1)[0].removeprefix("method.")
+        for o in overrides
+        if o.lstrip("+~").startswith("method.")
+    }
     try:
         defaults = cls().model_dump(mode="json")
     except ValidationError:
@@ -168,13 +174,16 @@ def _hydra_error(exc: Exception, overrides: Sequence[str], root: str) -> ConfigE
         key = struct.group(1)
         full = next((o.split("=", 1)[0].lstrip("+~") for o in overrides if key in o.split("=", 1)[0]), key)
         if full == "goal":
-            return ConfigError("the goal is added, not overridden", path="goal",
-                               fix="write +goal=<name> (with the plus sign)")
+            return ConfigError(
+                "the goal is added, not overridden", path="goal", fix="write +goal=<name> (with the plus sign)"
+            )
         parts = full.split(".")
         if len(parts) == 2 and parts[0] == "method" and parts[1] in _field_names(Spec, ["method"]):
             return ConfigError(
-                f"'{full}' is not a key of the selected method (method=auto or another kind)", path=full,
-                fix=f"pick the method first, e.g. method=lora {full}=..., (keys per method: docs/config-reference.md)")
+                f"'{full}' is not a key of the selected method (method=auto or another kind)",
+                path=full,
+                fix=f"pick the method first, e.g. method=lora {full}=..., (keys per method: docs/config-reference.md)",
+            )
         hint = _known_key_hint(full, root)
         return ConfigError(
             f"unknown configuration key '{full}'.{hint}",
@@ -183,8 +192,14 @@ def _hydra_error(exc: Exception, overrides: Sequence[str], root: str) -> ConfigE
         )
     first = text.splitlines()[0] if text else type(exc).__name__
     if "yaml" in text.lower() or "while parsing" in text or "while scanning" in text:
-        return ConfigError(f"malformed YAML: {first}", problems=text.splitlines()[1:6], fix="fix the YAML syntax in that file")
-    return ConfigError(first, problems=[ln for ln in text.splitlines()[1:8] if ln.strip()], fix="check the override syntax: key=value, +group=option")
+        return ConfigError(
+            f"malformed YAML: {first}", problems=text.splitlines()[1:6], fix="fix the YAML syntax in that file"
+        )
+    return ConfigError(
+        first,
+        problems=[ln for ln in text.splitlines()[1:8] if ln.strip()],
+        fix="check the override syntax: key=value, +group=option",
+    )
 
 
 def _known_key_hint(dotted: str, root: str) -> str:

@@ -39,8 +39,9 @@ GB = est.GB
 
 
 def plan_id(spec: Spec, stats: DataStats) -> str:
-    blob = json.dumps({"spec": spec.model_dump(mode="json"), "data": stats.fingerprint}, sort_keys=True,
-                      separators=(",", ":"))
+    blob = json.dumps(
+        {"spec": spec.model_dump(mode="json"), "data": stats.fingerprint}, sort_keys=True, separators=(",", ":")
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
 
@@ -82,8 +83,11 @@ def assess_rung(spec: Spec, stats: DataStats, selection: Selection) -> Callable[
         if not cand.fits:
             smallest = result.best_search or cand
             return ladder_mod.Assessment(
-                fits=False, gpus=cand.shape.gpus, gpu_hours=cand.gpu_hours,
-                detail=f"{smallest.memory.total / GB:.0f} GB per GPU > {cand.capacity / GB:.0f} GB usable")
+                fits=False,
+                gpus=cand.shape.gpus,
+                gpu_hours=cand.gpu_hours,
+                detail=f"{smallest.memory.total / GB:.0f} GB per GPU > {cand.capacity / GB:.0f} GB usable",
+            )
         hours = cand.gpu_hours
         if needs_sft_stage(method, spec):
             hours += assess("sft").gpu_hours or 0.0
@@ -92,8 +96,9 @@ def assess_rung(spec: Spec, stats: DataStats, selection: Selection) -> Callable[
     return assess
 
 
-def train_stages(kind: str, spec: Spec, stats: DataStats, selection: Selection,
-                 prompt: PromptFormat) -> tuple[TrainStage, ...]:
+def train_stages(
+    kind: str, spec: Spec, stats: DataStats, selection: Selection, prompt: PromptFormat
+) -> tuple[TrainStage, ...]:
     """The training stages of a `kind` pipeline, each laid out and estimated: an SFT stage first where the method
     needs one (the base of DPO, a GRPO cold start), then the method's own."""
     if kind not in TRAIN_KINDS:
@@ -110,9 +115,16 @@ def plan(spec: Spec, stats: DataStats) -> Plan:
     """The plan for a validated spec and probed data. Pure and deterministic."""
     selection = select_config(spec)
     config = selection.config
-    climbed = ladder_mod.climb(ladder_mod.Inputs(
-        goal=spec.goal, data_format=spec.data.format, stats=stats, knowledge=spec.knowledge,
-        assess=assess_rung(spec, stats, selection), inventory_name=spec.inventory.name))
+    climbed = ladder_mod.climb(
+        ladder_mod.Inputs(
+            goal=spec.goal,
+            data_format=spec.data.format,
+            stats=stats,
+            knowledge=spec.knowledge,
+            assess=assess_rung(spec, stats, selection),
+            inventory_name=spec.inventory.name,
+        )
+    )
     requested = spec.method.kind
     kind = climbed.choice if requested == "auto" else requested
     prompt = resolve.prompt_format(spec, config)
@@ -126,25 +138,54 @@ def plan(spec: Spec, stats: DataStats) -> Plan:
     if main is not None and main.layout is not None:  # laid out, so estimated too
         layout, estimate = main.layout, pipeline_estimate(spec, stages)
         gpu_hours, wall_hours = estimate.gpu_hours, estimate.wall_hours
-    draft = Draft(spec=spec, stats=stats, selection=selection, method_kind=kind, train=train, pipeline=pipeline,
-                  ladder=climbed, prompt=prompt if stages or kind in ("prompting", "rag") else None, stages=stages,
-                  gpu_hours=gpu_hours, wall_hours=wall_hours)
+    draft = Draft(
+        spec=spec,
+        stats=stats,
+        selection=selection,
+        method_kind=kind,
+        train=train,
+        pipeline=pipeline,
+        ladder=climbed,
+        prompt=prompt if stages or kind in ("prompting", "rag") else None,
+        stages=stages,
+        gpu_hours=gpu_hours,
+        wall_hours=wall_hours,
+    )
     findings = tuple(run_checks(draft, layout))
     pid = plan_id(spec, stats)
     artifacts = _artifacts(spec, kind, pid, train)
-    built = build_stages(spec, pipeline, layout, artifacts, _stage_extras(draft),
-                         train_hours=draft.candidate.time.wall_high if draft.candidate else None)
+    built = build_stages(
+        spec,
+        pipeline,
+        layout,
+        artifacts,
+        _stage_extras(draft),
+        train_hours=draft.candidate.time.wall_high if draft.candidate else None,
+    )
     rungs = climbed.rungs if requested == "auto" else _explicit_rungs(climbed, requested)
     decision = Decision(
-        method=kind, requested=requested, rungs=rungs, pipeline=pipeline,
-        config_urn=config.urn if config else None, launcher=resolve_launcher(spec),
+        method=kind,
+        requested=requested,
+        rungs=rungs,
+        pipeline=pipeline,
+        config_urn=config.urn if config else None,
+        launcher=resolve_launcher(spec),
         training_option=draft.option.model_dump() if draft.option is not None else None,
-        next_step=climbed.next_step if kind == climbed.choice else "", serving=serving(spec, train),
+        next_step=climbed.next_step if kind == climbed.choice else "",
+        serving=serving(spec, train),
     )
     return Plan(
-        id=pid, name=f"{spec.goal.name}-{pid}", spec=spec, data_stats=stats, decision=decision, layout=layout,
-        estimate=estimate, findings=findings, feasible=not any(f.severity == "error" for f in findings),
-        stages=built, artifacts=artifacts,
+        id=pid,
+        name=f"{spec.goal.name}-{pid}",
+        spec=spec,
+        data_stats=stats,
+        decision=decision,
+        layout=layout,
+        estimate=estimate,
+        findings=findings,
+        feasible=not any(f.severity == "error" for f in findings),
+        stages=built,
+        artifacts=artifacts,
     )
 
 
@@ -157,8 +198,12 @@ def _stage_extras(draft: Draft) -> dict[str, dict]:
     evaluation = _evaluation(draft)
     out: dict[str, dict] = {
         "validate_data": shared,
-        "baseline_eval": {**shared, "evaluation": evaluation.model_copy(update={"strategy": "template", "few_shot": 0,
-                                                                                "system_prompt": None, "top_k": 0})},
+        "baseline_eval": {
+            **shared,
+            "evaluation": evaluation.model_copy(
+                update={"strategy": "template", "few_shot": 0, "system_prompt": None, "top_k": 0}
+            ),
+        },
         "eval": {**shared, "evaluation": evaluation},
     }
     for stage in draft.stages:
@@ -166,9 +211,13 @@ def _stage_extras(draft: Draft) -> dict[str, dict]:
             continue
         use = "as_is" if stage is main else "chosen" if spec.data.format == "preference" else "answer"
         out[stage.name] = {
-            "method": stage.final.method, "method_sources": stage.final.sources, "layout": stage.layout,
-            "estimate": stage.estimate, "prompt": draft.prompt,
-            "data": data.model_copy(update={"use": use}) if data is not None else None}
+            "method": stage.final.method,
+            "method_sources": stage.final.sources,
+            "layout": stage.layout,
+            "estimate": stage.estimate,
+            "prompt": draft.prompt,
+            "data": data.model_copy(update={"use": use}) if data is not None else None,
+        }
     return out
 
 
@@ -177,10 +226,19 @@ def stage_data(spec: Spec, stats: DataStats, seed: int) -> StageData | None:
     if stats.root is None:
         return None
     root = stats.root
-    files = [f.model_copy(update={"path": f"{root}/{f.path}"}) for split in (stats.training, stats.validation)
-             if split is not None for f in split.digests]
-    return StageData(format=spec.data.format, root=root, files=tuple(files),
-                     holdout_fraction=spec.knowledge.lints.holdout_fraction, holdout_seed=seed)
+    files = [
+        f.model_copy(update={"path": f"{root}/{f.path}"})
+        for split in (stats.training, stats.validation)
+        if split is not None
+        for f in split.digests
+    ]
+    return StageData(
+        format=spec.data.format,
+        root=root,
+        files=tuple(files),
+        holdout_fraction=spec.knowledge.lints.holdout_fraction,
+        holdout_seed=seed,
+    )
 
 
 def _evaluation(draft: Draft) -> Evaluation:
@@ -196,15 +254,24 @@ def _evaluation(draft: Draft) -> Evaluation:
     fields: dict = {"strategy": "template"}
     if kind == "prompting":
         m = spec.method if isinstance(spec.method, Prompting) else Prompting()
-        fields = {"strategy": "few_shot" if m.few_shot else "zero_shot", "few_shot": m.few_shot,
-                  "system_prompt": m.system_prompt}
+        fields = {
+            "strategy": "few_shot" if m.few_shot else "zero_shot",
+            "few_shot": m.few_shot,
+            "system_prompt": m.system_prompt,
+        }
     elif kind == "rag":
         r = spec.method if isinstance(spec.method, Rag) else Rag()
         fields = {"strategy": "rag", "top_k": r.top_k, "chunk_tokens": r.chunk_tokens, "retriever": r.retriever}
     sft_base = getattr(draft.train, "sft_base", None)
-    return Evaluation(**fields, metric=spec.goal.metric, max_examples=ev.max_examples,
-                      max_new_tokens=ev.max_new_tokens, general_benchmark=bench, general_benchmark_path=bench_path,
-                      sft_base=sft_base)
+    return Evaluation(
+        **fields,
+        metric=spec.goal.metric,
+        max_examples=ev.max_examples,
+        max_new_tokens=ev.max_new_tokens,
+        general_benchmark=bench,
+        general_benchmark_path=bench_path,
+        sft_base=sft_base,
+    )
 
 
 def serving(spec: Spec, train: TrainMethod | None) -> ServingPlan:
@@ -225,8 +292,9 @@ def _explicit_rungs(climbed: ladder_mod.LadderResult, requested: str) -> tuple[R
                 reason += f"; the ladder says: {rung.reason}"
             out.append(Rung(method=rung.method, verdict="chosen", reason=reason))
         elif rung.verdict == "chosen":
-            out.append(Rung(method=rung.method, verdict="recommended",
-                            reason=f"method=auto would choose this: {rung.reason}"))
+            out.append(
+                Rung(method=rung.method, verdict="recommended", reason=f"method=auto would choose this: {rung.reason}")
+            )
         else:
             out.append(rung)
     return tuple(out)

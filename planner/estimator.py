@@ -22,9 +22,9 @@ ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "d
 # and optimizer. Mixed-precision AdamW: bf16 weights + bf16 grads + fp32 master, m, v = 2+2+12.
 _STATE_BYTES = {
     ("mixed", "adamw"): (2, 2, 12),
-    ("mixed", "adamw_8bit"): (2, 2, 6),   # 8-bit Adam: 6 bytes of optimizer state (fp32 master + 2x int8)
-    ("mixed", "adamw_bf16"): (2, 2, 4),   # pure bf16: bf16 moments, no master copy: 8 in all
-    ("mixed", "sgd"): (2, 2, 4),          # fp32 master only
+    ("mixed", "adamw_8bit"): (2, 2, 6),  # 8-bit Adam: 6 bytes of optimizer state (fp32 master + 2x int8)
+    ("mixed", "adamw_bf16"): (2, 2, 4),  # pure bf16: bf16 moments, no master copy: 8 in all
+    ("mixed", "sgd"): (2, 2, 4),  # fp32 master only
     ("fp32", "adamw"): (4, 4, 8),
     ("fp32", "adamw_8bit"): (4, 4, 2),
     ("fp32", "adamw_bf16"): (4, 4, 4),
@@ -89,8 +89,9 @@ def _is_lora(method: TrainMethod) -> bool:
     return method.finetuning_type == "lora"
 
 
-def activation_bytes_per_layer(arch: Architecture, s: int, b: int, tp: int, sp: bool, flash: bool,
-                               checkpointing: bool, wbytes: int) -> int:
+def activation_bytes_per_layer(
+    arch: Architecture, s: int, b: int, tp: int, sp: bool, flash: bool, checkpointing: bool, wbytes: int
+) -> int:
     """Activations one decoder layer keeps for backward, re-derived for SwiGLU and GQA, no dropout.
 
     At 2 bytes per value: every norm's input (2*s*b*h each; 2 norms in Llama/Qwen/Mistral, 4 in
@@ -142,12 +143,22 @@ class Memory:
 
     @property
     def total(self) -> int:
-        return (self.weights + self.grads + self.optimizer + self.activations + self.logits + self.adapters
-                + self.reference_model + self.kv_cache + self.overhead)
+        return (
+            self.weights
+            + self.grads
+            + self.optimizer
+            + self.activations
+            + self.logits
+            + self.adapters
+            + self.reference_model
+            + self.kv_cache
+            + self.overhead
+        )
 
 
-def memory(arch: Architecture, method: TrainMethod, shape: Shape, precision: str, prior: Estimator,
-           is_cpu: bool = False) -> Memory:
+def memory(
+    arch: Architecture, method: TrainMethod, shape: Shape, precision: str, prior: Estimator, is_cpu: bool = False
+) -> Memory:
     """Peak bytes per GPU for training with this layout."""
     p = arch.total_params
     model_split = shape.tp * shape.pp
@@ -187,17 +198,20 @@ def memory(arch: Architecture, method: TrainMethod, shape: Shape, precision: str
 
     # With 1F1B the first pipeline stage holds pp micro batches of its L/pp layers: all L layers
     # (fewer when a step has fewer than pp micro batches). Without PP: L layers of one micro batch.
-    per_layer = activation_bytes_per_layer(arch, seq, seqs, shape.tp, shape.sequence_parallel, shape.flash,
-                                           shape.checkpointing, wb)
+    per_layer = activation_bytes_per_layer(
+        arch, seq, seqs, shape.tp, shape.sequence_parallel, shape.flash, shape.checkpointing, wb
+    )
     activations = per_layer * math.ceil(arch.num_layers / shape.pp) * pipeline_in_flight(shape)
     if shape.checkpointing:  # one layer is recomputed at a time: its full activations come back
-        activations += activation_bytes_per_layer(arch, seq, seqs, shape.tp, shape.sequence_parallel,
-                                                  shape.flash, False, wb)
+        activations += activation_bytes_per_layer(
+            arch, seq, seqs, shape.tp, shape.sequence_parallel, shape.flash, False, wb
+        )
     # Logits: b*s*vocab in the compute dtype plus an fp32 copy in the loss, vocab split by TP.
     logits = seqs * seq * arch.vocab_size * (wb + 4) / shape.tp
     overhead = (prior.cpu_runtime_overhead_gb if is_cpu else prior.runtime_overhead_gb) * GB
-    return Memory(*(int(x) for x in (weights, grads, optimizer, activations, logits, adapters, reference,
-                                       kv_cache, overhead)))
+    return Memory(
+        *(int(x) for x in (weights, grads, optimizer, activations, logits, adapters, reference, kv_cache, overhead))
+    )
 
 
 def flops_per_token(arch: Architecture, method: TrainMethod) -> float:
@@ -242,8 +256,15 @@ def trained_tokens(stats: DataStats, method: TrainMethod, seq: int) -> tuple[int
     return int(per_epoch), n
 
 
-def time(arch: Architecture, method: TrainMethod, shape: Shape, inventory: Inventory, stats: DataStats,
-         prior: Estimator, checkpoint_bytes: int) -> Time:
+def time(
+    arch: Architecture,
+    method: TrainMethod,
+    shape: Shape,
+    inventory: Inventory,
+    stats: DataStats,
+    prior: Estimator,
+    checkpoint_bytes: int,
+) -> Time:
     """Wall time: compute at an MFU prior plus fixed costs (load, eval, checkpoints, generation)."""
     tokens_epoch, examples = trained_tokens(stats, method, shape.seq)
     steps_epoch = max(1, math.ceil(examples / shape.global_batch)) if examples else 0
@@ -269,14 +290,23 @@ def time(arch: Architecture, method: TrainMethod, shape: Shape, inventory: Inven
         compute = flops / (peak * mfu) * bubble
         gen = 0.0
         if generated:  # decoding is bandwidth-bound: scale the 8B/H100 prior by size and bandwidth
-            rate = prior.generation_tokens_per_second * (8e9 / arch.total_params) * (inventory.gpu.bandwidth_gbps / 3350)
+            rate = (
+                prior.generation_tokens_per_second * (8e9 / arch.total_params) * (inventory.gpu.bandwidth_gbps / 3350)
+            )
             gen = generated / (rate * max(shape.dp, 1))
         fixed = prior.load_minutes * 60 + compute * prior.eval_fraction
         ckpt = math.ceil(epochs) * checkpoint_bytes / (prior.checkpoint_gb_per_minute * GB / 60)
         return (compute + gen + fixed + ckpt) / 3600
 
-    return Time(tokens=tokens, steps=steps, flops=flops, wall_hours=hours(prior.mfu),
-                wall_low=hours(prior.mfu_high), wall_high=hours(prior.mfu_low), generated_tokens=generated)
+    return Time(
+        tokens=tokens,
+        steps=steps,
+        flops=flops,
+        wall_hours=hours(prior.mfu),
+        wall_low=hours(prior.mfu_high),
+        wall_high=hours(prior.mfu_low),
+        generated_tokens=generated,
+    )
 
 
 def checkpoint_bytes(arch: Architecture, method: TrainMethod) -> int:

@@ -54,6 +54,7 @@ def _condition(name: str) -> Callable[[Condition], Condition]:
     def register(fn: Condition) -> Condition:
         CONDITIONS[name] = fn
         return fn
+
     return register
 
 
@@ -133,8 +134,13 @@ def _chosen_reason(rule: RungRule, x: Inputs) -> str:
             parts.append(f"~{a.gpu_hours:.1f} GPU-hours")
     if not rule.formats:
         parts.append("no training")
-    parts.append("needs a new serving deployment" if rule.redeploy else "no new deployment (hot-swaps into serving)"
-                 if rule.formats else "no new deployment")
+    parts.append(
+        "needs a new serving deployment"
+        if rule.redeploy
+        else "no new deployment (hot-swaps into serving)"
+        if rule.formats
+        else "no new deployment"
+    )
     return ", ".join(parts)
 
 
@@ -155,14 +161,18 @@ def climb(x: Inputs) -> LadderResult:
     if chosen is None:  # nothing passes: the closest applicable rung, so the checks report why
         fallback = True
         chosen = next((r for r, o, f in evaluated if o and f in ("soft_floor", "fits", "budget")), None) or next(
-            (r for r, o, _ in evaluated if o and o[0] != "not_applicable"), x.knowledge.ladder[0])
+            (r for r, o, _ in evaluated if o and o[0] != "not_applicable"), x.knowledge.ladder[0]
+        )
     rungs: list[Rung] = []
     passed_chosen = False
     for rule, outcome, _ in evaluated:
         label = LABELS[rule.method]
         if rule is chosen:
-            reason = _chosen_reason(rule, x) if not fallback else (
-                f"no rung passes every check; the closest: {outcome[1] if outcome else ''}")
+            reason = (
+                _chosen_reason(rule, x)
+                if not fallback
+                else (f"no rung passes every check; the closest: {outcome[1] if outcome else ''}")
+            )
             rungs.append(Rung(method=rule.method, verdict="chosen", reason=f"{label}: {reason}"))
             passed_chosen = True
         elif outcome is None:

@@ -64,8 +64,15 @@ class Candidate:
 
 def _key(s: est.Shape, t: est.Time) -> tuple:
     """Cheapest first: GPU-hours, GPUs, no recompute, less sharding, smaller TP and PP, larger micro batch."""
-    return (round(t.wall_hours * s.gpus, 4), s.gpus, s.checkpointing, SHARDING_ORDER[s.sharding], s.tp, s.pp,
-            -s.micro_batch)
+    return (
+        round(t.wall_hours * s.gpus, 4),
+        s.gpus,
+        s.checkpointing,
+        SHARDING_ORDER[s.sharding],
+        s.tp,
+        s.pp,
+        -s.micro_batch,
+    )
 
 
 @dataclass(frozen=True)
@@ -118,8 +125,9 @@ def _time(ctx: Context, shape: est.Shape) -> est.Time:
     key = (shape.gpus, shape.dp, shape.seq, shape.global_batch, shape.checkpointing, est.pipeline_bubble(shape))
     t = ctx.times.get(key)
     if t is None:
-        t = ctx.times[key] = est.time(ctx.arch, ctx.method, shape, ctx.inventory, ctx.stats, ctx.prior,
-                                      ctx.checkpoint_bytes)
+        t = ctx.times[key] = est.time(
+            ctx.arch, ctx.method, shape, ctx.inventory, ctx.stats, ctx.prior, ctx.checkpoint_bytes
+        )
     return t
 
 
@@ -130,9 +138,13 @@ def from_option(ctx: Context, option: TrainingOption, request: LayoutRequest) ->
     dp = max(1, gpus // (option.tensor_parallel_size * option.pipeline_parallel_size))
     sharding = _sharding(ctx, request, dp)
     shape = est.Shape(
-        nodes=option.num_nodes, gpus_per_node=option.num_gpus, tp=option.tensor_parallel_size,
-        pp=option.pipeline_parallel_size, micro_batch=request.micro_batch or option.micro_batch_size,
-        global_batch=ctx.method.batch_size, seq=ctx.seq,
+        nodes=option.num_nodes,
+        gpus_per_node=option.num_gpus,
+        tp=option.tensor_parallel_size,
+        pp=option.pipeline_parallel_size,
+        micro_batch=request.micro_batch or option.micro_batch_size,
+        global_batch=ctx.method.batch_size,
+        seq=ctx.seq,
         sharding=sharding if sharding != "auto" else "none",
         checkpointing=_checkpointing(ctx, request, default=False),
     )
@@ -155,13 +167,29 @@ def executable(ctx: Context, published: est.Shape, request: LayoutRequest) -> Ca
     s, arch, engine = published, ctx.arch, ctx.engine
     folded_tp = s.tp * s.pp
     tries: list[est.Shape] = []
-    no_fold = ("the runtime runs no tensor parallel" if not engine.tensor_parallel else
-               f"TP{folded_tp} would cross nodes" if folded_tp > s.gpus_per_node else
-               f"TP{folded_tp} does not divide the attention heads"
-               if arch.num_heads % folded_tp or arch.num_kv_heads % folded_tp else "")
+    no_fold = (
+        "the runtime runs no tensor parallel"
+        if not engine.tensor_parallel
+        else f"TP{folded_tp} would cross nodes"
+        if folded_tp > s.gpus_per_node
+        else f"TP{folded_tp} does not divide the attention heads"
+        if arch.num_heads % folded_tp or arch.num_kv_heads % folded_tp
+        else ""
+    )
     if not no_fold:
-        tries.append(est.Shape(s.nodes, s.gpus_per_node, folded_tp, 1, s.micro_batch, s.global_batch, s.seq,
-                               s.sharding, s.checkpointing))
+        tries.append(
+            est.Shape(
+                s.nodes,
+                s.gpus_per_node,
+                folded_tp,
+                1,
+                s.micro_batch,
+                s.global_batch,
+                s.seq,
+                s.sharding,
+                s.checkpointing,
+            )
+        )
     dp = s.dp * s.pp
     pinned = request.sharding if request.sharding != "auto" else ctx.method.sharding
     sharding = pinned if pinned != "auto" else max(engine.shardings(s.tp, ctx.is_cpu), key=SHARDING_ORDER.__getitem__)
@@ -187,11 +215,20 @@ def from_request(ctx: Context, request: LayoutRequest) -> Candidate:
     pp = request.pipeline_parallel or 1
     dp = max(1, (nodes * gpn) // (tp * pp))
     sharding = _sharding(ctx, request, dp)
-    return evaluate(ctx, est.Shape(
-        nodes=nodes, gpus_per_node=gpn, tp=tp, pp=pp, micro_batch=request.micro_batch or 1,
-        global_batch=ctx.method.batch_size, seq=ctx.seq, sharding=sharding if sharding != "auto" else "none",
-        checkpointing=_checkpointing(ctx, request, default=False),
-    ))
+    return evaluate(
+        ctx,
+        est.Shape(
+            nodes=nodes,
+            gpus_per_node=gpn,
+            tp=tp,
+            pp=pp,
+            micro_batch=request.micro_batch or 1,
+            global_batch=ctx.method.batch_size,
+            seq=ctx.seq,
+            sharding=sharding if sharding != "auto" else "none",
+            checkpointing=_checkpointing(ctx, request, default=False),
+        ),
+    )
 
 
 def _sharding(ctx: Context, request: LayoutRequest, dp: int) -> str:
@@ -218,12 +255,23 @@ def search(ctx: Context, request: LayoutRequest) -> Result:
         for gpn in gpn_opts:
             gpus = nodes * gpn
             # Pins are honoured (a check refuses one the engine cannot run); the rest is what it runs.
-            tp_opts = [request.tensor_parallel] if request.tensor_parallel else [
-                t for t in _pow2(gpn if ctx.engine.tensor_parallel else 1)
-                if arch.num_kv_heads % t == 0 and arch.num_heads % t == 0]
+            tp_opts = (
+                [request.tensor_parallel]
+                if request.tensor_parallel
+                else [
+                    t
+                    for t in _pow2(gpn if ctx.engine.tensor_parallel else 1)
+                    if arch.num_kv_heads % t == 0 and arch.num_heads % t == 0
+                ]
+            )
             for tp in tp_opts:
-                pp_opts = [request.pipeline_parallel] if request.pipeline_parallel else [
-                    p for p in _pow2(gpus // tp if ctx.engine.pipeline_parallel else 1) if arch.num_layers % p == 0]
+                pp_opts = (
+                    [request.pipeline_parallel]
+                    if request.pipeline_parallel
+                    else [
+                        p for p in _pow2(gpus // tp if ctx.engine.pipeline_parallel else 1) if arch.num_layers % p == 0
+                    ]
+                )
                 for pp in pp_opts:
                     if gpus % (tp * pp):
                         continue
@@ -231,11 +279,18 @@ def search(ctx: Context, request: LayoutRequest) -> Result:
                     if gb % dp:
                         continue
                     shard_opts = _shard_options(ctx, request, dp, tp)
-                    ckpt_opts = ([request.activation_checkpointing] if request.activation_checkpointing is not None
-                                 else [ctx.method.activation_checkpointing]
-                                 if ctx.method.activation_checkpointing is not None else [False, True])
-                    mb_opts = [request.micro_batch] if request.micro_batch else [
-                        m for m in (16, 8, 4, 2, 1) if m * dp <= gb and gb % (m * dp) == 0]
+                    ckpt_opts = (
+                        [request.activation_checkpointing]
+                        if request.activation_checkpointing is not None
+                        else [ctx.method.activation_checkpointing]
+                        if ctx.method.activation_checkpointing is not None
+                        else [False, True]
+                    )
+                    mb_opts = (
+                        [request.micro_batch]
+                        if request.micro_batch
+                        else [m for m in (16, 8, 4, 2, 1) if m * dp <= gb and gb % (m * dp) == 0]
+                    )
                     for sharding in shard_opts:
                         for ckpt in ckpt_opts:
                             # Largest first, up to the first that fits. Memory grows with the micro batch,
@@ -251,16 +306,24 @@ def search(ctx: Context, request: LayoutRequest) -> Result:
                                 if cand.fits:
                                     if pp > 1:
                                         best_shape = min(
-                                            [shape] + [est.Shape(nodes, gpn, tp, pp, m, gb, ctx.seq, sharding, ckpt)
-                                                       for m in mb_opts[n + 1:]],
-                                            key=lambda sh: _key(sh, _time(ctx, sh)))
+                                            [shape]
+                                            + [
+                                                est.Shape(nodes, gpn, tp, pp, m, gb, ctx.seq, sharding, ckpt)
+                                                for m in mb_opts[n + 1 :]
+                                            ],
+                                            key=lambda sh: _key(sh, _time(ctx, sh)),
+                                        )
                                         if best_shape is not shape:
                                             cand = evaluate(ctx, best_shape)
                                     fitting.append(cand)
                                     break
     if not fitting:
-        return Result(chosen=None, source="search", best_search=None,
-                      alternatives=[(smallest, "smallest footprint found, still too large")] if smallest else [])
+        return Result(
+            chosen=None,
+            source="search",
+            best_search=None,
+            alternatives=[(smallest, "smallest footprint found, still too large")] if smallest else [],
+        )
     fitting.sort(key=Candidate.key)
     best = fitting[0]
     return Result(chosen=best, source="search", best_search=best, alternatives=_alternatives(best, fitting[1:]))
@@ -306,7 +369,7 @@ def _gpn_options(per_node: int, nodes: int) -> list[int]:
     # A multi-node job uses whole nodes; a single node may use a power-of-two share of its GPUs.
     if nodes > 1:
         return [per_node]
-    return sorted(set([g for g in _pow2(per_node)] + [per_node]))
+    return sorted({*_pow2(per_node), per_node})
 
 
 def _shard_options(ctx: Context, request: LayoutRequest, dp: int, tp: int) -> list[str]:

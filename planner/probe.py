@@ -14,6 +14,7 @@ from planner.paths import samples_dir
 from schemas.data import Data, DataStats, SplitStats
 from schemas.records import VALIDATION_FORMAT, SplitScan
 
+
 def resolve_path(data: Data, base: Path, samples: Path | None = None) -> Path:
     """Where a local or builtin dataset lives on this machine (builtin: under `samples`, default the shipped ones)."""
     if data.is_builtin:
@@ -35,8 +36,13 @@ def probe(data: Data, base: Path, chars_per_token: float = 4.0, samples: Path | 
         fp = hashlib.sha256(json.dumps(data.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
         return DataStats(
             source="remote",
-            training=SplitStats(records=d.training, tokens_p50=tokens, tokens_p95=tokens, tokens_max=tokens,
-                                tokens_total=tokens * d.training),
+            training=SplitStats(
+                records=d.training,
+                tokens_p50=tokens,
+                tokens_p95=tokens,
+                tokens_max=tokens,
+                tokens_total=tokens * d.training,
+            ),
             validation=SplitStats(records=d.validation) if d.validation is not None else None,
             fingerprint=fp[:16],
             token_estimate="declared" if d.p95_tokens else "none",
@@ -81,8 +87,11 @@ def _probe_split(root: Path, files: list[Path], fmt: str, chars_per_token: float
         try:
             blob = path.read_bytes()
         except OSError as exc:
-            raise ConfigError(f"cannot read {path}: {exc.strerror}", path="data.path",
-                              fix="make the file readable, or move it out of the dataset folder") from None
+            raise ConfigError(
+                f"cannot read {path}: {exc.strerror}",
+                path="data.path",
+                fix="make the file readable, or move it out of the dataset folder",
+            ) from None
         digest.update(rel.encode() + b"\0" + blob)
         scan.add(rel, blob)
     return scan.stats()

@@ -70,8 +70,10 @@ def recipe(kind: str, spec: Spec, config: CustomizationConfig | None, *, overrid
         ignored = tuple(sorted({*ignored, *(f"method.{k}" for k in user)}))
         user = {}
     user_keys, rec_keys = set(_flatten(user)), set(_flatten(rec))
-    sources = {key: "override" if key in user_keys else "recommended" if key in rec_keys else "default"
-               for key in _flatten(method.model_dump(mode="json", exclude={"kind"}))}
+    sources = {
+        key: "override" if key in user_keys else "recommended" if key in rec_keys else "default"
+        for key in _flatten(method.model_dump(mode="json", exclude={"kind"}))
+    }
     return Recipe(method=method, sources=sources, ignored=ignored)  # type: ignore[arg-type]
 
 
@@ -130,8 +132,14 @@ def seq_cap(spec: Spec, method: TrainMethod, config: CustomizationConfig | None)
     return min(config.max_seq_length if config else 4096, positions)
 
 
-def seq_length(spec: Spec, stats: DataStats, method: TrainMethod, config: CustomizationConfig | None,
-               prompt: PromptFormat, pinned: bool) -> int:
+def seq_length(
+    spec: Spec,
+    stats: DataStats,
+    method: TrainMethod,
+    config: CustomizationConfig | None,
+    prompt: PromptFormat,
+    pinned: bool,
+) -> int:
     """One rule for the trainer, validate_data and the estimator: cover the longest record (its estimated
     tokens x the knowledge's margin, plus the prompt format), capped; packing fills the cap; a user's value
     stands as given."""

@@ -22,12 +22,21 @@ GB = est.GB
 Laid = tuple[layout_mod.Result, layout_mod.Candidate | None, TrainingOption | None]
 
 
-def train_stage(name: str, kind: str, spec: Spec, stats: DataStats, config: CustomizationConfig | None,
-                prompt: PromptFormat, *, overrides: bool = True) -> TrainStage:
+def train_stage(
+    name: str,
+    kind: str,
+    spec: Spec,
+    stats: DataStats,
+    config: CustomizationConfig | None,
+    prompt: PromptFormat,
+    *,
+    overrides: bool = True,
+) -> TrainStage:
     """A training stage's recipe and sequence length (layout still to come)."""
     r = resolve.recipe(kind, spec, config, overrides=overrides)
-    seq = resolve.seq_length(spec, stats, r.method, config, prompt,
-                             pinned=r.sources.get("max_seq_length") == "override")
+    seq = resolve.seq_length(
+        spec, stats, r.method, config, prompt, pinned=r.sources.get("max_seq_length") == "override"
+    )
     return TrainStage(name=name, kind=kind, recipe=r, seq=seq)
 
 
@@ -39,29 +48,53 @@ def lay_out(spec: Spec, stats: DataStats, selection: Selection, stage: TrainStag
         return stage
     layout = layout_of(cand, result.source, precision(spec, selection.config))
     return dataclasses.replace(
-        stage, layout=layout, estimate=stage_estimate(spec, stats, cand, stage.recipe.method, result),
-        final=resolve.finalize(stage.recipe, layout, stage.seq, replay_path(spec, stage.recipe.method)))
+        stage,
+        layout=layout,
+        estimate=stage_estimate(spec, stats, cand, stage.recipe.method, result),
+        final=resolve.finalize(stage.recipe, layout, stage.seq, replay_path(spec, stage.recipe.method)),
+    )
 
 
 def layout_for(spec: Spec, stats: DataStats, selection: Selection, method: TrainMethod, seq: int) -> Laid:
     """The layout result, the candidate the stage runs on (None: nothing to evaluate), and the config's
     published option when the stage follows it."""
     config = selection.config
-    ctx = layout_mod.Context(arch=spec.model.architecture, method=method, inventory=spec.inventory,
-                             stats=stats, prior=spec.knowledge.estimator, precision=precision(spec, config), seq=seq,
-                             headroom=spec.knowledge.lints.memory_headroom, engine=spec.knowledge.engine)
-    option = config.option(method.training_type, method.finetuning_type) \
-        if config is not None and selection.source != "foreign" else None
+    ctx = layout_mod.Context(
+        arch=spec.model.architecture,
+        method=method,
+        inventory=spec.inventory,
+        stats=stats,
+        prior=spec.knowledge.estimator,
+        precision=precision(spec, config),
+        seq=seq,
+        headroom=spec.knowledge.lints.memory_headroom,
+        engine=spec.knowledge.engine,
+    )
+    option = (
+        config.option(method.training_type, method.finetuning_type)
+        if config is not None and selection.source != "foreign"
+        else None
+    )
     request = spec.layout
     if method.micro_batch_size and request.micro_batch is None:  # the method's micro batch pins it too
         request = request.model_copy(update={"micro_batch": method.micro_batch_size})
     searched = layout_mod.search(ctx, request)
-    shape_pinned = any(v is not None for v in (request.nodes, request.gpus_per_node, request.tensor_parallel,
-                                                 request.pipeline_parallel))
+    shape_pinned = any(
+        v is not None
+        for v in (request.nodes, request.gpus_per_node, request.tensor_parallel, request.pipeline_parallel)
+    )
     if shape_pinned:  # the user's pins win; the search fills in the rest
         if searched.chosen is not None:
-            return layout_mod.Result(chosen=searched.chosen, source="pinned", alternatives=searched.alternatives,
-                                     best_search=searched.chosen), searched.chosen, None
+            return (
+                layout_mod.Result(
+                    chosen=searched.chosen,
+                    source="pinned",
+                    alternatives=searched.alternatives,
+                    best_search=searched.chosen,
+                ),
+                searched.chosen,
+                None,
+            )
         if searched.alternatives:  # nothing fits under the pins: report the smallest
             cand = searched.alternatives[0][0]
             return layout_mod.Result(chosen=cand, source="pinned"), cand, None
@@ -70,15 +103,21 @@ def layout_for(spec: Spec, stats: DataStats, selection: Selection, method: Train
     if option is not None:
         option = _meet_deadline(ctx, option, request, spec.goal.deadline_hours)
         cand = layout_mod.from_option(ctx, option, request)
-        return layout_mod.Result(chosen=cand, source="pinned", best_search=searched.chosen,
-                                 alternatives=searched.alternatives), cand, option
+        return (
+            layout_mod.Result(
+                chosen=cand, source="pinned", best_search=searched.chosen, alternatives=searched.alternatives
+            ),
+            cand,
+            option,
+        )
     if searched.chosen is None:
         return searched, searched.alternatives[0][0] if searched.alternatives else None, None
     return searched, searched.chosen, None
 
 
-def _meet_deadline(ctx: layout_mod.Context, option: TrainingOption, request: LayoutRequest,
-                   deadline: float | None) -> TrainingOption:
+def _meet_deadline(
+    ctx: layout_mod.Context, option: TrainingOption, request: LayoutRequest, deadline: float | None
+) -> TrainingOption:
     """Replicate a pinned option data-parallel (whole nodes first) until the expected wall time
     fits the goal's deadline; TP and PP stay as published. The option itself when it already fits."""
     if deadline is None:
@@ -115,30 +154,55 @@ def layout_of(cand: layout_mod.Candidate, source: str, precision: str) -> Layout
     s = cand.shape
     dp = max(1, s.dp)
     return Layout(
-        nodes=s.nodes, gpus_per_node=s.gpus_per_node, tensor_parallel=s.tp, pipeline_parallel=s.pp,
-        data_parallel=dp, micro_batch=s.micro_batch, grad_accum=max(1, s.global_batch // (s.micro_batch * dp)),
-        global_batch=s.global_batch, sharding=s.sharding, activation_checkpointing=s.checkpointing,
-        precision=precision, seq_length=s.seq, source=source,
+        nodes=s.nodes,
+        gpus_per_node=s.gpus_per_node,
+        tensor_parallel=s.tp,
+        pipeline_parallel=s.pp,
+        data_parallel=dp,
+        micro_batch=s.micro_batch,
+        grad_accum=max(1, s.global_batch // (s.micro_batch * dp)),
+        global_batch=s.global_batch,
+        sharding=s.sharding,
+        activation_checkpointing=s.checkpointing,
+        precision=precision,
+        seq_length=s.seq,
+        source=source,
     )
 
 
 def _alternatives(result: layout_mod.Result | None, chosen: layout_mod.Candidate | None) -> tuple[Alternative, ...]:
     """The other layouts that fit, and why each lost."""
     return tuple(
-        Alternative(layout=alt.describe(), gpus=alt.shape.gpus, memory_per_gpu_bytes=alt.memory.total,
-                    gpu_hours=round(alt.gpu_hours, 4), why=why)
+        Alternative(
+            layout=alt.describe(),
+            gpus=alt.shape.gpus,
+            memory_per_gpu_bytes=alt.memory.total,
+            gpu_hours=round(alt.gpu_hours, 4),
+            why=why,
+        )
         for alt, why in (result.alternatives if result else [])
-        if alt is not chosen and alt.fits)
+        if alt is not chosen and alt.fits
+    )
 
 
-def stage_estimate(spec: Spec, stats: DataStats, cand: layout_mod.Candidate, train: TrainMethod,
-                   result: layout_mod.Result | None) -> Estimate:
+def stage_estimate(
+    spec: Spec, stats: DataStats, cand: layout_mod.Candidate, train: TrainMethod, result: layout_mod.Result | None
+) -> Estimate:
     """One training stage's memory, time and cost on its layout."""
     m = cand.memory
-    mem = MemoryBreakdown(weights=m.weights, grads=m.grads, optimizer=m.optimizer, activations=m.activations,
-                          logits=m.logits, adapters=m.adapters, reference_model=m.reference_model,
-                          kv_cache=m.kv_cache, overhead=m.overhead, total=m.total,
-                          capacity=int(spec.inventory.gpu.memory_gb * GB))
+    mem = MemoryBreakdown(
+        weights=m.weights,
+        grads=m.grads,
+        optimizer=m.optimizer,
+        activations=m.activations,
+        logits=m.logits,
+        adapters=m.adapters,
+        reference_model=m.reference_model,
+        kv_cache=m.kv_cache,
+        overhead=m.overhead,
+        total=m.total,
+        capacity=int(spec.inventory.gpu.memory_gb * GB),
+    )
     t = cand.time
     hours, low, high = t.gpu_hours(cand.shape.gpus)
     prior = spec.knowledge.estimator
@@ -150,15 +214,23 @@ def stage_estimate(spec: Spec, stats: DataStats, cand: layout_mod.Candidate, tra
         "capped by the config)",
     ]
     if train.replay is not None:
-        assumptions.append(f"replay {train.replay.ratio:g}x from {train.replay.data}: documents counted at the task's "
-                           "p95 length in time and memory (an overestimate for short lines)")
+        assumptions.append(
+            f"replay {train.replay.ratio:g}x from {train.replay.data}: documents counted at the task's "
+            "p95 length in time and memory (an overestimate for short lines)"
+        )
     price = spec.inventory.price_per_gpu_hour
     return Estimate(
-        memory_per_gpu_bytes=mem, trainable_params=est.trainable_params(spec.model.architecture, train),
-        tokens=t.tokens, steps=t.steps, flops=t.flops, gpu_hours=round(hours, 4),
-        gpu_hours_range=(round(low, 4), round(high, 4)), wall_hours=round(t.wall_hours, 4),
+        memory_per_gpu_bytes=mem,
+        trainable_params=est.trainable_params(spec.model.architecture, train),
+        tokens=t.tokens,
+        steps=t.steps,
+        flops=t.flops,
+        gpu_hours=round(hours, 4),
+        gpu_hours_range=(round(low, 4), round(high, 4)),
+        wall_hours=round(t.wall_hours, 4),
         wall_hours_range=(round(t.wall_low, 4), round(t.wall_high, 4)),
-        cost_usd=round(hours * price, 2) if price is not None else None, alternatives=_alternatives(result, cand),
+        cost_usd=round(hours * price, 2) if price is not None else None,
+        alternatives=_alternatives(result, cand),
         assumptions=tuple(assumptions),
     )
 
@@ -178,12 +250,20 @@ def pipeline_estimate(spec: Spec, stages: tuple[TrainStage, ...]) -> Estimate:
         hours, low, high = hours + h, low + lo, high + hi
         wall, wall_lo, wall_hi = wall + t.wall_hours, wall_lo + t.wall_low, wall_hi + t.wall_high
         if stage is not main:
-            assumptions.append("includes the SFT stage that builds the DPO base, on the same data's chosen answers"
-                               if main.kind == "dpo" else
-                               "includes the cold-start SFT stage on the same prompts and reference answers")
+            assumptions.append(
+                "includes the SFT stage that builds the DPO base, on the same data's chosen answers"
+                if main.kind == "dpo"
+                else "includes the cold-start SFT stage on the same prompts and reference answers"
+            )
     price = spec.inventory.price_per_gpu_hour
-    return main.estimate.model_copy(update={
-        "gpu_hours": round(hours, 4), "gpu_hours_range": (round(low, 4), round(high, 4)),
-        "wall_hours": round(wall, 4), "wall_hours_range": (round(wall_lo, 4), round(wall_hi, 4)),
-        "cost_usd": round(hours * price, 2) if price is not None else None,
-        "alternatives": _alternatives(main.layout_result, main.candidate), "assumptions": tuple(assumptions)})
+    return main.estimate.model_copy(
+        update={
+            "gpu_hours": round(hours, 4),
+            "gpu_hours_range": (round(low, 4), round(high, 4)),
+            "wall_hours": round(wall, 4),
+            "wall_hours_range": (round(wall_lo, 4), round(wall_hi, 4)),
+            "cost_usd": round(hours * price, 2) if price is not None else None,
+            "alternatives": _alternatives(main.layout_result, main.candidate),
+            "assumptions": tuple(assumptions),
+        }
+    )

@@ -15,8 +15,14 @@ from planner.checks.base import Check, Group
 from planner.draft import Draft
 from schemas.plan import Finding, Layout
 
-GROUPS: tuple[Group, ...] = (config.check, layout_checks.check, data.check, hyperparameters.check, memory.check,
-                             consequences.check)
+GROUPS: tuple[Group, ...] = (
+    config.check,
+    layout_checks.check,
+    data.check,
+    hyperparameters.check,
+    memory.check,
+    consequences.check,
+)
 
 
 def _registry(groups: tuple[Group, ...]) -> dict[str, Check]:

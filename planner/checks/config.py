@@ -14,36 +14,52 @@ check = Group()
 @check("config-urn-invalid")
 def _urn_invalid(d: Draft, layout: Layout) -> Iterator[Finding]:
     if d.selection.problem == "config-urn-invalid":
-        yield finding("error", "config-urn-invalid", "model.config", d.selection.detail,
-                      f"use one of: {', '.join(d.spec.model.urns)}")
+        yield finding(
+            "error",
+            "config-urn-invalid",
+            "model.config",
+            d.selection.detail,
+            f"use one of: {', '.join(d.spec.model.urns)}",
+        )
 
 
 @check("config-urn-version")
 def _urn_version(d: Draft, layout: Layout) -> Iterator[Finding]:
     if d.selection.problem == "config-urn-version":
-        yield finding("error", "config-urn-version", "model.config",
-                      f"config URN {d.spec.model.config!r} carries no version; a run must pin one",
-                      f"use a versioned URN: {', '.join(d.spec.model.urns)}")
+        yield finding(
+            "error",
+            "config-urn-version",
+            "model.config",
+            f"config URN {d.spec.model.config!r} carries no version; a run must pin one",
+            f"use a versioned URN: {', '.join(d.spec.model.urns)}",
+        )
 
 
 @check("config-urn-unknown")
 def _urn_unknown(d: Draft, layout: Layout) -> Iterator[Finding]:
     if d.selection.problem == "config-urn-unknown":
-        yield finding("error", "config-urn-unknown", "model.config",
-                      f"{d.spec.model.config!r} is not a customization config of {d.spec.model.name}",
-                      f"use one of: {', '.join(d.spec.model.urns)}")
+        yield finding(
+            "error",
+            "config-urn-unknown",
+            "model.config",
+            f"{d.spec.model.config!r} is not a customization config of {d.spec.model.name}",
+            f"use one of: {', '.join(d.spec.model.urns)}",
+        )
 
 
 @check("config-none-for-gpu")
 def _none_for_gpu(d: Draft, layout: Layout) -> Iterator[Finding]:
     model, gpu = d.spec.model, d.spec.inventory.gpu
     if model.config is None and d.config_source == "foreign":
-        yield finding("info", "config-none-for-gpu", "model.config",
-                      f"{model.name} has no customization config for {gpu.display_name} (classes "
-                      f"{', '.join(gpu.classes)}); the layout is searched, and {model.configs[0].urn} gives the "
-                      "sequence length and template",
-                      "add a config for this GPU class to the model's catalog entry to pin published training "
-                      "options")
+        yield finding(
+            "info",
+            "config-none-for-gpu",
+            "model.config",
+            f"{model.name} has no customization config for {gpu.display_name} (classes "
+            f"{', '.join(gpu.classes)}); the layout is searched, and {model.configs[0].urn} gives the "
+            "sequence length and template",
+            "add a config for this GPU class to the model's catalog entry to pin published training options",
+        )
 
 
 @check("config-gpu-class")
@@ -54,11 +70,16 @@ def _gpu_class(d: Draft, layout: Layout) -> Iterator[Finding]:
     cls = d.config.parsed.gpu_class
     if cls not in gpu.classes:
         fitting = [u for u in d.spec.model.urns if u.rsplit("+", 1)[-1] in gpu.classes]
-        yield finding("error", "config-gpu-class", "model.config",
-                 f"{d.config.urn} is for {cls}-class GPUs; inventory {d.spec.inventory.name} has "
-                 f"{gpu.display_name} ({', '.join(gpu.classes)})",
-                 f"use {' or '.join(fitting)}" if fitting else "pick an inventory with that GPU class, or "
-                 "model.config=null to search a layout")
+        yield finding(
+            "error",
+            "config-gpu-class",
+            "model.config",
+            f"{d.config.urn} is for {cls}-class GPUs; inventory {d.spec.inventory.name} has "
+            f"{gpu.display_name} ({', '.join(gpu.classes)})",
+            f"use {' or '.join(fitting)}"
+            if fitting
+            else "pick an inventory with that GPU class, or model.config=null to search a layout",
+        )
 
 
 @check("finetuning-type-unsupported")
@@ -71,6 +92,10 @@ def _finetuning_type(d: Draft, layout: Layout) -> Iterator[Finding]:
         ft = method.finetuning_type if method else ("lora" if kind == "lora" else "all_weights")
         if d.config.option(tt, ft) is None:
             listed = ", ".join(sorted({f"{o.training_type}/{o.finetuning_type}" for o in d.config.training_options}))
-            yield finding("error", "finetuning-type-unsupported", "method.kind" if method else "method.sft_base",
-                     f"{d.config.urn} does not list training_type={tt}, finetuning_type={ft} (it lists {listed})",
-                     "choose a listed combination (e.g. method=lora), or a model whose config supports it")
+            yield finding(
+                "error",
+                "finetuning-type-unsupported",
+                "method.kind" if method else "method.sft_base",
+                f"{d.config.urn} does not list training_type={tt}, finetuning_type={ft} (it lists {listed})",
+                "choose a listed combination (e.g. method=lora), or a model whose config supports it",
+            )

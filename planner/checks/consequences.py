@@ -22,18 +22,27 @@ def _cheaper(d: Draft, layout: Layout) -> Iterator[Finding]:
         return
     ranks = order(d.spec.knowledge)
     if requested in ranks and chosen in ranks and ranks.index(chosen) < ranks.index(requested):
-        yield finding("warning", "ladder-cheaper-rung", "method",
-                 f"{LABELS[chosen]} should be tried before {LABELS[requested]}: "
-                 + next((r.reason for r in d.ladder.rungs if r.method == chosen), ""),
-                 f"try method={chosen} (or method=auto) first")
+        yield finding(
+            "warning",
+            "ladder-cheaper-rung",
+            "method",
+            f"{LABELS[chosen]} should be tried before {LABELS[requested]}: "
+            + next((r.reason for r in d.ladder.rungs if r.method == chosen), ""),
+            f"try method={chosen} (or method=auto) first",
+        )
 
 
 @check("baseline-first")
 def _baseline(d: Draft, layout: Layout) -> Iterator[Finding]:
     if d.spec.goal.baseline_score is None:
-        yield finding("info", "baseline-first", "goal.baseline_score",
-                 "no measured baseline: the plan starts with a baseline evaluation; move past prompting only on "
-                 "measured eval degradation", "record the measured score in goal.baseline_score")
+        yield finding(
+            "info",
+            "baseline-first",
+            "goal.baseline_score",
+            "no measured baseline: the plan starts with a baseline evaluation; move past prompting only on "
+            "measured eval degradation",
+            "record the measured score in goal.baseline_score",
+        )
 
 
 @check("consequence-serving")
@@ -42,10 +51,19 @@ def _serving(d: Draft, layout: Layout) -> Iterator[Finding]:
         return
     hot = d.spec.goal.serving.hot_swap
     if d.train.finetuning_type == "lora" and d.method_kind in TRAIN_KINDS and "sft" not in d.pipeline:
-        yield finding("info", "consequence-serving", "method",
-                 "a LoRA adapter hot-swaps into a running multi-LoRA server: no new deployment", "")
+        yield finding(
+            "info",
+            "consequence-serving",
+            "method",
+            "a LoRA adapter hot-swaps into a running multi-LoRA server: no new deployment",
+            "",
+        )
     else:
-        yield finding("warning" if hot else "info", "consequence-serving", "method",
-                 "all weights change: the result needs its own serving deployment"
-                 + (" but the goal requires hot-swap into the running server" if hot else ""),
-                 "use LoRA to hot-swap" if hot else "")
+        yield finding(
+            "warning" if hot else "info",
+            "consequence-serving",
+            "method",
+            "all weights change: the result needs its own serving deployment"
+            + (" but the goal requires hot-swap into the running server" if hot else ""),
+            "use LoRA to hot-swap" if hot else "",
+        )

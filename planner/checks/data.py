@@ -18,18 +18,26 @@ check = Group()
 def _root_files(d: Draft, layout: Layout) -> Iterator[Finding]:
     if d.stats.root_files:
         files = ", ".join(d.stats.root_files[:5])
-        yield finding("error", "data-root-files", "data.path",
-                 f"{files} sit in the dataset root, where nothing is read: only training/ and validation/ are "
-                 "(the classic 'empty dataset')",
-                 "move the training files into training/ and the validation files into validation/")
+        yield finding(
+            "error",
+            "data-root-files",
+            "data.path",
+            f"{files} sit in the dataset root, where nothing is read: only training/ and validation/ are "
+            "(the classic 'empty dataset')",
+            "move the training files into training/ and the validation files into validation/",
+        )
 
 
 @check("data-empty")
 def _empty(d: Draft, layout: Layout) -> Iterator[Finding]:
     if d.stats.training.records == 0 and not d.stats.root_files:
-        yield finding("error", "data-empty", "data.path",
-                 f"no usable records under training/ in {d.spec.data.path}",
-                 "add .jsonl files with one JSON record per line under training/")
+        yield finding(
+            "error",
+            "data-empty",
+            "data.path",
+            f"no usable records under training/ in {d.spec.data.path}",
+            "add .jsonl files with one JSON record per line under training/",
+        )
 
 
 @check("data-invalid-lines")
@@ -40,11 +48,16 @@ def _invalid(d: Draft, layout: Layout) -> Iterator[Finding]:
             continue
         shown = "; ".join(str(b) for b in stats.invalid[:5])
         more = f" (and {stats.invalid_total - 5} more)" if stats.invalid_total > 5 else ""
-        yield finding("error", "data-invalid-lines", "data.path",
-                 f"{stats.invalid_total} unusable line(s) in {split}/: {shown}{more}",
-                 f"fix or remove those lines; {d.spec.data.format} records need "
-                 + _needs(d.spec.data.format if split == "training" or d.spec.data.format != "documents"
-                          else "prompt_completion"))
+        yield finding(
+            "error",
+            "data-invalid-lines",
+            "data.path",
+            f"{stats.invalid_total} unusable line(s) in {split}/: {shown}{more}",
+            f"fix or remove those lines; {d.spec.data.format} records need "
+            + _needs(
+                d.spec.data.format if split == "training" or d.spec.data.format != "documents" else "prompt_completion"
+            ),
+        )
 
 
 def _needs(fmt: str) -> str:
@@ -56,14 +69,22 @@ def _validation(d: Draft, layout: Layout) -> Iterator[Finding]:
     if d.stats.validation is None and d.stats.source != "remote":
         lints = d.spec.knowledge.lints
         n = d.stats.training.records
-        yield finding("info", "data-validation-split", "data.path",
-                 f"no validation/ folder: {lints.holdout_fraction:.0%} of training ({lints.holdout(n)} of {n}) is "
-                 "held out for validation",
-                 "add validation/*.jsonl to keep all training examples")
+        yield finding(
+            "info",
+            "data-validation-split",
+            "data.path",
+            f"no validation/ folder: {lints.holdout_fraction:.0%} of training ({lints.holdout(n)} of {n}) is "
+            "held out for validation",
+            "add validation/*.jsonl to keep all training examples",
+        )
     elif d.stats.source == "remote" and d.spec.data.declared and d.spec.data.declared.validation is None:
-        yield finding("info", "data-validation-split", "data.declared.validation",
-                 f"no validation split declared: {d.spec.knowledge.lints.holdout_fraction:.0%} of training is held "
-                 "out", "")
+        yield finding(
+            "info",
+            "data-validation-split",
+            "data.declared.validation",
+            f"no validation split declared: {d.spec.knowledge.lints.holdout_fraction:.0%} of training is held out",
+            "",
+        )
 
 
 @check("data-format-method")
@@ -71,12 +92,20 @@ def _format_method(d: Draft, layout: Layout) -> Iterator[Finding]:
     if d.train is None:
         return
     fmt = d.spec.data.format
-    needed = {"lora": ("prompt_completion", "messages"), "sft": ("prompt_completion", "messages"),
-              "dpo": ("preference",), "grpo": ("prompt_answer",)}[d.method_kind]
+    needed = {
+        "lora": ("prompt_completion", "messages"),
+        "sft": ("prompt_completion", "messages"),
+        "dpo": ("preference",),
+        "grpo": ("prompt_answer",),
+    }[d.method_kind]
     if fmt not in needed:
-        yield finding("error", "data-format-method", "data.format",
-                 f"{LABELS[d.method_kind]} trains on {' or '.join(needed)} records; the data is {fmt}",
-                 "use data in that format, or a method that fits the data (method=auto chooses)")
+        yield finding(
+            "error",
+            "data-format-method",
+            "data.format",
+            f"{LABELS[d.method_kind]} trains on {' or '.join(needed)} records; the data is {fmt}",
+            "use data in that format, or a method that fits the data (method=auto chooses)",
+        )
 
 
 @check("data-floor")
@@ -90,16 +119,27 @@ def _floor(d: Draft, layout: Layout) -> Iterator[Finding]:
         batch = stage.layout.global_batch if stage.layout is not None else 0
         hard = max(floor.hard, batch)
         if n < hard:
-            why = (f"fewer than one global batch ({batch})" if hard == batch and batch > floor.hard
-                   else f"below the hard floor of {floor.hard:,}")
-            yield finding("error", "data-floor", "data",
-                     f"{n:,} {floor.unit}: {why}; a {label} run{where} cannot learn anything from so little",
-                     f"collect at least {floor.soft:,} {floor.unit} ({hard:,} at the very least)")
+            why = (
+                f"fewer than one global batch ({batch})"
+                if hard == batch and batch > floor.hard
+                else f"below the hard floor of {floor.hard:,}"
+            )
+            yield finding(
+                "error",
+                "data-floor",
+                "data",
+                f"{n:,} {floor.unit}: {why}; a {label} run{where} cannot learn anything from so little",
+                f"collect at least {floor.soft:,} {floor.unit} ({hard:,} at the very least)",
+            )
         elif n < floor.soft:
-            yield finding("warning", "data-floor", "data",
-                     f"{n:,} {floor.unit}: below the {floor.soft:,} {label}{where} needs to be reliable; expect a "
-                     "noisy, partial effect and check the gate closely",
-                     f"collect {floor.soft:,}+ {floor.unit} for a production run")
+            yield finding(
+                "warning",
+                "data-floor",
+                "data",
+                f"{n:,} {floor.unit}: below the {floor.soft:,} {label}{where} needs to be reliable; expect a "
+                "noisy, partial effect and check the gate closely",
+                f"collect {floor.soft:,}+ {floor.unit} for a production run",
+            )
 
 
 @check("data-quality")
@@ -109,16 +149,34 @@ def _quality(d: Draft, layout: Layout) -> Iterator[Finding]:
         if s is None:
             continue
         if s.empty:
-            yield finding("warning", "data-quality", "data.path", f"{s.empty} record(s) in {split}/ have empty text fields",
-                     "drop or fill them; empty completions teach the model to stop early")
+            yield finding(
+                "warning",
+                "data-quality",
+                "data.path",
+                f"{s.empty} record(s) in {split}/ have empty text fields",
+                "drop or fill them; empty completions teach the model to stop early",
+            )
         if s.duplicates:
-            yield finding("warning", "data-quality", "data.path", f"{s.duplicates} duplicate record(s) in {split}/",
-                     "deduplicate: duplicates overweight those examples and leak into validation")
+            yield finding(
+                "warning",
+                "data-quality",
+                "data.path",
+                f"{s.duplicates} duplicate record(s) in {split}/",
+                "deduplicate: duplicates overweight those examples and leak into validation",
+            )
         if s.same_chosen_rejected:
-            yield finding("warning", "data-quality", "data.path",
-                     f"{s.same_chosen_rejected} preference pair(s) in {split}/ have chosen == rejected: no signal",
-                     "drop those pairs")
+            yield finding(
+                "warning",
+                "data-quality",
+                "data.path",
+                f"{s.same_chosen_rejected} preference pair(s) in {split}/ have chosen == rejected: no signal",
+                "drop those pairs",
+            )
         if s.unparsable_answers:
-            yield finding("warning", "data-quality", "data.path",
-                     f"{s.unparsable_answers} reference answer(s) in {split}/ do not parse as numbers",
-                     "fix them, or use a reward other than numeric_match")
+            yield finding(
+                "warning",
+                "data-quality",
+                "data.path",
+                f"{s.unparsable_answers} reference answer(s) in {split}/ do not parse as numbers",
+                "fix them, or use a reward other than numeric_match",
+            )

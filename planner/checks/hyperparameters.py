@@ -30,13 +30,21 @@ def _lora_lr(d: Draft, layout: Layout) -> Iterator[Finding]:
         return
     limit = d.spec.knowledge.lints.lora_lr_max
     if t.learning_rate >= limit and d.config is not None and _recommended(d, "learning_rate"):
-        yield finding("info", "lint-lora-lr", "method.learning_rate",
-                 f"LoRA learning rate {t.learning_rate:g} >= {limit:g}, as {d.config.urn} recommends for this model",
-                 "set method.learning_rate to override it (the rest of the recipe stays)")
+        yield finding(
+            "info",
+            "lint-lora-lr",
+            "method.learning_rate",
+            f"LoRA learning rate {t.learning_rate:g} >= {limit:g}, as {d.config.urn} recommends for this model",
+            "set method.learning_rate to override it (the rest of the recipe stays)",
+        )
     elif t.learning_rate >= limit:
-        yield finding("warning", "lint-lora-lr", "method.learning_rate",
-                 f"LoRA learning rate {t.learning_rate:g} >= {limit:g}: validation loss typically diverges after "
-                 "2-3 epochs", "use 1e-4 (5e-5 if unstable)")
+        yield finding(
+            "warning",
+            "lint-lora-lr",
+            "method.learning_rate",
+            f"LoRA learning rate {t.learning_rate:g} >= {limit:g}: validation loss typically diverges after 2-3 epochs",
+            "use 1e-4 (5e-5 if unstable)",
+        )
 
 
 @check("lint-adapter-dim")
@@ -47,15 +55,24 @@ def _adapter_dim(d: Draft, layout: Layout) -> Iterator[Finding]:
     r = t.lora.adapter_dim
     if r & (r - 1):
         lower = 1 << (r.bit_length() - 1)
-        yield finding("error", "lint-adapter-dim", "method.lora.adapter_dim",
-                 f"adapter_dim {r} is not a power of two", f"use {lower} or {lower * 2}")
+        yield finding(
+            "error",
+            "lint-adapter-dim",
+            "method.lora.adapter_dim",
+            f"adapter_dim {r} is not a power of two",
+            f"use {lower} or {lower * 2}",
+        )
     n = d.stats.examples
     for up_to, largest in d.spec.knowledge.lints.adapter_dim_limits:
         if n <= up_to:
             if r > largest:
-                yield finding("warning", "lint-adapter-dim", "method.lora.adapter_dim",
-                         f"adapter_dim {r} is high for {n:,} examples: the adapter memorises them (overfit)",
-                         f"use adapter_dim {min(largest, 16)} or less")
+                yield finding(
+                    "warning",
+                    "lint-adapter-dim",
+                    "method.lora.adapter_dim",
+                    f"adapter_dim {r} is high for {n:,} examples: the adapter memorises them (overfit)",
+                    f"use adapter_dim {min(largest, 16)} or less",
+                )
             break
 
 
@@ -64,10 +81,14 @@ def _ignored(d: Draft, layout: Layout) -> Iterator[Finding]:
     """method=auto takes any training key; one the chosen rung does not have (or cannot take) is said, not lost."""
     for stage in d.stages:
         for key in stage.recipe.ignored:
-            yield finding("warning", "method-override-ignored", key,
-                     f"{key} does not apply to {LABELS[stage.kind]} (the {stage.name} stage): not one of its keys, "
-                     "or a part of a block with nothing recommended to complete it; ignored",
-                     f"drop {key}, or pin the method it belongs to (method=<kind>)")
+            yield finding(
+                "warning",
+                "method-override-ignored",
+                key,
+                f"{key} does not apply to {LABELS[stage.kind]} (the {stage.name} stage): not one of its keys, "
+                "or a part of a block with nothing recommended to complete it; ignored",
+                f"drop {key}, or pin the method it belongs to (method=<kind>)",
+            )
 
 
 @check("lora-target-modules")
@@ -84,13 +105,23 @@ def _lora_targets(d: Draft, layout: Layout) -> Iterator[Finding]:
             close = difflib.get_close_matches(module, names, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             valid = [m for m in targets if m not in wrong]
-            yield finding("error", "lora-target-modules", "method.lora.target_modules",
-                     f"{module!r} is not a module of {d.spec.model.family} models{hint} (modules: {', '.join(names)})",
-                     f"use method.lora.target_modules=[{','.join(valid or [close[0] if close else 'all-linear'])}]"
-                     if close or valid else "use method.lora.target_modules=[all-linear]")
+            yield finding(
+                "error",
+                "lora-target-modules",
+                "method.lora.target_modules",
+                f"{module!r} is not a module of {d.spec.model.family} models{hint} (modules: {', '.join(names)})",
+                f"use method.lora.target_modules=[{','.join(valid or [close[0] if close else 'all-linear'])}]"
+                if close or valid
+                else "use method.lora.target_modules=[all-linear]",
+            )
         if not wrong and stage.estimate is not None and not stage.estimate.trainable_params:
-            yield finding("error", "lora-target-modules", "method.lora.target_modules",
-                     f"LoRA on {', '.join(targets)} trains 0 parameters", "use method.lora.target_modules=[all-linear]")
+            yield finding(
+                "error",
+                "lora-target-modules",
+                "method.lora.target_modules",
+                f"LoRA on {', '.join(targets)} trains 0 parameters",
+                "use method.lora.target_modules=[all-linear]",
+            )
 
 
 @check("lint-alpha")
@@ -99,13 +130,22 @@ def _alpha(d: Draft, layout: Layout) -> Iterator[Finding]:
     if t is None or t.finetuning_type != "lora":
         return
     if t.lora.alpha is None:
-        yield finding("info", "lint-alpha", "method.lora.alpha",
-                 f"alpha defaults to adapter_dim ({t.lora.adapter_dim}): scaling alpha/r = 1", "")
+        yield finding(
+            "info",
+            "lint-alpha",
+            "method.lora.alpha",
+            f"alpha defaults to adapter_dim ({t.lora.adapter_dim}): scaling alpha/r = 1",
+            "",
+        )
     elif t.lora.alpha != t.lora.adapter_dim:
-        yield finding("info", "lint-alpha", "method.lora.alpha",
-                 f"alpha {t.lora.alpha} with adapter_dim {t.lora.adapter_dim}: the update is scaled by "
-                 f"{t.lora.alpha / t.lora.adapter_dim:g}; changing the rank changes the effective learning rate",
-                 "leave alpha null to keep alpha = adapter_dim")
+        yield finding(
+            "info",
+            "lint-alpha",
+            "method.lora.alpha",
+            f"alpha {t.lora.alpha} with adapter_dim {t.lora.adapter_dim}: the update is scaled by "
+            f"{t.lora.alpha / t.lora.adapter_dim:g}; changing the rank changes the effective learning rate",
+            "leave alpha null to keep alpha = adapter_dim",
+        )
 
 
 @check("lint-min-lr")
@@ -114,9 +154,14 @@ def _min_lr(d: Draft, layout: Layout) -> Iterator[Finding]:
     if t is None or t.min_learning_rate is None:
         return
     if t.min_learning_rate >= t.learning_rate:
-        yield finding("error", "lint-min-lr", "method.min_learning_rate",
-                 f"min_learning_rate {t.min_learning_rate:g} >= learning_rate {t.learning_rate:g}: the schedule "
-                 "cannot decay", f"use a min_learning_rate below {t.learning_rate:g} (e.g. {t.learning_rate / 10:g})")
+        yield finding(
+            "error",
+            "lint-min-lr",
+            "method.min_learning_rate",
+            f"min_learning_rate {t.min_learning_rate:g} >= learning_rate {t.learning_rate:g}: the schedule "
+            "cannot decay",
+            f"use a min_learning_rate below {t.learning_rate:g} (e.g. {t.learning_rate / 10:g})",
+        )
 
 
 @check("lint-seq-length")
@@ -127,20 +172,30 @@ def _seq_length(d: Draft, layout: Layout) -> Iterator[Finding]:
     arch = d.spec.model.architecture
     cap = t.max_seq_length or d.max_seq
     if cap > arch.max_position_embeddings:
-        yield finding("error", "lint-seq-length", "method.max_seq_length",
-                 f"sequence length {cap:,} > {d.spec.model.name}'s maximum of {arch.max_position_embeddings:,} positions",
-                 f"use method.max_seq_length={min(d.max_seq if d.config else arch.max_position_embeddings, arch.max_position_embeddings)}")
+        most = min(d.max_seq if d.config else arch.max_position_embeddings, arch.max_position_embeddings)
+        yield finding(
+            "error",
+            "lint-seq-length",
+            "method.max_seq_length",
+            f"sequence length {cap:,} > {d.spec.model.name}'s maximum of {arch.max_position_embeddings:,} positions",
+            f"use method.max_seq_length={most}",
+        )
     elif d.config and t.max_seq_length and t.max_seq_length > d.config.max_seq_length:
-        yield finding("warning", "lint-seq-length", "method.max_seq_length",
-                 f"sequence length {t.max_seq_length:,} > the {d.config.max_seq_length:,} that {d.config.urn} was "
-                 "validated with", "check memory on a short run first")
+        yield finding(
+            "warning",
+            "lint-seq-length",
+            "method.max_seq_length",
+            f"sequence length {t.max_seq_length:,} > the {d.config.max_seq_length:,} that {d.config.urn} was "
+            "validated with",
+            "check memory on a short run first",
+        )
 
 
 @check("data-truncated")
 def _truncated(d: Draft, layout: Layout) -> Iterator[Finding]:
     """The one sequence-length rule: records longer than a stage's max_seq_length are cut; say how many (the
     validate_data stage counts the same with the model's tokenizer)."""
-    if d.prompt is None or d.stats.source == "remote" and d.stats.token_estimate == "none":
+    if d.prompt is None or (d.stats.source == "remote" and d.stats.token_estimate == "none"):
         return
     for stage in d.stages:
         if stage.method.sequence_packing:
@@ -155,13 +210,21 @@ def _truncated(d: Draft, layout: Layout) -> Iterator[Finding]:
         what = f"{n:,}" if exact else f"at least {n:,}"
         where = "" if stage is d.main else f" in the {stage.name} stage"
         if longest <= positions:
-            fix = (f"set method.max_seq_length={min(positions, -(-int(longest * d.spec.knowledge.estimator.seq_margin) // 8) * 8)}"
-                   f" (the model allows {positions:,}; memory grows with it), or shorten or drop those records")
+            margin = d.spec.knowledge.estimator.seq_margin
+            fix = (
+                f"set method.max_seq_length={min(positions, -(-int(longest * margin) // 8) * 8)}"
+                f" (the model allows {positions:,}; memory grows with it), or shorten or drop those records"
+            )
         else:
             fix = f"shorten or split those records: the model reads at most {positions:,} positions"
-        yield finding("warning", "data-truncated", "method.max_seq_length",
-                 f"{what} of {total:,} training records are longer than max_seq_length {stage.seq:,}{where} "
-                 f"(~{longest:,} tokens at the longest, estimated, capped at {cap:,}): the trainer cuts them", fix)
+        yield finding(
+            "warning",
+            "data-truncated",
+            "method.max_seq_length",
+            f"{what} of {total:,} training records are longer than max_seq_length {stage.seq:,}{where} "
+            f"(~{longest:,} tokens at the longest, estimated, capped at {cap:,}): the trainer cuts them",
+            fix,
+        )
 
 
 @check("lint-grpo-batch")
@@ -171,14 +234,23 @@ def _grpo_batch(d: Draft, layout: Layout) -> Iterator[Finding]:
         return
     g = t.num_generations_per_prompt
     if t.batch_size % g:
-        yield finding("error", "lint-grpo-batch", "method.batch_size",
-                 f"GRPO global batch {t.batch_size} does not divide by num_generations_per_prompt {g}: TRL fails "
-                 "inside the trainer", f"use method.batch_size={max(g, (t.batch_size // g) * g)} or another multiple of {g}")
+        yield finding(
+            "error",
+            "lint-grpo-batch",
+            "method.batch_size",
+            f"GRPO global batch {t.batch_size} does not divide by num_generations_per_prompt {g}: TRL fails "
+            "inside the trainer",
+            f"use method.batch_size={max(g, (t.batch_size // g) * g)} or another multiple of {g}",
+        )
     prompts = d.stats.examples
     if prompts and prompts * g < t.batch_size:
-        yield finding("error", "lint-grpo-batch", "method.batch_size",
-                 f"{prompts} prompts x {g} generations < one batch of {t.batch_size}",
-                 "lower method.batch_size or add prompts")
+        yield finding(
+            "error",
+            "lint-grpo-batch",
+            "method.batch_size",
+            f"{prompts} prompts x {g} generations < one batch of {t.batch_size}",
+            "lower method.batch_size or add prompts",
+        )
 
 
 @check("lint-steps-per-epoch")
@@ -190,17 +262,25 @@ def _steps(d: Draft, layout: Layout) -> Iterator[Finding]:
     if d.stats.validation is None:
         n -= d.spec.knowledge.lints.holdout(n)
     if n and n // layout.global_batch < 1:
-        yield finding("error", "lint-steps-per-epoch", "method.batch_size",
-                 f"{n} training examples < global batch {layout.global_batch}: zero optimizer steps per epoch",
-                 f"use method.batch_size <= {n}")
+        yield finding(
+            "error",
+            "lint-steps-per-epoch",
+            "method.batch_size",
+            f"{n} training examples < global batch {layout.global_batch}: zero optimizer steps per epoch",
+            f"use method.batch_size <= {n}",
+        )
 
 
 @check("lint-dpo-base")
 def _dpo_base(d: Draft, layout: Layout) -> Iterator[Finding]:
     if isinstance(d.train, Dpo) and "sft" in d.pipeline:
-        yield finding("info", "lint-dpo-base", "method.sft_base",
-                 "DPO refines a model that already knows the task: an SFT stage on the chosen answers runs first",
-                 "set method.sft_base to an SFT-tuned model to skip it")
+        yield finding(
+            "info",
+            "lint-dpo-base",
+            "method.sft_base",
+            "DPO refines a model that already knows the task: an SFT stage on the chosen answers runs first",
+            "set method.sft_base to an SFT-tuned model to skip it",
+        )
 
 
 @check("replay-data")
@@ -219,5 +299,10 @@ def _replay(d: Draft, layout: Layout) -> Iterator[Finding]:
             found = Path(replay.data).is_file()
             fix = "point method.replay.data at an existing .txt (one document per line) or .jsonl ({text}) file"
         if not found:
-            yield finding("error", "replay-data", "method.replay.data",
-                     f"replay text {replay.data!r} does not exist on this machine", fix)
+            yield finding(
+                "error",
+                "replay-data",
+                "method.replay.data",
+                f"replay text {replay.data!r} does not exist on this machine",
+                fix,
+            )
