@@ -38,8 +38,9 @@ def output_dir(ctx: RunContext, lora: bool) -> Path:
         return ctx.path(ctx.stage.outputs["model"])
     relative = (plan.artifacts.adapter_dir if lora else plan.artifacts.model_dir) or ctx.stage.outputs.get("weights")
     if not relative:
-        raise StageFailed(f"plan {plan.id} names no output directory for the {'adapter' if lora else 'model'} "
-                          "weights; recompile it")
+        raise StageFailed(
+            f"plan {plan.id} names no output directory for the {'adapter' if lora else 'model'} weights; recompile it"
+        )
     return ctx.path(relative)
 
 
@@ -83,8 +84,10 @@ def resume_point(ctx: RunContext, checkpoints: Path, par: Parallel) -> str | Non
     """The checkpoint to resume from; none for a model sharded at load time (its checkpoints hold no optimizer)."""
     resume = last_checkpoint(checkpoints)
     if resume and par.sharded_at_load:
-        ctx.log(f"not resuming from {Path(resume).name}: a model sharded at load time ({par.describe()}) has no "
-                "optimizer state in its checkpoints; training starts over")
+        ctx.log(
+            f"not resuming from {Path(resume).name}: a model sharded at load time ({par.describe()}) has no "
+            "optimizer state in its checkpoints; training starts over"
+        )
         return None
     return resume
 

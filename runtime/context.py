@@ -23,7 +23,6 @@ from pydantic import ValidationError
 from runtime.status import Status
 from schemas.plan import Plan, Stage
 
-
 # The bundle's run script per launcher (planner.bundle.RUN_SCRIPT; the runtime imports nothing from planner).
 RUN_SCRIPTS = {"local": "launch/run_local.sh", "torchrun": "launch/run_torchrun.sh", "slurm": "launch/submit.sh"}
 
@@ -53,15 +52,19 @@ class RunContext:
         try:
             plan = Plan.model_validate_json(plan_path.read_text())
         except ValidationError as exc:
-            raise StageFailed(f"{plan_path} is not a valid plan ({exc.error_count()} problems): "
-                              f"{exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}; recompile it") from None
+            raise StageFailed(
+                f"{plan_path} is not a valid plan ({exc.error_count()} problems): "
+                f"{exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}; recompile it"
+            ) from None
         stage = next((s for s in plan.stages if s.name == stage_name), None)
         if stage is None:
-            raise StageFailed(f"plan {plan.id} has no stage {stage_name!r}; it has "
-                              f"{', '.join(s.name for s in plan.stages)}")
+            raise StageFailed(
+                f"plan {plan.id} has no stage {stage_name!r}; it has {', '.join(s.name for s in plan.stages)}"
+            )
         bundle = plan_path.parent
-        status = Status(bundle / "run" / stage_name / "status.json", plan_id=plan.id, stage=stage_name,
-                        writer=rank() == 0)
+        status = Status(
+            bundle / "run" / stage_name / "status.json", plan_id=plan.id, stage=stage_name, writer=rank() == 0
+        )
         return cls(plan=plan, bundle=bundle, stage=stage, status=status)
 
     @property
@@ -120,26 +123,33 @@ def run_stage(ctx: RunContext, body: Callable[[], object]) -> int:
         reason = str(exc) or "SIGTERM"
         if RESUME not in reason:
             reason = f"{reason}; {resume_hint(ctx)}"
-        ctx.status.update(state="cancelled", error=reason, elapsed_seconds=_elapsed(ctx),
-                          peak_memory_bytes=peak_memory_bytes())
+        ctx.status.update(
+            state="cancelled", error=reason, elapsed_seconds=_elapsed(ctx), peak_memory_bytes=peak_memory_bytes()
+        )
         ctx.log(f"cancelled: {reason}")
         return 143
     except StageFailed as exc:
-        ctx.status.update(state="failed", error=str(exc), elapsed_seconds=_elapsed(ctx),
-                          peak_memory_bytes=peak_memory_bytes())
+        ctx.status.update(
+            state="failed", error=str(exc), elapsed_seconds=_elapsed(ctx), peak_memory_bytes=peak_memory_bytes()
+        )
         sys.stderr.write(f"[{ctx.stage.name}] failed: {exc}\n")
         return 1
     except Exception as exc:  # our bug or the library's: keep the traceback
-        ctx.status.update(state="failed", error=f"{type(exc).__name__}: {exc}", elapsed_seconds=_elapsed(ctx),
-                          peak_memory_bytes=peak_memory_bytes())
+        ctx.status.update(
+            state="failed",
+            error=f"{type(exc).__name__}: {exc}",
+            elapsed_seconds=_elapsed(ctx),
+            peak_memory_bytes=peak_memory_bytes(),
+        )
         traceback.print_exc()
         return 1
     finally:
         signal.signal(signal.SIGTERM, previous)
         signal.signal(signal.SIGINT, previous_int)
     # finished_at (epoch seconds): a later stage that completed before this one did must run again (already_completed)
-    ctx.status.update(state="completed", elapsed_seconds=_elapsed(ctx), peak_memory_bytes=peak_memory_bytes(),
-                      finished_at=time.time())
+    ctx.status.update(
+        state="completed", elapsed_seconds=_elapsed(ctx), peak_memory_bytes=peak_memory_bytes(), finished_at=time.time()
+    )
     ctx.log("completed")
     return 0
 
@@ -155,8 +165,10 @@ def already_completed(ctx: RunContext) -> bool:
     why = _rerun_reason(ctx, previous)
     if why is None:
         if rank() == 0:
-            print(f"{ctx.stage.name}: already completed for plan {ctx.plan.id}; skipping (overwrite=true to start "
-                  "over)", flush=True)
+            print(
+                f"{ctx.stage.name}: already completed for plan {ctx.plan.id}; skipping (overwrite=true to start over)",
+                flush=True,
+            )
         return True
     ctx.log(f"completed before, running again: {why}")
     return False
@@ -192,8 +204,10 @@ def resume_hint(ctx: RunContext) -> str:
     this one resumes from its last checkpoint), or this stage alone, as the bundle's launch script runs it."""
     bundle = shlex.quote(str(ctx.bundle))
     script = RUN_SCRIPTS.get(ctx.plan.decision.launcher, RUN_SCRIPTS["local"])
-    return (f"{RESUME} the bundle: bash {shlex.quote(str(ctx.bundle / script))} (completed stages are skipped), "
-            f"or this stage alone: cd {bundle} && {_stage_command(ctx, script)}")
+    return (
+        f"{RESUME} the bundle: bash {shlex.quote(str(ctx.bundle / script))} (completed stages are skipped), "
+        f"or this stage alone: cd {bundle} && {_stage_command(ctx, script)}"
+    )
 
 
 def _stage_command(ctx: RunContext, script: str) -> str:

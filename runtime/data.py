@@ -19,8 +19,10 @@ def stage_data(ctx) -> StageData:
     data = ctx.stage.data
     if data is None:
         if ctx.plan.data_stats.source == "remote":
-            raise StageFailed(f"data {ctx.plan.spec.data.path!r} is remote: download it into a local folder with "
-                              "training/ and validation/ and re-plan with data.path=<folder>")
+            raise StageFailed(
+                f"data {ctx.plan.spec.data.path!r} is remote: download it into a local folder with "
+                "training/ and validation/ and re-plan with data.path=<folder>"
+            )
         raise StageFailed(f"plan {ctx.plan.id}: stage {ctx.stage.name} records no data: re-plan it")
     check_files(data)
     return data
@@ -36,18 +38,24 @@ def check_files(data: StageData) -> None:
         try:
             blob = path.read_bytes()
         except OSError as exc:
-            raise StageFailed(f"data file {path} planned but unreadable ({exc.strerror}): restore it, or re-plan "
-                              "(python -m planner <the same overrides>) to plan the data as it is now") from None
+            raise StageFailed(
+                f"data file {path} planned but unreadable ({exc.strerror}): restore it, or re-plan "
+                "(python -m planner <the same overrides>) to plan the data as it is now"
+            ) from None
         if len(blob) != f.bytes or hashlib.sha256(blob).hexdigest() != f.sha256:
-            raise StageFailed(f"data file {path} changed since planning ({len(blob):,} bytes, was {f.bytes:,}; "
-                              "sha256 differs): re-plan (python -m planner <the same overrides>) so the plan "
-                              "describes the data that trains")
+            raise StageFailed(
+                f"data file {path} changed since planning ({len(blob):,} bytes, was {f.bytes:,}; "
+                "sha256 differs): re-plan (python -m planner <the same overrides>) so the plan "
+                "describes the data that trains"
+            )
     for split in ("training", "validation"):
         folder = root / split
         for path in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
             if str(path) not in planned:
-                raise StageFailed(f"data file {path} was added after planning: re-plan (python -m planner <the same "
-                                  "overrides>) so the plan counts it")
+                raise StageFailed(
+                    f"data file {path} was added after planning: re-plan (python -m planner <the same "
+                    "overrides>) so the plan counts it"
+                )
 
 
 def read_split(root: Path, split: str) -> list[dict]:
@@ -111,7 +119,7 @@ def prompt_completion(fmt: PromptFormat, prompt: str | list[dict], completion: s
     # token, so "prompt " would not tokenize as a prefix of "prompt completion" and TRL would cut the
     # completion mask at the wrong token.
     stripped = head.rstrip(" ")
-    return {"prompt": stripped, "completion": head[len(stripped):] + tail}
+    return {"prompt": stripped, "completion": head[len(stripped) :] + tail}
 
 
 def messages_text(turns: list[dict]) -> str:
@@ -129,6 +137,8 @@ def row_length(tokenizer, row: dict) -> int:
     return len(tokenizer(row["prompt"] + row["completion"], add_special_tokens=True)["input_ids"])
 
 
-def truncated_rows(tokenizer, rows: list[dict], max_length: int) -> int:
-    """How many TRL rows are longer than max_length tokens as the trainer will tokenize them."""
+def truncated_rows(tokenizer, rows: list[dict], max_length: int | None) -> int:
+    """How many TRL rows are longer than max_length tokens as the trainer will tokenize them (None: no cap)."""
+    if max_length is None:
+        return 0
     return sum(row_length(tokenizer, row) > max_length for row in rows)

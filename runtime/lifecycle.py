@@ -35,8 +35,15 @@ class Lifecycle:
     `extra_keys`: the trainer's own logged metrics (DPO's rewards/margins, GRPO's reward, ...) copied into each
     metrics.jsonl step line, and eval_-prefixed into each epoch line."""
 
-    def __init__(self, ctx: RunContext, metrics: Metrics, early_stopping: EarlyStopping, tty: bool,
-                 resumed_from: str | None, extra_keys: tuple[str, ...] = ()):
+    def __init__(
+        self,
+        ctx: RunContext,
+        metrics: Metrics,
+        early_stopping: EarlyStopping,
+        tty: bool,
+        resumed_from: str | None,
+        extra_keys: tuple[str, ...] = (),
+    ):
         self.ctx, self.metrics, self.early_stopping, self.tty = ctx, metrics, early_stopping, tty
         self.resumed_from, self.extra_keys = resumed_from, extra_keys
         self.cancelled = False
@@ -156,13 +163,24 @@ class Lifecycle:
         self.epoch_losses.append((loss, max(1, state.global_step - self._last_logged_step)))
         self._last_logged_step = state.global_step
         extra = {k: logs[k] for k in self.extra_keys if k in logs}
-        self.metrics.write(**{**extra, "kind": "step", "step": state.global_step, "epoch": round(state.epoch or 0.0, 4),
-                              "train_loss": loss, "val_loss": None, "learning_rate": logs.get("learning_rate"),
-                              "tokens_per_second": self.tokens_per_second})
+        self.metrics.write(
+            **{
+                **extra,
+                "kind": "step",
+                "step": state.global_step,
+                "epoch": round(state.epoch or 0.0, 4),
+                "train_loss": loss,
+                "val_loss": None,
+                "learning_rate": logs.get("learning_rate"),
+                "tokens_per_second": self.tokens_per_second,
+            }
+        )
         if not self.tty:
-            self.ctx.log(f"step {state.global_step}/{state.max_steps} epoch {state.epoch or 0:.2f} "
-                         f"loss {loss:.4f} lr {logs.get('learning_rate', 0):.3g}"
-                         + (f" {self.tokens_per_second:.0f} tok/s" if self.tokens_per_second else ""))
+            self.ctx.log(
+                f"step {state.global_step}/{state.max_steps} epoch {state.epoch or 0:.2f} "
+                f"loss {loss:.4f} lr {logs.get('learning_rate', 0):.3g}"
+                + (f" {self.tokens_per_second:.0f} tok/s" if self.tokens_per_second else "")
+            )
 
     def _val_loss(self, state: Any, logs: dict[str, Any]) -> None:
         val = float(logs["eval_loss"])
@@ -174,11 +192,22 @@ class Lifecycle:
         if self.best_val is None or val < self.best_val:
             self.best_val, self.best_epoch = val, epoch_number(state.epoch or 0.0)
         extra = {f"eval_{k}": logs[f"eval_{k}"] for k in self.extra_keys if f"eval_{k}" in logs}
-        self.metrics.write(**{**extra, "kind": "epoch", "step": state.global_step, "epoch": round(state.epoch or 0.0, 4),
-                              "train_loss": train, "val_loss": val, "learning_rate": _last_lr(state),
-                              "tokens_per_second": self.tokens_per_second})
-        self.ctx.log(f"epoch {state.epoch or 0:.2f}: train_loss {train if train is not None else float('nan'):.4f} "
-                     f"val_loss {val:.4f}{'' if improved else ' (no improvement)'}")
+        self.metrics.write(
+            **{
+                **extra,
+                "kind": "epoch",
+                "step": state.global_step,
+                "epoch": round(state.epoch or 0.0, 4),
+                "train_loss": train,
+                "val_loss": val,
+                "learning_rate": _last_lr(state),
+                "tokens_per_second": self.tokens_per_second,
+            }
+        )
+        self.ctx.log(
+            f"epoch {state.epoch or 0:.2f}: train_loss {train if train is not None else float('nan'):.4f} "
+            f"val_loss {val:.4f}{'' if improved else ' (no improvement)'}"
+        )
         self._status(state, force=True)
 
     def _history(self, state: Any) -> None:
@@ -199,12 +228,18 @@ class Lifecycle:
         self._last_status = now
         total = state.max_steps or 0
         self.ctx.status.update(
-            steps_completed=state.global_step, total_steps=total,
-            epochs_completed=int(math.floor((state.epoch or 0.0) + 1e-6)),
+            steps_completed=state.global_step,
+            total_steps=total,
+            epochs_completed=math.floor((state.epoch or 0.0) + 1e-6),
             percentage_done=round(100.0 * state.global_step / total, 2) if total else 0.0,
-            best_epoch=self.best_epoch, train_loss=self.last_train, val_loss=self.last_val,
+            best_epoch=self.best_epoch,
+            train_loss=self.last_train,
+            val_loss=self.last_val,
             tokens_per_second=self.tokens_per_second,
-            elapsed_seconds=round(now - self.ctx.started, 3), peak_memory_bytes=peak_memory_bytes(), **extra)
+            elapsed_seconds=round(now - self.ctx.started, 3),
+            peak_memory_bytes=peak_memory_bytes(),
+            **extra,
+        )
 
 
 def _last_lr(state: Any) -> float | None:

@@ -124,7 +124,7 @@ def preference_one(chosen_logp: float, rejected_logp: float) -> float:
 
 def exact_match(outputs: Sequence[str], references: Sequence[str]) -> float:
     _pairs(outputs, references)
-    return _mean([exact_match_one(o, r) for o, r in zip(outputs, references)])
+    return _mean([exact_match_one(o, r) for o, r in zip(outputs, references, strict=True)])
 
 
 def accuracy(outputs: Sequence[str], references: Sequence[str]) -> float:
@@ -140,13 +140,13 @@ def macro_f1(outputs: Sequence[str], references: Sequence[str]) -> float:
     """
     _pairs(outputs, references)
     gold = [normalize(r) for r in references]
-    pred = [normalize(first_lines(o, r)) for o, r in zip(outputs, references)]
+    pred = [normalize(first_lines(o, r)) for o, r in zip(outputs, references, strict=True)]
     labels = sorted(set(gold))
     scores = []
     for label in labels:
-        tp = sum(1 for g, p in zip(gold, pred) if g == label and p == label)
-        fp = sum(1 for g, p in zip(gold, pred) if g != label and p == label)
-        fn = sum(1 for g, p in zip(gold, pred) if g == label and p != label)
+        tp = sum(1 for g, p in zip(gold, pred, strict=True) if g == label and p == label)
+        fp = sum(1 for g, p in zip(gold, pred, strict=True) if g != label and p == label)
+        fn = sum(1 for g, p in zip(gold, pred, strict=True) if g == label and p != label)
         scores.append(2 * tp / (2 * tp + fp + fn) if tp else 0.0)
     return _mean(scores)
 
@@ -154,7 +154,7 @@ def macro_f1(outputs: Sequence[str], references: Sequence[str]) -> float:
 def _average(one: Callable, left: Sequence, right: Sequence) -> float:
     """The mean of the per-example score over equal-length pairs."""
     _pairs(left, right)
-    return _mean([one(a, b) for a, b in zip(left, right)])
+    return _mean([one(a, b) for a, b in zip(left, right, strict=True)])
 
 
 def rouge_l(outputs: Sequence[str], references: Sequence[str]) -> float:
@@ -183,7 +183,7 @@ def choice_accuracy(items: Sequence[dict], scores: Sequence[float]) -> float:
     correct, offset = 0, 0
     for item in items:
         n = len(item["choices"])
-        chunk = scores[offset:offset + n]
+        chunk = scores[offset : offset + n]
         offset += n
         correct += max(range(n), key=chunk.__getitem__) == item["answer"]
     return correct / len(items)

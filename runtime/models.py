@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
+from typing import Any
 
 from runtime.context import StageFailed
 from schemas.plan import Plan, PromptFormat
@@ -33,8 +34,10 @@ def load_tokenizer(plan: Plan, base: str | None = None):
     try:
         tok = AutoTokenizer.from_pretrained(source)
     except OSError as exc:
-        raise StageFailed(f"cannot load the tokenizer of {plan.spec.model.name} from {source!r}: {exc}. "
-                          "Set model.hf_id to a local directory, or allow hub downloads on this machine") from None
+        raise StageFailed(
+            f"cannot load the tokenizer of {plan.spec.model.name} from {source!r}: {exc}. "
+            "Set model.hf_id to a local directory, or allow hub downloads on this machine"
+        ) from None
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok
@@ -51,13 +54,13 @@ def torch_dtype(plan: Plan):
     return torch.float32
 
 
-def load_model(plan: Plan, base: str | None = None, adapter: str | None = None):
+def load_model(plan: Plan, base: str | None = None, adapter: str | None = None) -> Any:
     """The causal LM (optionally with a PEFT adapter applied) in eval mode."""
     from transformers import AutoModelForCausalLM
 
     source = model_dir(plan, base)
     try:
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype(plan))
+        model: Any = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype(plan))
     except OSError as exc:
         raise StageFailed(f"cannot load {plan.spec.model.name} from {source!r}: {exc}") from None
     if adapter is not None:
@@ -78,8 +81,10 @@ def prompt_format(plan: Plan, stage: str | None = None) -> PromptFormat:
 
 def check_chat(fmt: PromptFormat, tok, model: str) -> None:
     if fmt.kind == "chat_template" and not getattr(tok, "chat_template", None):
-        raise StageFailed(f"the plan formats records with {model}'s chat template, but its tokenizer has none: set "
-                          "model.chat_template=false in the model's config and re-plan")
+        raise StageFailed(
+            f"the plan formats records with {model}'s chat template, but its tokenizer has none: set "
+            "model.chat_template=false in the model's config and re-plan"
+        )
 
 
 def chat_turns(prompt: str | list[dict]) -> list[dict]:
@@ -103,9 +108,10 @@ def render_example(fmt: PromptFormat, prompt: str, completion: str, tok=None) ->
     """(prompt part, completion part) of a record, so the loss covers the completion only."""
     if fmt.kind == "chat_template":
         head = render_prompt(fmt, prompt, tok)
-        full = tok.apply_chat_template(chat_turns(prompt) + [{"role": "assistant", "content": completion}],
-                                       tokenize=False)
-        return head, full[len(head):] if full.startswith(head) else completion
+        full = tok.apply_chat_template(
+            [*chat_turns(prompt), {"role": "assistant", "content": completion}], tokenize=False
+        )
+        return head, full[len(head) :] if full.startswith(head) else completion
     head, _, tail = fmt.template.partition("{completion}")
     return head.replace("{prompt}", prompt), completion + tail.replace("{prompt}", prompt)
 

@@ -33,17 +33,20 @@ class Parallel:
             return
         tp = layout.tensor_parallel
         if world % tp:
-            raise StageFailed(f"layout.tensor_parallel {tp} does not divide the {world} processes; launch with "
-                              f"torchrun --nproc-per-node a multiple of {tp}")
+            raise StageFailed(
+                f"layout.tensor_parallel {tp} does not divide the {world} processes; launch with "
+                f"torchrun --nproc-per-node a multiple of {tp}"
+            )
         if tp > 1 and not self.cuda:
             raise StageFailed(
                 f"layout.tensor_parallel {tp} on CPU: transformers shards the model (DistributedConfig(tp_size={tp}) "
                 "loads, and forward/backward match the unsharded model on gloo), but the Trainer then passes "
                 f"accelerate a ParallelismConfig(tp_size={tp}), which accelerate 1.15 accepts only for FSDP2, "
-                "GPU-like or DeepSpeed backends, not MULTI_CPU (\"ParallelismConfig is only compatible "
+                'GPU-like or DeepSpeed backends, not MULTI_CPU ("ParallelismConfig is only compatible '
                 "DistributedType.FSDP (version 2) or DistributedType.Multi{Device} or DistributedType.DEEPSPEED, "
-                "but got DistributedType.MULTI_CPU\"); on CPU recompile with layout.tensor_parallel=1 (DDP, or "
-                "layout.sharding=fsdp for FSDP2)")
+                'but got DistributedType.MULTI_CPU"); on CPU recompile with layout.tensor_parallel=1 (DDP, or '
+                "layout.sharding=fsdp for FSDP2)"
+            )
         self.tp = tp
         if layout.sharding in ("fsdp", "zero1", "zero2"):
             self.fsdp = world // tp

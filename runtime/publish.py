@@ -18,9 +18,19 @@ from runtime.context import RunContext, StageFailed
 from runtime.status import read_jsonl, write_json_atomic
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
-MODEL_PATTERNS = ("*.safetensors", "model.safetensors.index.json", "config.json", "generation_config.json",
-                  "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
-                  "chat_template.jinja", "vocab.json", "merges.txt")
+MODEL_PATTERNS = (
+    "*.safetensors",
+    "model.safetensors.index.json",
+    "config.json",
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "tokenizer.model",
+    "chat_template.jinja",
+    "vocab.json",
+    "merges.txt",
+)
 
 
 def run(ctx: RunContext) -> dict:
@@ -53,8 +63,9 @@ def run(ctx: RunContext) -> dict:
         shutil.rmtree(dest)
     tmp.rename(dest)
     where = dest.relative_to(ctx.bundle)
-    ctx.log(f"published {plan.artifacts.output_model} ({'LoRA adapter, PEFT format' if lora else 'full model'}) "
-            f"to {where}")
+    ctx.log(
+        f"published {plan.artifacts.output_model} ({'LoRA adapter, PEFT format' if lora else 'full model'}) to {where}"
+    )
     if not lora:
         ctx.log("full model: it needs its own serving deployment (see NOTE.md)")
     ctx.status.update(published=str(where), output_model=plan.artifacts.output_model)
@@ -64,17 +75,19 @@ def run(ctx: RunContext) -> dict:
 def _gate(ctx: RunContext) -> dict:
     path = ctx.path(ctx.plan.artifacts.gate)
     if not path.is_file():
-        raise StageFailed(f"no gate verdict at {ctx.plan.artifacts.gate}: run the gate stage first; publish only "
-                          "ships a model that passed it")
+        raise StageFailed(
+            f"no gate verdict at {ctx.plan.artifacts.gate}: run the gate stage first; publish only "
+            "ships a model that passed it"
+        )
     try:
         verdict = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise StageFailed(f"{path} is not valid JSON ({exc}): rerun the gate stage") from None
     if not isinstance(verdict, dict) or verdict.get("verdict") != "pass":
         reasons = verdict.get("reasons") if isinstance(verdict, dict) else None
-        raise StageFailed("the gate did not pass"
-                          + (f": {'; '.join(map(str, reasons))}" if reasons else "")
-                          + "; not publishing")
+        raise StageFailed(
+            "the gate did not pass" + (f": {'; '.join(map(str, reasons))}" if reasons else "") + "; not publishing"
+        )
     return verdict
 
 
@@ -88,16 +101,23 @@ def model_card(ctx: RunContext, verdict: dict, lora: bool, files: list[str]) -> 
     card = {
         "name": plan.artifacts.output_model,
         "plan_id": plan.id,
-        "base_model": {"name": plan.spec.model.name, "hf_id": plan.spec.model.hf_id,
-                       "config": plan.decision.config_urn},
+        "base_model": {
+            "name": plan.spec.model.name,
+            "hf_id": plan.spec.model.hf_id,
+            "config": plan.decision.config_urn,
+        },
         "method": plan.decision.method,
         "pipeline": list(plan.decision.pipeline),
         "format": "peft-lora" if lora else "safetensors",
         "files": files,
         "serving": {"kind": plan.decision.serving.kind, "reason": plan.decision.serving.reason},
-        "data": {"name": plan.spec.data.name, "path": plan.spec.data.path, "format": plan.spec.data.format,
-                 "training_records": plan.data_stats.training.records,
-                 "validation_records": plan.data_stats.validation.records if plan.data_stats.validation else None},
+        "data": {
+            "name": plan.spec.data.name,
+            "path": plan.spec.data.path,
+            "format": plan.spec.data.format,
+            "training_records": plan.data_stats.training.records,
+            "validation_records": plan.data_stats.validation.records if plan.data_stats.validation else None,
+        },
         "hyperparameters": method.model_dump(mode="json") if method is not None else None,
         "metrics": {
             "steps": status.get("steps_completed"),
@@ -108,23 +128,28 @@ def model_card(ctx: RunContext, verdict: dict, lora: bool, files: list[str]) -> 
             "best_epoch": status.get("best_epoch"),
             "train_seconds": status.get("elapsed_seconds"),
         },
-        "gate": {"verdict": verdict.get("verdict"), "metric": verdict.get("metric"),
-                 "baseline": (verdict.get("baseline") or {}).get("task_score"),
-                 "tuned": (verdict.get("tuned") or {}).get("task_score"),
-                 "improvement": verdict.get("improvement"),
-                 "general": verdict.get("general")},
+        "gate": {
+            "verdict": verdict.get("verdict"),
+            "metric": verdict.get("metric"),
+            "baseline": (verdict.get("baseline") or {}).get("task_score"),
+            "tuned": (verdict.get("tuned") or {}).get("task_score"),
+            "improvement": verdict.get("improvement"),
+            "general": verdict.get("general"),
+        },
     }
     return card
 
 
 def _note(plan) -> str:
-    return (f"# {plan.artifacts.output_model}\n\n"
-            f"A full fine-tune of {plan.spec.model.name} ({plan.decision.method}, plan {plan.id}): every weight "
-            "changed, so it cannot hot-swap into the server that runs the base model the way a LoRA adapter "
-            "does. It needs its own serving deployment (its own GPUs and endpoint), like any other model.\n\n"
-            "Files: safetensors weights, config.json and the tokenizer; load with "
-            "`AutoModelForCausalLM.from_pretrained(<this folder>)`. model_card.json has the plan, data and "
-            "metrics.\n")
+    return (
+        f"# {plan.artifacts.output_model}\n\n"
+        f"A full fine-tune of {plan.spec.model.name} ({plan.decision.method}, plan {plan.id}): every weight "
+        "changed, so it cannot hot-swap into the server that runs the base model the way a LoRA adapter "
+        "does. It needs its own serving deployment (its own GPUs and endpoint), like any other model.\n\n"
+        "Files: safetensors weights, config.json and the tokenizer; load with "
+        "`AutoModelForCausalLM.from_pretrained(<this folder>)`. model_card.json has the plan, data and "
+        "metrics.\n"
+    )
 
 
 def _read_json(path: Path) -> dict:
@@ -133,5 +158,3 @@ def _read_json(path: Path) -> dict:
     except (OSError, json.JSONDecodeError):
         return {}
     return data if isinstance(data, dict) else {}
-
-

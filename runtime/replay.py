@@ -34,8 +34,10 @@ def documents(replay: Replay) -> list[str]:
     """Every non-empty document of the replay source; StageFailed naming the file and line otherwise."""
     path = source(replay)
     if not path.is_file():
-        raise StageFailed(f"method.replay.data {replay.data!r}: no file {path}; use builtin:general or the absolute "
-                          "path of a .txt / .jsonl file")
+        raise StageFailed(
+            f"method.replay.data {replay.data!r}: no file {path}; use builtin:general or the absolute "
+            "path of a .txt / .jsonl file"
+        )
     texts: list[str] = []
     lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
     for number, line in enumerate(lines, 1):
@@ -45,18 +47,22 @@ def documents(replay: Replay) -> list[str]:
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise StageFailed(f"{path}:{number}: not JSON ({exc.msg}); each line of a replay .jsonl is "
-                                  '{"text": "..."}') from None
+                raise StageFailed(
+                    f'{path}:{number}: not JSON ({exc.msg}); each line of a replay .jsonl is {{"text": "..."}}'
+                ) from None
             text = record.get("text") if isinstance(record, dict) else None
             if not isinstance(text, str):
-                raise StageFailed(f'{path}:{number}: no "text" string; each line of a replay .jsonl is '
-                                  '{"text": "..."}')
+                raise StageFailed(
+                    f'{path}:{number}: no "text" string; each line of a replay .jsonl is {{"text": "..."}}'
+                )
             line = text
         if line.strip():
             texts.append(line)
     if len(texts) < MIN_DOCUMENTS:
-        raise StageFailed(f"method.replay.data {replay.data!r}: {len(texts)} document(s) in {path}; replay needs at "
-                          f"least {MIN_DOCUMENTS} to mix into the batches")
+        raise StageFailed(
+            f"method.replay.data {replay.data!r}: {len(texts)} document(s) in {path}; replay needs at "
+            f"least {MIN_DOCUMENTS} to mix into the batches"
+        )
     return texts
 
 

@@ -37,7 +37,7 @@ class BM25:
     def scores(self, query: str) -> list[float]:
         q = terms(query)
         out = []
-        for d, length in zip(self.docs, self.lengths):
+        for d, length in zip(self.docs, self.lengths, strict=True):
             norm = self.k1 * (1 - self.b + self.b * length / self.avgdl) if self.avgdl else self.k1
             s = 0.0
             for t in q:
@@ -59,4 +59,4 @@ def chunk(text: str, chunk_tokens: int) -> list[str]:
     words = text.split()
     if len(words) <= chunk_tokens:
         return [text.strip()] if text.strip() else []
-    return [" ".join(words[i:i + chunk_tokens]) for i in range(0, len(words), chunk_tokens)]
+    return [" ".join(words[i : i + chunk_tokens]) for i in range(0, len(words), chunk_tokens)]

@@ -65,7 +65,7 @@ def _regex(pattern: str) -> Reward:
 
 
 def known() -> list[str]:
-    return sorted(REWARDS) + ["regex:PATTERN"]
+    return [*sorted(REWARDS), "regex:PATTERN"]
 
 
 def get(name: str) -> Reward:
@@ -90,7 +90,7 @@ def trl_reward(name: str) -> Callable[..., list[float]]:
         if answer is None and name in NEEDS_REFERENCE:
             raise ValueError(f"reward {name} needs the dataset's answer column, and the trainer passed none")
         references = answer if answer is not None else [None] * len(completions)
-        return [reward(_text(c), r) for c, r in zip(completions, references)]
+        return [reward(_text(c), r) for c, r in zip(completions, references, strict=True)]
 
     func.__name__ = func.__qualname__ = re.sub(r"[^A-Za-z0-9_]+", "_", name).strip("_") or "reward"
     return func

@@ -39,6 +39,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -55,7 +56,7 @@ NAME = "tiny-llama"
 TEXT_FIELDS = ("prompt", "completion", "chosen", "rejected", "answer", "title", "text")
 PAD, BOS, EOS = "<pad>", "<s>", "</s>"  # ids 0, 1, 2
 RECIPE_VERSION = 1
-RECIPE = {
+RECIPE: dict[str, Any] = {
     "seed": 0,
     "steps": 400,
     "batch_size": 32,
@@ -86,11 +87,7 @@ def architecture() -> dict:
 
 
 def _dataset_files() -> list[Path]:
-    return sorted(
-        p
-        for split in ("training", "validation")
-        for p in SAMPLES.glob(f"*/{split}/*.jsonl")
-    )
+    return sorted(p for split in ("training", "validation") for p in SAMPLES.glob(f"*/{split}/*.jsonl"))
 
 
 def _input_files() -> list[Path]:
@@ -105,8 +102,7 @@ def fingerprint() -> str:
         "recipe": RECIPE,
         "recipe_version": RECIPE_VERSION,
         "inputs": {
-            "conf/" + p.relative_to(ROOT).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in _input_files()
+            "conf/" + p.relative_to(ROOT).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in _input_files()
         },
     }
     blob = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
@@ -261,12 +257,8 @@ def _pretrain(model, lines: list[list[int]], progress: bool) -> float:
 
     r = RECIPE
     steps = r["steps"]
-    data = _blocks(
-        lines, steps, r["batch_size"], r["seq_len"], torch.Generator().manual_seed(r["seed"] + 1)
-    )
-    opt = torch.optim.AdamW(
-        model.parameters(), lr=r["lr"], betas=tuple(r["betas"]), weight_decay=r["weight_decay"]
-    )
+    data = _blocks(lines, steps, r["batch_size"], r["seq_len"], torch.Generator().manual_seed(r["seed"] + 1))
+    opt = torch.optim.AdamW(model.parameters(), lr=r["lr"], betas=tuple(r["betas"]), weight_decay=r["weight_decay"])
 
     def lr_at(step: int) -> float:  # linear warmup, cosine down to min_lr_ratio * lr
         if step < r["warmup_steps"]:
@@ -312,8 +304,10 @@ def _build_into(d: Path, digest: str, progress: bool) -> dict:
         if n_params != arch["total_params"]:
             raise RuntimeError(f"{NAME}: {n_params} parameters, YAML total_params {arch['total_params']}")
         if progress:
-            print(f"{NAME}: {n_params:,} parameters, {sum(map(len, lines)):,} corpus tokens, "
-                  f"{threads} thread(s)", flush=True)
+            print(
+                f"{NAME}: {n_params:,} parameters, {sum(map(len, lines)):,} corpus tokens, {threads} thread(s)",
+                flush=True,
+            )
         final_loss = _pretrain(model, lines, progress)
         model.save_pretrained(d)
         tokenizer.save_pretrained(d)
@@ -339,7 +333,7 @@ def _saved_param_count(file: Path) -> int:
     from safetensors import safe_open
 
     with safe_open(str(file), framework="pt") as f:
-        return sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
+        return sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())  # noqa: SIM118 (safe_open is not iterable)
 
 
 def _versions() -> dict:
@@ -347,8 +341,7 @@ def _versions() -> dict:
     import torch
     import transformers
 
-    return {"torch": torch.__version__, "transformers": transformers.__version__,
-            "tokenizers": tokenizers.__version__}
+    return {"torch": torch.__version__, "transformers": transformers.__version__, "tokenizers": tokenizers.__version__}
 
 
 # ----------------------------------------------------------------------------- build
@@ -419,7 +412,7 @@ def benchmark_accuracy(model_dir: Path | str, benchmark: Path = BENCHMARK) -> fl
         logprobs = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits.float(), -1)
     scores = [
         sum(logprobs[i, t - 1, s[t]].item() for t in range(start, len(s)))
-        for i, (s, start) in enumerate(zip(seqs, starts))
+        for i, (s, start) in enumerate(zip(seqs, starts, strict=True))
     ]
     from runtime.metrics import choice_accuracy
 

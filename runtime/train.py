@@ -13,8 +13,10 @@ def method_for(plan: Plan, stage: str) -> ResolvedMethod:
     """The hyperparameters this stage trains with: exactly the stage's resolved method in plan.json."""
     method = plan.stage(stage).method
     if method is None:
-        raise StageFailed(f"plan {plan.id}: stage {stage!r} has no training method (chose {plan.decision.method!r}); "
-                          "re-plan if the plan was edited by hand")
+        raise StageFailed(
+            f"plan {plan.id}: stage {stage!r} has no training method (chose {plan.decision.method!r}); "
+            "re-plan if the plan was edited by hand"
+        )
     return method
 
 

@@ -31,8 +31,9 @@ def steps_per_epoch(n_train: int, micro_batch: int, data_parallel: int, grad_acc
     return max(1, math.ceil(math.ceil(n_train / (micro_batch * data_parallel)) / grad_accum))
 
 
-def training_args(ctx: RunContext, method: ResolvedMethod, checkpoints: Path, n_train: int, has_val: bool, tty: bool,
-                  par: Parallel) -> tuple[Any, int]:
+def training_args(
+    ctx: RunContext, method: ResolvedMethod, checkpoints: Path, n_train: int, has_val: bool, tty: bool, par: Parallel
+) -> tuple[Any, int]:
     """TRL's SFTConfig for the stage (every value from plan.json) and the optimizer steps per epoch."""
     import torch
     from trl import SFTConfig
@@ -52,9 +53,16 @@ def training_args(ctx: RunContext, method: ResolvedMethod, checkpoints: Path, n_
         strategy["eval_strategy"] = "no"
     fsdp: dict[str, Any] = {}
     if par.accelerate_fsdp:
-        fsdp = {"fsdp": True, "fsdp_config": {
-            "version": 2, "reshard_after_forward": par.reshard, "state_dict_type": "FULL_STATE_DICT",
-            "cpu_ram_efficient_loading": False, "activation_checkpointing": layout.activation_checkpointing}}
+        fsdp = {
+            "fsdp": True,
+            "fsdp_config": {
+                "version": 2,
+                "reshard_after_forward": par.reshard,
+                "state_dict_type": "FULL_STATE_DICT",
+                "cpu_ram_efficient_loading": False,
+                "activation_checkpointing": layout.activation_checkpointing,
+            },
+        }
     return SFTConfig(
         output_dir=str(checkpoints),
         num_train_epochs=method.epochs,
@@ -107,8 +115,10 @@ def _optimizer(ctx: RunContext, name: str) -> str:
         try:
             import bitsandbytes  # noqa: F401
         except ImportError:
-            raise StageFailed("method.optimizer adamw_8bit needs bitsandbytes, which is not installed here; "
-                              "install it or recompile with method.optimizer=adamw") from None
+            raise StageFailed(
+                "method.optimizer adamw_8bit needs bitsandbytes, which is not installed here; "
+                "install it or recompile with method.optimizer=adamw"
+            ) from None
     return OPTIMIZERS[name]
 
 
@@ -119,11 +129,21 @@ def as_config(base: Any, config_cls: type, **overrides: Any) -> Any:
 
     # only the Trainer's own fields: TRL's (loss_type, max_length, packing, ...) mean different things per trainer
     names = {f.name for f in dataclasses.fields(TrainingArguments) if f.init}
-    kwargs = {f.name: getattr(base, f.name) for f in dataclasses.fields(type(base))
-              if f.init and f.name in names and not f.name.startswith("_")}
+    kwargs = {
+        f.name: getattr(base, f.name)
+        for f in dataclasses.fields(type(base))
+        if f.init and f.name in names and not f.name.startswith("_")
+    }
     # fields TrainingArguments.__post_init__ rewrites into derived values; let the new config derive them again
-    for derived in ("logging_dir", "fsdp_config", "deepspeed_plugin", "accelerator_config", "max_length",
-                    "hub_token", "push_to_hub_token"):
+    for derived in (
+        "logging_dir",
+        "fsdp_config",
+        "deepspeed_plugin",
+        "accelerator_config",
+        "max_length",
+        "hub_token",
+        "push_to_hub_token",
+    ):
         kwargs.pop(derived, None)
     if not base.fsdp:
         kwargs.pop("fsdp", None)
@@ -142,8 +162,14 @@ def lora_config(method: ResolvedMethod) -> Any:
 
     lora = method.lora
     targets = "all-linear" if "all-linear" in lora.target_modules else list(lora.target_modules)
-    return LoraConfig(r=lora.adapter_dim, lora_alpha=lora.effective_alpha, lora_dropout=lora.adapter_dropout,
-                      target_modules=targets, bias="none", task_type="CAUSAL_LM")
+    return LoraConfig(
+        r=lora.adapter_dim,
+        lora_alpha=lora.effective_alpha,
+        lora_dropout=lora.adapter_dropout,
+        target_modules=targets,
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
 
 
 def peft_config(method: ResolvedMethod) -> Any:
@@ -162,7 +188,7 @@ def guarded(trainer_cls: type) -> type:
     """`trainer_cls` refusing a non-finite loss at the step it appears (the NaN guard of every training stage)."""
     import torch
 
-    class Guarded(trainer_cls):  # type: ignore[valid-type,misc]
+    class Guarded(trainer_cls):
         def training_step(self, *args, **kwargs):
             loss = super().training_step(*args, **kwargs)
             if not bool(torch.isfinite(loss).all()):
@@ -197,8 +223,10 @@ def prepare(trainer: Any, tty: bool) -> str:
         trainer.remove_callback(PrinterCallback)
     distributed = str(trainer.accelerator.distributed_type).rsplit(".", 1)[-1]
     if world_size() > 1 and distributed == "NO":
-        raise StageFailed(f"{world_size()} processes but accelerate set up no distributed training: each rank "
-                          "would train alone; check the torchrun environment (RANK, WORLD_SIZE, MASTER_ADDR)")
+        raise StageFailed(
+            f"{world_size()} processes but accelerate set up no distributed training: each rank "
+            "would train alone; check the torchrun environment (RANK, WORLD_SIZE, MASTER_ADDR)"
+        )
     return distributed
 
 
@@ -206,8 +234,15 @@ def trainable_params(model: Any) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-def fit(ctx: RunContext, trainer: Any, lifecycle: Lifecycle, method: ResolvedMethod, resume: str | None,
-        checkpoints: Path, out: Path) -> None:
+def fit(
+    ctx: RunContext,
+    trainer: Any,
+    lifecycle: Lifecycle,
+    method: ResolvedMethod,
+    resume: str | None,
+    checkpoints: Path,
+    out: Path,
+) -> None:
     """trainer.train with the stage's endings: a non-finite loss -> StageFailed, SIGTERM -> Cancelled, else the
     weights saved to `out` and the status completed."""
     if resume:
@@ -217,19 +252,27 @@ def fit(ctx: RunContext, trainer: Any, lifecycle: Lifecycle, method: ResolvedMet
             warnings.filterwarnings("ignore", message=GRADIENT_CHECKPOINTING_NOTICE, category=FutureWarning)
             trainer.train(resume_from_checkpoint=resume)
     except NonFiniteLoss as exc:
-        raise StageFailed(f"{exc}: training diverged (learning rate {method.learning_rate:g}); lower "
-                          "method.learning_rate and rerun") from None
+        raise StageFailed(
+            f"{exc}: training diverged (learning rate {method.learning_rate:g}); lower method.learning_rate and rerun"
+        ) from None
     state = trainer.state
     if lifecycle.cancelled:
-        raise Cancelled(f"SIGTERM: checkpoint saved at step {state.global_step} of {state.max_steps} in "
-                        f"{checkpoints.relative_to(ctx.bundle)}; {ctx.resume_hint()}")
+        raise Cancelled(
+            f"SIGTERM: checkpoint saved at step {state.global_step} of {state.max_steps} in "
+            f"{checkpoints.relative_to(ctx.bundle)}; {ctx.resume_hint()}"
+        )
     lora = method.finetuning_type == "lora"
     save_weights(trainer, out, lora)
-    ctx.status.update(steps_completed=state.global_step, total_steps=state.max_steps,
-                      percentage_done=100.0 if not lifecycle.stopped_early else
-                      round(100.0 * state.global_step / max(1, state.max_steps), 2),
-                      best_checkpoint=Path(state.best_model_checkpoint).name if state.best_model_checkpoint else None)
-    ctx.log(f"saved {'the adapter' if lora else 'the model'} to {out.relative_to(ctx.bundle)} after "
-            f"{state.global_step} steps"
-            + (f" (best epoch {lifecycle.best_epoch}, val_loss {lifecycle.best_val:.4f})"
-               if lifecycle.best_val else ""))
+    ctx.status.update(
+        steps_completed=state.global_step,
+        total_steps=state.max_steps,
+        percentage_done=100.0
+        if not lifecycle.stopped_early
+        else round(100.0 * state.global_step / max(1, state.max_steps), 2),
+        best_checkpoint=Path(state.best_model_checkpoint).name if state.best_model_checkpoint else None,
+    )
+    ctx.log(
+        f"saved {'the adapter' if lora else 'the model'} to {out.relative_to(ctx.bundle)} after "
+        f"{state.global_step} steps"
+        + (f" (best epoch {lifecycle.best_epoch}, val_loss {lifecycle.best_val:.4f})" if lifecycle.best_val else "")
+    )

@@ -28,50 +28,68 @@ def run(ctx: RunContext) -> None:
         files = sorted(p for p in folder.glob("*.jsonl") if p.is_file()) if folder.is_dir() else []
         if split == "validation" and not files:
             continue
-        scan = SplitScan(VALIDATION_FORMAT.get(data.format, data.format) if split == "validation" else data.format,
-                         plan.spec.knowledge.estimator.chars_per_token)
+        scan = SplitScan(
+            VALIDATION_FORMAT.get(data.format, data.format) if split == "validation" else data.format,
+            plan.spec.knowledge.estimator.chars_per_token,
+        )
         for path in files:
             scan.add(path.relative_to(root).as_posix(), path.read_bytes())
         s = scan.stats()
         report["splits"][split] = {
-            "files": list(s.files), "records": s.records, "invalid": [str(b) for b in s.invalid],
-            "invalid_total": s.invalid_total, "duplicates": s.duplicates, "empty": s.empty,
-            "same_chosen_rejected": s.same_chosen_rejected, "unparsable_answers": s.unparsable_answers,
+            "files": list(s.files),
+            "records": s.records,
+            "invalid": [str(b) for b in s.invalid],
+            "invalid_total": s.invalid_total,
+            "duplicates": s.duplicates,
+            "empty": s.empty,
+            "same_chosen_rejected": s.same_chosen_rejected,
+            "unparsable_answers": s.unparsable_answers,
         }
         if s.invalid_total:
-            report["errors"].append(f"{s.invalid_total} invalid line(s) in {split}/: "
-                                    + "; ".join(str(b) for b in s.invalid[:10]))
-        for key, what in (("duplicates", "duplicate records"), ("empty", "records with empty fields"),
-                          ("same_chosen_rejected", "pairs with chosen == rejected"),
-                          ("unparsable_answers", "reference answers that do not parse")):
+            report["errors"].append(
+                f"{s.invalid_total} invalid line(s) in {split}/: " + "; ".join(str(b) for b in s.invalid[:10])
+            )
+        for key, what in (
+            ("duplicates", "duplicate records"),
+            ("empty", "records with empty fields"),
+            ("same_chosen_rejected", "pairs with chosen == rejected"),
+            ("unparsable_answers", "reference answers that do not parse"),
+        ):
             if getattr(s, key):
                 report["warnings"].append(f"{getattr(s, key)} {what} in {split}/")
     if root_files:
         report["errors"].append(f"files in the dataset root are not read: {', '.join(root_files)}")
     if not report["splits"].get("training", {}).get("records"):
         report["errors"].append("no usable training records")
-    tokens = [_token_report(ctx, stage.name, stage.method.max_seq_length, root)
-              for stage in plan.training_stages if stage.method is not None and not stage.method.sequence_packing]
+    tokens = [
+        _token_report(ctx, stage.name, stage.method.max_seq_length, root)
+        for stage in plan.training_stages
+        if stage.method is not None and not stage.method.sequence_packing
+    ]
     if tokens:
         report["tokens"] = tokens[-1]
         report["tokens_by_stage"] = tokens
     for t in tokens:
         if t["truncated"]:
-            report["warnings"].append(f"{t['truncated']} training record(s) exceed the {t['stage']} stage's "
-                                      f"max_seq_length {t['seq_length']} and will be cut")
+            report["warnings"].append(
+                f"{t['truncated']} training record(s) exceed the {t['stage']} stage's "
+                f"max_seq_length {t['seq_length']} and will be cut"
+            )
     write_json_atomic(ctx.path(ctx.stage.outputs["report"]), report)
     for split, s in report["splits"].items():
         ctx.log(f"{split}: {s['records']} records, {s['invalid_total']} invalid, {s['duplicates']} duplicates")
     for t in tokens:
-        ctx.log(f"tokens ({t['stage']}): p50 {t['p50']}, p95 {t['p95']}, max {t['max']} against max_seq_length "
-                f"{t['seq_length']}; {t['truncated']} truncated")
+        ctx.log(
+            f"tokens ({t['stage']}): p50 {t['p50']}, p95 {t['p95']}, max {t['max']} against max_seq_length "
+            f"{t['seq_length']}; {t['truncated']} truncated"
+        )
     for w in report["warnings"]:
         ctx.log(f"warning: {w}")
     if report["errors"]:
         raise StageFailed("; ".join(report["errors"]))
 
 
-def _token_report(ctx: RunContext, stage: str, seq: int, root: Path) -> dict:
+def _token_report(ctx: RunContext, stage: str, seq: int | None, root: Path) -> dict:
     """Real token lengths of the training records as `stage` formats them (its prompt format), against its
     max_seq_length: the count the planner's data-truncated finding estimated."""
     from runtime.data import row_length, truncated_rows
@@ -94,6 +112,12 @@ def _token_report(ctx: RunContext, stage: str, seq: int, root: Path) -> dict:
     def pct(q: float) -> int:
         return lengths[min(len(lengths) - 1, int(q * len(lengths)))] if lengths else 0
 
-    return {"stage": stage, "seq_length": seq, "p50": pct(0.5), "p95": pct(0.95),
-            "max": lengths[-1] if lengths else 0, "histogram": histogram,
-            "truncated": truncated_rows(tok, training, seq)}
+    return {
+        "stage": stage,
+        "seq_length": seq,
+        "p50": pct(0.5),
+        "p95": pct(0.95),
+        "max": lengths[-1] if lengths else 0,
+        "histogram": histogram,
+        "truncated": truncated_rows(tok, training, seq),
+    }

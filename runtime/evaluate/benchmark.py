@@ -21,8 +21,9 @@ def multiple_choice_accuracy(ctx: RunContext, model: Any, tok: Any, items: list[
     return metrics_mod.choice_accuracy(items, continuation_logprobs(ctx, model, tok, pairs, max_len))
 
 
-def general(ctx: RunContext, ev: Evaluation, model: Any, tok: Any, max_len: int, *,
-            tuned: bool) -> tuple[float | None, int, str | None]:
+def general(
+    ctx: RunContext, ev: Evaluation, model: Any, tok: Any, max_len: int, *, tuned: bool
+) -> tuple[float | None, int, str | None]:
     """(score, items scored, note) of the forgetting check's benchmark."""
     plan = ctx.plan
     bench, cap = ev.general_benchmark, ev.max_examples
@@ -44,11 +45,18 @@ def _lm_eval(model: Any, tok: Any, task: str, limit: int | None) -> tuple[float 
         from lm_eval import simple_evaluate
         from lm_eval.models.huggingface import HFLM
     except ImportError:
-        return None, 0, (f"lm_eval is not installed, so {task!r} was not run: pip install lm-eval, "
-                         "or set eval.general_benchmark=builtin:general")
+        return (
+            None,
+            0,
+            (
+                f"lm_eval is not installed, so {task!r} was not run: pip install lm-eval, "
+                "or set eval.general_benchmark=builtin:general"
+            ),
+        )
     try:
-        results = simple_evaluate(model=HFLM(pretrained=model, tokenizer=tok, batch_size=8), tasks=[task],
-                                  limit=limit, log_samples=False)
+        results = simple_evaluate(
+            model=HFLM(pretrained=model, tokenizer=tok, batch_size=8), tasks=[task], limit=limit, log_samples=False
+        )
     except Exception as exc:  # an optional harness: report why, let the gate decide
         return None, 0, f"lm_eval task {task!r} failed: {type(exc).__name__}: {exc}"
     found = (results or {}).get("results", {}).get(task, {})

@@ -31,14 +31,20 @@ def items_of(data: StageData, ev: Evaluation, records: list[dict]) -> list[Item]
     items: list[Item] = []
     for r in records:
         if fmt == "preference":
-            item = Item(field(r, "prompt"), field(r, "chosen", "chosen_response"),
-                        rejected=field(r, "rejected", "rejected_response"))
+            item = Item(
+                field(r, "prompt"),
+                field(r, "chosen", "chosen_response"),
+                rejected=field(r, "rejected", "rejected_response"),
+            )
         elif fmt == "messages":
             msgs = r.get("messages") or []
             if not msgs or not isinstance(msgs, list) or not isinstance(msgs[-1], dict):
                 continue
-            turns = [{"role": str(m.get("role", "user")), "content": str(m.get("content", ""))}
-                     for m in msgs[:-1] if isinstance(m, dict)]
+            turns = [
+                {"role": str(m.get("role", "user")), "content": str(m.get("content", ""))}
+                for m in msgs[:-1]
+                if isinstance(m, dict)
+            ]
             item = Item(messages_text(turns), str(msgs[-1].get("content", "")), turns=turns)
         else:  # prompt_completion, prompt_answer, and the questions of a RAG (documents) plan
             item = Item(field(r, "prompt", "question"), field(r, "completion", "answer", "reference_answer"))
@@ -48,14 +54,16 @@ def items_of(data: StageData, ev: Evaluation, records: list[dict]) -> list[Item]
     return items[:cap] if cap else items
 
 
-def prepare_prompts(ev: Evaluation, fmt: PromptFormat, tok: Any, items: list[Item], train: list[dict], *,
-                     tuned: bool) -> str:
+def prepare_prompts(
+    ev: Evaluation, fmt: PromptFormat, tok: Any, items: list[Item], train: list[dict], *, tuned: bool
+) -> str:
     """Fill item.text in the stage's prompt format (the one training used); returns how the prompt was built."""
     from runtime.retrieval import BM25, chunk
 
     def prompt(item: Item, text: str | None = None) -> str:
-        chat = fmt.kind == "chat_template" and item.turns and text is None
-        return render_prompt(fmt, item.turns if chat else (text or item.prompt), tok)
+        if fmt.kind == "chat_template" and item.turns and text is None:  # messages data: the conversation itself
+            return render_prompt(fmt, item.turns, tok)
+        return render_prompt(fmt, text or item.prompt, tok)
 
     if ev.strategy == "few_shot" and tuned:
         shots = [(field(r, "prompt"), field(r, "completion", "answer")) for r in train]

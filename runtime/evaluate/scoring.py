@@ -39,22 +39,28 @@ def _fit(ids: list[int], budget: int, bos: int | None) -> list[int]:
     if len(ids) <= budget:
         return ids
     if bos is not None and ids and ids[0] == bos:
-        return [bos] + ids[len(ids) - budget + 1:]
-    return ids[len(ids) - budget:]
+        return [bos, *ids[len(ids) - budget + 1 :]]
+    return ids[len(ids) - budget :]
 
 
-def generate(ctx: RunContext, model: Any, tok: Any, prompts: list[str], max_new_tokens: int, max_len: int,
-              special: bool = True) -> list[str]:
+def generate(
+    ctx: RunContext, model: Any, tok: Any, prompts: list[str], max_new_tokens: int, max_len: int, special: bool = True
+) -> list[str]:
     """Greedy generation in left-padded batches (prompts sorted by length to pad little)."""
     import torch
     from transformers import GenerationConfig
 
     budget = max(1, max_len - max_new_tokens)
     encoded = [_fit(_encode(tok, p, special), budget, tok.bos_token_id) for p in prompts]
-    eos = model.generation_config.eos_token_id if model.generation_config.eos_token_id is not None \
-        else tok.eos_token_id
-    config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
-                              pad_token_id=tok.pad_token_id, eos_token_id=eos, bos_token_id=tok.bos_token_id)
+    eos = model.generation_config.eos_token_id if model.generation_config.eos_token_id is not None else tok.eos_token_id
+    config = GenerationConfig(
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+        num_beams=1,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=eos,
+        bos_token_id=tok.bos_token_id,
+    )
     device = _device(model)
     order = sorted(range(len(encoded)), key=lambda i: (len(encoded[i]), i))
     outputs: list[str] = [""] * len(encoded)
@@ -65,12 +71,12 @@ def generate(ctx: RunContext, model: Any, tok: Any, prompts: list[str], max_new_
         mask = torch.zeros_like(ids)
         for row, i in enumerate(batch):
             seq = encoded[i]
-            ids[row, width - len(seq):] = torch.tensor(seq, dtype=torch.long)
-            mask[row, width - len(seq):] = 1
+            ids[row, width - len(seq) :] = torch.tensor(seq, dtype=torch.long)
+            mask[row, width - len(seq) :] = 1
         with torch.inference_mode():
             out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), generation_config=config)
         texts = tok.batch_decode(out[:, width:], skip_special_tokens=True)
-        for i, text in zip(batch, texts):
+        for i, text in zip(batch, texts, strict=True):
             outputs[i] = text.strip()
     return outputs
 
@@ -80,8 +86,9 @@ def _batches(order: list[int], length: Callable[[int], int]) -> list[list[int]]:
     out: list[list[int]] = []
     current: list[int] = []
     for i in order:
-        if current and (len(current) >= MAX_BATCH or (len(current) + 1) * max(length(j) for j in (*current, i))
-                        > BATCH_TOKENS):
+        if current and (
+            len(current) >= MAX_BATCH or (len(current) + 1) * max(length(j) for j in (*current, i)) > BATCH_TOKENS
+        ):
             out.append(current)
             current = []
         current.append(i)
@@ -95,13 +102,20 @@ def split_ids(tok: Any, head: str, continuation: str, special: bool = True) -> t
     (as runtime.tiny.benchmark_accuracy does); tokenised apart when the join merges across them."""
     full = _encode(tok, head + continuation, special)
     head_ids = _encode(tok, head, special)
-    if full[:len(head_ids)] == head_ids and len(full) > len(head_ids):
-        return head_ids, full[len(head_ids):]
+    if full[: len(head_ids)] == head_ids and len(full) > len(head_ids):
+        return head_ids, full[len(head_ids) :]
     return head_ids, list(tok(continuation, add_special_tokens=False)["input_ids"])
 
 
-def continuation_logprobs(ctx: RunContext, model: Any, tok: Any, pairs: list[tuple[str, str]], max_len: int,
-                           per_token: bool = False, special: bool = True) -> list[float]:
+def continuation_logprobs(
+    ctx: RunContext,
+    model: Any,
+    tok: Any,
+    pairs: list[tuple[str, str]],
+    max_len: int,
+    per_token: bool = False,
+    special: bool = True,
+) -> list[float]:
     """Summed log-prob of each continuation given its head (the mean per token with ``per_token``), in
     right-padded batches."""
     import torch
@@ -124,8 +138,8 @@ def continuation_logprobs(ctx: RunContext, model: Any, tok: Any, pairs: list[tup
         ids = torch.full((len(batch), width), pad, dtype=torch.long)
         mask = torch.zeros_like(ids)
         for row, i in enumerate(batch):
-            ids[row, :len(seqs[i])] = torch.tensor(seqs[i], dtype=torch.long)
-            mask[row, :len(seqs[i])] = 1
+            ids[row, : len(seqs[i])] = torch.tensor(seqs[i], dtype=torch.long)
+            mask[row, : len(seqs[i])] = 1
         ids, mask = ids.to(device), mask.to(device)
         with torch.inference_mode():
             logits = model(input_ids=ids, attention_mask=mask).logits.float()
@@ -135,6 +149,6 @@ def continuation_logprobs(ctx: RunContext, model: Any, tok: Any, pairs: list[tup
             logp = picked - torch.logsumexp(logits[:, :-1], dim=-1)
         for row, i in enumerate(batch):
             s, n = starts[i], len(seqs[i])
-            total = float(logp[row, s - 1:n - 1].sum().item())
+            total = float(logp[row, s - 1 : n - 1].sum().item())
             result[i] = total / max(1, n - s) if per_token else total
     return result

@@ -69,10 +69,14 @@ def _evaluate(ctx: RunContext, *, tuned: bool) -> dict:
     items = items_of(data, ev, validation)
     if not items:
         if plan.decision.method == "rag":
-            raise StageFailed("no questions to evaluate: a RAG plan reads its documents from training/ and its "
-                              "questions from validation/ ({prompt, completion} records): add validation/")
-        raise StageFailed("no validation records to evaluate: add validation/ (or more training records for the "
-                          "10% hold-out) with the fields of data.format " + data.format)
+            raise StageFailed(
+                "no questions to evaluate: a RAG plan reads its documents from training/ and its "
+                "questions from validation/ ({prompt, completion} records): add validation/"
+            )
+        raise StageFailed(
+            "no validation records to evaluate: add validation/ (or more training records for the "
+            "10% hold-out) with the fields of data.format " + data.format
+        )
     model, tok, what = _load(ctx, tuned=tuned)
     fmt = prompt_format(plan, ctx.stage.name)
     check_chat(fmt, tok, plan.spec.model.name)
@@ -99,38 +103,61 @@ def _evaluate(ctx: RunContext, *, tuned: bool) -> dict:
         "general_note": note,
         "examples": rows[:N_EXAMPLES],
         "seconds": round(t_general - t0, 3),
-        "timings": {"load": round(t_load - t0, 3), "task": round(t_task - t_load, 3),
-                    "general": round(t_general - t_task, 3)},
+        "timings": {
+            "load": round(t_load - t0, 3),
+            "task": round(t_task - t_load, 3),
+            "general": round(t_general - t_task, 3),
+        },
     }
     out = ctx.path(ctx.stage.outputs.get("scores", f"run/{ctx.stage.name}/scores.json"))
     write_json_atomic(out, scores)
     with (out.parent / "predictions.jsonl").open("w", encoding="utf-8") as fh:
-        for row, item in zip(rows, items):
+        for row, item in zip(rows, items, strict=True):
             fh.write(json.dumps({**row, "input": item.text}, sort_keys=True) + "\n")
     general_text = "n/a" if general_score is None else f"{general_score:.3f} on {n_general}"
-    ctx.log(f"{scores['role']}: {metric.name} {task_score:.4f} on {len(items)} examples ({strategy}); "
-            f"general {general_text}{f' ({note})' if note else ''}; {scores['seconds']:.1f}s")
+    ctx.log(
+        f"{scores['role']}: {metric.name} {task_score:.4f} on {len(items)} examples ({strategy}); "
+        f"general {general_text}{f' ({note})' if note else ''}; {scores['seconds']:.1f}s"
+    )
     return scores
 
 
-def _task(ctx: RunContext, model: Any, tok: Any, items: list[Item], metric: metrics_mod.Metric, ev: Evaluation,
-          fmt: PromptFormat) -> tuple[list[dict], float]:
+def _task(
+    ctx: RunContext,
+    model: Any,
+    tok: Any,
+    items: list[Item],
+    metric: metrics_mod.Metric,
+    ev: Evaluation,
+    fmt: PromptFormat,
+) -> tuple[list[dict], float]:
     """Per-example rows and the corpus score of the task metric."""
     max_len = context_length(model, tok)
     special = special_tokens(fmt)
     if metric.pairs == "logprob":
         # per token: a summed log-prob prefers whichever answer is shorter (a curt reply beats a helpful one)
-        chosen = continuation_logprobs(ctx, model, tok, [(i.text, i.reference) for i in items], max_len,
-                                       per_token=True, special=special)
-        rejected = continuation_logprobs(ctx, model, tok, [(i.text, i.rejected) for i in items], max_len,
-                                         per_token=True, special=special)
-        rows = [{"prompt": i.prompt, "output": f"log p per token: chosen {c:.3f}, rejected {r:.3f}",
-                 "reference": i.reference, "rejected": i.rejected, "score": metric.example(c, r)}
-                for i, c, r in zip(items, chosen, rejected)]
+        chosen = continuation_logprobs(
+            ctx, model, tok, [(i.text, i.reference) for i in items], max_len, per_token=True, special=special
+        )
+        rejected = continuation_logprobs(
+            ctx, model, tok, [(i.text, i.rejected) for i in items], max_len, per_token=True, special=special
+        )
+        rows = [
+            {
+                "prompt": i.prompt,
+                "output": f"log p per token: chosen {c:.3f}, rejected {r:.3f}",
+                "reference": i.reference,
+                "rejected": i.rejected,
+                "score": metric.example(c, r),
+            }
+            for i, c, r in zip(items, chosen, rejected, strict=True)
+        ]
         return rows, metric(chosen, rejected)
     outputs = generate(ctx, model, tok, [i.text for i in items], ev.max_new_tokens, max_len, special=special)
-    rows = [{"prompt": i.prompt, "output": o, "reference": i.reference, "score": metric.example(o, i.reference)}
-            for i, o in zip(items, outputs)]
+    rows = [
+        {"prompt": i.prompt, "output": o, "reference": i.reference, "score": metric.example(o, i.reference)}
+        for i, o in zip(items, outputs, strict=True)
+    ]
     return rows, metric(outputs, [i.reference for i in items])
 
 

@@ -21,8 +21,9 @@ def plot_losses(records: list[dict], path: Path, title: str = "") -> Path:
         if train:
             ax.plot([s for s, _ in train], [v for _, v in train], label="train loss", color="#1f77b4", lw=1.4)
         if val:
-            ax.plot([s for s, _ in val], [v for _, v in val], label="val loss", color="#d62728", lw=1.6,
-                    marker="o", ms=3.5)
+            ax.plot(
+                [s for s, _ in val], [v for _, v in val], label="val loss", color="#d62728", lw=1.6, marker="o", ms=3.5
+            )
             finite = [(s, v) for s, v in val if math.isfinite(v)]
             if finite:
                 best = min(finite, key=lambda sv: sv[1])

@@ -22,10 +22,18 @@ def rows(result: dict) -> list[tuple[str, str, str, str]]:
     b, t, g = result["baseline"], result["tuned"], result["general"]
     drop = g.get("drop_points")
     return [
-        (f"task: {result['metric']}", _fmt(b.get("task_score")), _fmt(t.get("task_score")),
-         f"{result['improvement']:+.3f}"),
-        ("general benchmark", _fmt(g.get("baseline")), _fmt(g.get("tuned")),
-         "n/a" if drop is None else f"{-drop:+.1f} points (max drop {g['threshold_points']:g})"),
+        (
+            f"task: {result['metric']}",
+            _fmt(b.get("task_score")),
+            _fmt(t.get("task_score")),
+            f"{result['improvement']:+.3f}",
+        ),
+        (
+            "general benchmark",
+            _fmt(g.get("baseline")),
+            _fmt(g.get("tuned")),
+            "n/a" if drop is None else f"{-drop:+.1f} points (max drop {g['threshold_points']:g})",
+        ),
         ("examples", str(b.get("n_examples")), str(t.get("n_examples")), ""),
         ("seconds", _fmt(b.get("seconds"), 1), _fmt(t.get("seconds"), 1), ""),
     ]
@@ -37,9 +45,16 @@ def example_pairs(baseline: dict, tuned: dict) -> list[dict]:
     base_by_prompt = {e.get("prompt"): e for e in baseline.get("examples") or []}
     for e in tuned.get("examples") or []:
         b = base_by_prompt.get(e.get("prompt"), {})
-        out.append({"prompt": e.get("prompt", ""), "reference": e.get("reference", ""),
-                    "baseline": b.get("output", ""), "baseline_score": _fmt(b.get("score")),
-                    "tuned": e.get("output", ""), "tuned_score": _fmt(e.get("score"))})
+        out.append(
+            {
+                "prompt": e.get("prompt", ""),
+                "reference": e.get("reference", ""),
+                "baseline": b.get("output", ""),
+                "baseline_score": _fmt(b.get("score")),
+                "tuned": e.get("output", ""),
+                "tuned_score": _fmt(e.get("score")),
+            }
+        )
     return out
 
 
@@ -47,13 +62,21 @@ def example_pairs(baseline: dict, tuned: dict) -> list[dict]:
 
 
 def render_markdown(plan: Plan, result: dict, baseline: dict, tuned: dict) -> str:
-    lines = [f"# Gate: {result['verdict'].upper()}", "",
-             f"Plan `{plan.id}` ({plan.name}), method **{plan.decision.method}**, model {plan.spec.model.name}, "
-             f"output model `{plan.artifacts.output_model}`.", ""]
+    lines = [
+        f"# Gate: {result['verdict'].upper()}",
+        "",
+        f"Plan `{plan.id}` ({plan.name}), method **{plan.decision.method}**, model {plan.spec.model.name}, "
+        f"output model `{plan.artifacts.output_model}`.",
+        "",
+    ]
     target = result["target_score"]
-    lines += [(f"Target: {result['metric']} >= {_fmt(target)}" if target is not None else "Target: none set")
-              + f" · declared baseline (goal.baseline_score): {_fmt(result['declared_baseline'])}", "",
-              "| | baseline | tuned | change |", "|---|---|---|---|"]
+    lines += [
+        (f"Target: {result['metric']} >= {_fmt(target)}" if target is not None else "Target: none set")
+        + f" · declared baseline (goal.baseline_score): {_fmt(result['declared_baseline'])}",
+        "",
+        "| | baseline | tuned | change |",
+        "|---|---|---|---|",
+    ]
     lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows(result)]
     lines += ["", "## Checks", ""]
     lines += [f"- {'✅' if c['passed'] else '❌'} **{c['name']}**: {c['message']}" for c in result["checks"]]
@@ -68,9 +91,22 @@ def render_markdown(plan: Plan, result: dict, baseline: dict, tuned: dict) -> st
     if pairs:
         lines += ["", "## Examples", ""]
         for i, p in enumerate(pairs, 1):
-            lines += [f"### {i}", "", "Prompt:", "", _fence(p["prompt"]), "Reference:", "", _fence(p["reference"]),
-                      f"Baseline (score {p['baseline_score']}):", "", _fence(p["baseline"]),
-                      f"Tuned (score {p['tuned_score']}):", "", _fence(p["tuned"])]
+            lines += [
+                f"### {i}",
+                "",
+                "Prompt:",
+                "",
+                _fence(p["prompt"]),
+                "Reference:",
+                "",
+                _fence(p["reference"]),
+                f"Baseline (score {p['baseline_score']}):",
+                "",
+                _fence(p["baseline"]),
+                f"Tuned (score {p['tuned_score']}):",
+                "",
+                _fence(p["tuned"]),
+            ]
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -87,8 +123,14 @@ def _template() -> Any:
 
     from schemas.paths import templates_dir
 
-    env = Environment(loader=FileSystemLoader(str(templates_dir())), undefined=StrictUndefined, autoescape=True,
-                      keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
+    env = Environment(
+        loader=FileSystemLoader(str(templates_dir())),
+        undefined=StrictUndefined,
+        autoescape=True,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
     return env.get_template("report/gate.html.j2")
 
 
@@ -99,11 +141,24 @@ def render_html(plan: Plan, result: dict, baseline: dict, tuned: dict, png: Path
     if png is not None and png.is_file():
         image = "data:image/png;base64," + base64.b64encode(png.read_bytes()).decode("ascii")
     return _template().render(
-        plan_name=plan.name, plan_id=plan.id, method=plan.decision.method, model=plan.spec.model.name,
-        output_model=plan.artifacts.output_model, verdict=result["verdict"], reasons=result["reasons"],
-        metric=result["metric"], target=_fmt(target) if target is not None else None,
-        declared_baseline=_fmt(result["declared_baseline"]), rows=rows(result),
-        baseline_model=str(baseline.get("model", "")), baseline_prompting=str(baseline.get("prompting", "")),
-        tuned_model=str(tuned.get("model", "")), tuned_prompting=str(tuned.get("prompting", "")),
-        checks=result["checks"], diagnostics=result["diagnostics"], loss_curve=image,
-        curves_section=bool(result["diagnostics"]) or png is not None, examples=example_pairs(baseline, tuned))
+        plan_name=plan.name,
+        plan_id=plan.id,
+        method=plan.decision.method,
+        model=plan.spec.model.name,
+        output_model=plan.artifacts.output_model,
+        verdict=result["verdict"],
+        reasons=result["reasons"],
+        metric=result["metric"],
+        target=_fmt(target) if target is not None else None,
+        declared_baseline=_fmt(result["declared_baseline"]),
+        rows=rows(result),
+        baseline_model=str(baseline.get("model", "")),
+        baseline_prompting=str(baseline.get("prompting", "")),
+        tuned_model=str(tuned.get("model", "")),
+        tuned_prompting=str(tuned.get("prompting", "")),
+        checks=result["checks"],
+        diagnostics=result["diagnostics"],
+        loss_curve=image,
+        curves_section=bool(result["diagnostics"]) or png is not None,
+        examples=example_pairs(baseline, tuned),
+    )

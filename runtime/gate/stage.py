@@ -29,9 +29,15 @@ def run(ctx: RunContext) -> dict:
         metrics_path = ctx.path(inputs.get("metrics", plan.artifacts.metrics))
         records = read_jsonl(metrics_path)  # a torn last line (a killed writer) is skipped
     result = judge(
-        plan_id=plan.id, metric=plan.spec.goal.metric, target=plan.spec.goal.target_score,
-        declared_baseline=plan.spec.goal.baseline_score, threshold=plan.spec.eval.forgetting_threshold,
-        window=plan.spec.eval.diagnostics_window, baseline=baseline, tuned=tuned, records=records,
+        plan_id=plan.id,
+        metric=plan.spec.goal.metric,
+        target=plan.spec.goal.target_score,
+        declared_baseline=plan.spec.goal.baseline_score,
+        threshold=plan.spec.eval.forgetting_threshold,
+        window=plan.spec.eval.diagnostics_window,
+        baseline=baseline,
+        tuned=tuned,
+        records=records,
         method=plan.decision.method,
     )
     out = ctx.path(ctx.stage.outputs.get("verdict", plan.artifacts.gate))

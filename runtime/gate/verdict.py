@@ -35,9 +35,19 @@ def number(value: Any) -> float | None:
     return None
 
 
-def judge(*, plan_id: str, metric: str, target: float | None, declared_baseline: float | None,
-          threshold: float, window: int, baseline: dict, tuned: dict, records: list[dict] | None,
-          method: str = "lora") -> dict:
+def judge(
+    *,
+    plan_id: str,
+    metric: str,
+    target: float | None,
+    declared_baseline: float | None,
+    threshold: float,
+    window: int,
+    baseline: dict,
+    tuned: dict,
+    records: list[dict] | None,
+    method: str = "lora",
+) -> dict:
     """The verdict from the two score files and the training metrics (None: no training)."""
     checks: list[dict] = []
 
@@ -64,20 +74,31 @@ def judge(*, plan_id: str, metric: str, target: float | None, declared_baseline:
     if delta > 0:
         check("improvement", True, f"{metric} improved over the baseline: {b:.3f} -> {t:.3f} ({delta:+.3f})")
     else:
-        check("improvement", False, f"{metric} did not improve over the baseline: {b:.3f} -> {t:.3f} "
-                                    f"({delta:+.3f}); the {method} run did not help on this task")
+        check(
+            "improvement",
+            False,
+            f"{metric} did not improve over the baseline: {b:.3f} -> {t:.3f} "
+            f"({delta:+.3f}); the {method} run did not help on this task",
+        )
 
     if target is None:
         check("target", True, "no target set (goal.target_score is null): judged on improvement only")
     elif round(t, 6) >= target:
         check("target", True, f"target reached: {metric} {t:.3f} >= {target:.3f}")
     else:
-        check("target", False, f"target not reached: {metric} {t:.3f} < {target:.3f} (goal.target_score), "
-                               f"{target - t:.3f} short")
+        check(
+            "target",
+            False,
+            f"target not reached: {metric} {t:.3f} < {target:.3f} (goal.target_score), {target - t:.3f} short",
+        )
 
-    general = {"benchmark": tuned.get("general_benchmark") or baseline.get("general_benchmark"),
-               "baseline": number(baseline.get("general_score")), "tuned": number(tuned.get("general_score")),
-               "drop_points": None, "threshold_points": threshold}
+    general = {
+        "benchmark": tuned.get("general_benchmark") or baseline.get("general_benchmark"),
+        "baseline": number(baseline.get("general_score")),
+        "tuned": number(tuned.get("general_score")),
+        "drop_points": None,
+        "threshold_points": threshold,
+    }
     if records is None:
         general["tuned"] = general["tuned"] if general["tuned"] is not None else general["baseline"]
         general["drop_points"] = 0.0 if general["baseline"] is not None else None
@@ -92,19 +113,29 @@ def judge(*, plan_id: str, metric: str, target: float | None, declared_baseline:
         if drop <= threshold:
             check("forgetting", True, f"no forgetting beyond {threshold:g} points: {where} ({-drop:+.1f} points)")
         else:
-            check("forgetting", False, f"forgetting: {where}, a drop of {drop:.1f} points > {threshold:g} "
-                                       "(eval.forgetting_threshold); lower the learning rate, train fewer epochs "
-                                       "or use LoRA with a smaller adapter_dim")
+            check(
+                "forgetting",
+                False,
+                f"forgetting: {where}, a drop of {drop:.1f} points > {threshold:g} "
+                "(eval.forgetting_threshold); lower the learning rate, train fewer epochs "
+                "or use LoRA with a smaller adapter_dim",
+            )
 
     diagnostics = diagnose(records, window, method=method) if records is not None else []
     if records is not None:
         errors = [d for d in diagnostics if d["severity"] == "error"]
         if errors:
-            check("curves", False, "; ".join(f"{d['message']} ({d['fix']})" if d.get("fix") else d["message"]
-                                             for d in errors))
+            check(
+                "curves",
+                False,
+                "; ".join(f"{d['message']} ({d['fix']})" if d.get("fix") else d["message"] for d in errors),
+            )
         else:
-            check("curves", True, "loss curves healthy: "
-                  + "; ".join(d["message"] for d in diagnostics if d["severity"] == "info"))
+            check(
+                "curves",
+                True,
+                "loss curves healthy: " + "; ".join(d["message"] for d in diagnostics if d["severity"] == "info"),
+            )
 
     failed = [c for c in checks if not c["passed"]]
     verdict = "fail" if failed else "pass"
@@ -171,16 +202,25 @@ def diagnose(records: list[dict], window: int = 3, *, method: str = "lora") -> l
         out.append({"code": code, "severity": severity, "message": message, "fix": fix, "step": step})
 
     if not records:
-        add("no-metrics", "error", "no training metrics were recorded",
-            "rerun the train stage; it writes the metrics file named in plan.artifacts.metrics")
+        add(
+            "no-metrics",
+            "error",
+            "no training metrics were recorded",
+            "rerun the train stage; it writes the metrics file named in plan.artifacts.metrics",
+        )
         return out
     train, val = curves(records)
     for name, series in (("train", train), ("val", val)):
         bad = next(((s, v) for s, v in series if not math.isfinite(v)), None)
         if bad is not None:
-            add("nan-loss", "error", f"{name} loss became {bad[1]} at step {bad[0]}",
+            add(
+                "nan-loss",
+                "error",
+                f"{name} loss became {bad[1]} at step {bad[0]}",
                 "lower the learning rate (e.g. 5e-5), keep gradient clipping, train in bf16 or fp32 rather than "
-                "fp16, and look for empty or huge records in the data", bad[0])
+                "fp16, and look for empty or huge records in the data",
+                bad[0],
+            )
     if any(d["code"] == "nan-loss" for d in out):
         return out
     train_finite = [(s, v) for s, v in train if math.isfinite(v)]
@@ -195,42 +235,67 @@ def diagnose(records: list[dict], window: int = 3, *, method: str = "lora") -> l
             t0, t1 = _at(train_finite, start[0]), _at(train_finite, end[0])
             if t0 is None or t1 is None or t1 < t0:
                 best = min(val, key=lambda sv: sv[1])
-                train_part = f" while train loss fell {t0:.4f} -> {t1:.4f}" if t0 is not None and t1 is not None \
-                    else ""
-                add("overfit", "error",
+                train_part = f" while train loss fell {t0:.4f} -> {t1:.4f}" if t0 is not None and t1 is not None else ""
+                add(
+                    "overfit",
+                    "error",
                     f"val loss rose for {window} evaluations in a row (step {start[0]} -> {end[0]}: "
                     f"{start[1]:.4f} -> {end[1]:.4f}){train_part}; best val loss {best[1]:.4f} at step {best[0]}",
-                    OVERFIT_FIX, end[0])
+                    OVERFIT_FIX,
+                    end[0],
+                )
                 break
 
     if method == "grpo":
         add("grpo-loss", "info", "GRPO loss is not a convergence signal: curves checked for NaN and overfit only")
     elif len(train_finite) < 2:
-        add("few-points", "warning", f"{len(train_finite)} train loss point(s): too few to judge convergence",
-            "log more often (the train stage's logging interval) or train longer")
+        add(
+            "few-points",
+            "warning",
+            f"{len(train_finite)} train loss point(s): too few to judge convergence",
+            "log more often (the train stage's logging interval) or train longer",
+        )
     else:
         k = max(1, len(train_finite) // 5)
         first = sum(v for _, v in train_finite[:k]) / k
         last = sum(v for _, v in train_finite[-k:]) / k
         if last > first * (1 + CONVERGED_DROP):
-            add("diverged", "error", f"train loss rose from {first:.4f} to {last:.4f}",
-                "learning rate too high: try lr 5e-5 (and warmup_steps > 0)", train_finite[-1][0])
+            add(
+                "diverged",
+                "error",
+                f"train loss rose from {first:.4f} to {last:.4f}",
+                "learning rate too high: try lr 5e-5 (and warmup_steps > 0)",
+                train_finite[-1][0],
+            )
         elif last > first * (1 - CONVERGED_DROP):
-            add("no-convergence", "error", f"train loss did not fall ({first:.4f} -> {last:.4f}, "
+            add(
+                "no-convergence",
+                "error",
+                f"train loss did not fall ({first:.4f} -> {last:.4f}, "
                 f"less than {CONVERGED_DROP:.0%}): the model is not learning",
-                "check the data and the prompt template; raise the learning rate (e.g. 2e-4) or train more "
-                "epochs", train_finite[-1][0])
+                "check the data and the prompt template; raise the learning rate (e.g. 2e-4) or train more epochs",
+                train_finite[-1][0],
+            )
         else:
             add("train-converging", "info", f"train loss {first:.4f} -> {last:.4f}")
     if val and not any(d["code"] == "overfit" for d in out):
         best = min(val, key=lambda sv: sv[1])
         if len(val) >= 2 and val[-1][1] > val[0][1] * (1 + CONVERGED_DROP):
-            add("val-worse", "warning", f"val loss ended above where it started ({val[0][1]:.4f} -> "
+            add(
+                "val-worse",
+                "warning",
+                f"val loss ended above where it started ({val[0][1]:.4f} -> "
                 f"{val[-1][1]:.4f}); best {best[1]:.4f} at step {best[0]}",
-                "lower the learning rate or train fewer epochs", val[-1][0])
+                "lower the learning rate or train fewer epochs",
+                val[-1][0],
+            )
         else:
             add("val", "info", f"val loss {val[0][1]:.4f} -> {val[-1][1]:.4f} (best {best[1]:.4f} at step {best[0]})")
     elif not val:
-        add("no-val", "warning", "no val loss was recorded: overfitting cannot be checked",
-            "validate during training (method.val_check_interval)")
+        add(
+            "no-val",
+            "warning",
+            "no val loss was recorded: overfitting cannot be checked",
+            "validate during training (method.val_check_interval)",
+        )
     return out

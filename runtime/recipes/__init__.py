@@ -25,8 +25,9 @@ class Recipe(Protocol):
     def run(self, ctx: RunContext, method: Any) -> None:
         """Train the running stage and save its weights (StageFailed / Cancelled on the way out)."""
 
-    def trl_config(self, ctx: RunContext, method: Any, checkpoints: Path, n_train: int, has_val: bool, tty: bool,
-                   par: Parallel) -> tuple[Any, int]:
+    def trl_config(
+        self, ctx: RunContext, method: Any, checkpoints: Path, n_train: int, has_val: bool, tty: bool, par: Parallel
+    ) -> tuple[Any, int]:
         """The TRL config the stage trains with (every value from plan.json) and the optimizer steps per epoch."""
 
 

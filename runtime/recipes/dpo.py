@@ -83,8 +83,9 @@ def preference_rows(fmt: PromptFormat, records: list[dict]) -> tuple[list[dict],
 # ----------------------------------------------------------------------------- 2. the TRL config
 
 
-def trl_config(ctx: RunContext, method: Dpo, checkpoints: Path, n_train: int, has_val: bool, tty: bool,
-               par: Parallel) -> tuple[Any, int]:
+def trl_config(
+    ctx: RunContext, method: Dpo, checkpoints: Path, n_train: int, has_val: bool, tty: bool, par: Parallel
+) -> tuple[Any, int]:
     """TRL's DPOConfig (the shared schedule of runtime.trainer.training_args plus the method's DPO values) and the
     optimizer steps per epoch."""
     from trl import DPOConfig
@@ -94,11 +95,17 @@ def trl_config(ctx: RunContext, method: Dpo, checkpoints: Path, n_train: int, ha
     if method.sft_loss_weight > 0:
         losses.append("sft")
         weights.append(method.sft_loss_weight)
-    args = as_config(base, DPOConfig, beta=method.beta, loss_type=losses, loss_weights=weights,
-                     max_length=base.max_length,
-                     precompute_ref_log_probs=method.effective_reference == "precomputed",
-                     gradient_checkpointing=False,
-                     logging_steps=max(1, min(50, min(steps_per_epoch, method.max_steps or steps_per_epoch) // 5)))
+    args = as_config(
+        base,
+        DPOConfig,
+        beta=method.beta,
+        loss_type=losses,
+        loss_weights=weights,
+        max_length=base.max_length,
+        precompute_ref_log_probs=method.effective_reference == "precomputed",
+        gradient_checkpointing=False,
+        logging_steps=max(1, min(50, min(steps_per_epoch, method.max_steps or steps_per_epoch) // 5)),
+    )
     return args, steps_per_epoch
 
 
@@ -108,8 +115,9 @@ def trl_config(ctx: RunContext, method: Dpo, checkpoints: Path, n_train: int, ha
 def run(ctx: RunContext, method: Dpo) -> None:
     plan = ctx.plan
     if plan.spec.data.format != "preference":
-        raise StageFailed(f"DPO needs preference data (prompt, chosen, rejected); {plan.spec.data.path} is "
-                          f"{plan.spec.data.format}")
+        raise StageFailed(
+            f"DPO needs preference data (prompt, chosen, rejected); {plan.spec.data.path} is {plan.spec.data.format}"
+        )
     lora = method.finetuning_type == "lora"
     reference = method.effective_reference
     if reference == "adapters_disabled" and not lora:
@@ -126,8 +134,10 @@ def run(ctx: RunContext, method: Dpo) -> None:
     train_rows, skipped = preference_rows(fmt, train_records)
     val_rows, val_skipped = preference_rows(fmt, val_records)
     if skipped or val_skipped:
-        ctx.log(f"skipped {skipped} training and {val_skipped} validation record(s) without prompt, chosen and "
-                "rejected (validate_data lists them)")
+        ctx.log(
+            f"skipped {skipped} training and {val_skipped} validation record(s) without prompt, chosen and "
+            "rejected (validate_data lists them)"
+        )
     if not train_rows:
         raise StageFailed(f"no usable preference pairs in {plan.spec.data.path}; run the validate_data stage")
 
@@ -154,19 +164,32 @@ def run(ctx: RunContext, method: Dpo) -> None:
             warnings.filterwarnings("ignore", category=FutureWarning)
             warnings.filterwarnings("ignore", category=UserWarning)
             trainer = guarded(DPOTrainer)(
-                model=model, ref_model=ref_model, args=args, processing_class=tokenizer,
-                train_dataset=dataset(train_rows), eval_dataset=dataset(val_rows), peft_config=peft_config(method),
-                callbacks=[lifecycle.callback()])
+                model=model,
+                ref_model=ref_model,
+                args=args,
+                processing_class=tokenizer,
+                train_dataset=dataset(train_rows),
+                eval_dataset=dataset(val_rows),
+                peft_config=peft_config(method),
+                callbacks=[lifecycle.callback()],
+            )
         prepare(trainer, tty)
         what = f"LoRA r={method.lora.adapter_dim}" if lora else "all weights"
-        loss = "+".join(f"{w:g}*{t}" for t, w in zip(args.loss_type, args.loss_weights))
-        ctx.log(f"dpo: {what} ({trainable_params(trainer.model):,} trainable) from {short_name(ctx, source)}, "
-                f"reference {reference}, beta {method.beta:g}, loss {loss}, {len(train_rows)} train / "
-                f"{len(val_rows)} validation pairs, ~{steps_per_epoch} steps/epoch x {method.epochs} epochs"
-                + (f" (max_steps {method.max_steps})" if method.max_steps else "")
-                + f", lr {method.learning_rate:g}, seq {args.max_length}, {world_size()} process(es)")
-        ctx.status.update(method="dpo", finetuning_type=method.finetuning_type, reference=reference,
-                          resumed_from=resumed_from, output=str(out.relative_to(ctx.bundle)))
+        loss = "+".join(f"{w:g}*{t}" for t, w in zip(args.loss_type, args.loss_weights, strict=True))
+        ctx.log(
+            f"dpo: {what} ({trainable_params(trainer.model):,} trainable) from {short_name(ctx, source)}, "
+            f"reference {reference}, beta {method.beta:g}, loss {loss}, {len(train_rows)} train / "
+            f"{len(val_rows)} validation pairs, ~{steps_per_epoch} steps/epoch x {method.epochs} epochs"
+            + (f" (max_steps {method.max_steps})" if method.max_steps else "")
+            + f", lr {method.learning_rate:g}, seq {args.max_length}, {world_size()} process(es)"
+        )
+        ctx.status.update(
+            method="dpo",
+            finetuning_type=method.finetuning_type,
+            reference=reference,
+            resumed_from=resumed_from,
+            output=str(out.relative_to(ctx.bundle)),
+        )
 
         # 4. fit, then save the adapter or the model
         fit(ctx, trainer, lifecycle, method, resume, checkpoints, out)

@@ -54,8 +54,15 @@ from schemas.plan import PromptFormat
 PROMPT = ("prompt",)
 ANSWER = ("answer", "reference_answer")
 # TRL's per-step GRPO metrics copied into metrics.jsonl (plus rewards/<name>/mean and std per reward)
-BASE_KEYS = ("reward", "reward_std", "frac_reward_zero_std", "completions/mean_length", "completions/clipped_ratio",
-             "kl", "entropy")
+BASE_KEYS = (
+    "reward",
+    "reward_std",
+    "frac_reward_zero_std",
+    "completions/mean_length",
+    "completions/clipped_ratio",
+    "kl",
+    "entropy",
+)
 
 
 # ----------------------------------------------------------------------------- 1. data
@@ -77,8 +84,9 @@ def prompt_rows(fmt: PromptFormat, records: list[dict]) -> tuple[list[dict], int
 # ----------------------------------------------------------------------------- 2. the TRL config
 
 
-def trl_config(ctx: RunContext, method: Grpo, checkpoints: Path, n_train: int, has_val: bool, tty: bool,
-               par: Parallel) -> tuple[Any, int]:
+def trl_config(
+    ctx: RunContext, method: Grpo, checkpoints: Path, n_train: int, has_val: bool, tty: bool, par: Parallel
+) -> tuple[Any, int]:
     """TRL's GRPOConfig (the shared schedule of runtime.trainer.training_args plus the method's GRPO values) and
     the steps per epoch: a step trains micro_batch completions per device, so an epoch is n_prompts x group."""
     from trl import GRPOConfig
@@ -87,18 +95,24 @@ def trl_config(ctx: RunContext, method: Grpo, checkpoints: Path, n_train: int, h
     group, dp = method.num_generations_per_prompt, par.data_parallel
     generation_batch = layout.micro_batch * dp * layout.grad_accum
     if generation_batch % group:
-        raise StageFailed(f"a generation batch of {generation_batch} completions (micro_batch {layout.micro_batch} x "
-                          f"{dp} data parallel x grad_accum {layout.grad_accum}) does not hold whole groups of "
-                          f"{group} generations per prompt; recompile with a global batch that divides by {group}")
+        raise StageFailed(
+            f"a generation batch of {generation_batch} completions (micro_batch {layout.micro_batch} x "
+            f"{dp} data parallel x grad_accum {layout.grad_accum}) does not hold whole groups of "
+            f"{group} generations per prompt; recompile with a global batch that divides by {group}"
+        )
     base, _ = training_args(ctx, method, checkpoints, n_train, has_val, tty, par)
     steps_per_epoch = max(1, math.ceil(n_train * group / generation_batch))
-    overrides: dict[str, Any] = dict(
-        num_generations=group, max_completion_length=method.max_completion_length, temperature=method.temperature,
-        beta=method.kl_beta, steps_per_generation=layout.grad_accum,
-        logging_steps=max(1, min(50, min(steps_per_epoch, method.max_steps or steps_per_epoch) // 10)),
-        gradient_checkpointing=False, log_completions=False,
-        remove_unused_columns=False,  # the rewards read the answer column (SFTConfig's True would drop it)
-    )
+    overrides: dict[str, Any] = {
+        "num_generations": group,
+        "max_completion_length": method.max_completion_length,
+        "temperature": method.temperature,
+        "beta": method.kl_beta,
+        "steps_per_generation": layout.grad_accum,
+        "logging_steps": max(1, min(50, min(steps_per_epoch, method.max_steps or steps_per_epoch) // 10)),
+        "gradient_checkpointing": False,
+        "log_completions": False,
+        "remove_unused_columns": False,  # the rewards read the answer column (SFTConfig's True would drop it)
+    }
     if has_val:  # the GRPO loss is ~0 by construction (zero-mean advantages): keep the best mean reward
         overrides.update(metric_for_best_model="eval_reward", greater_is_better=True)
     if has_val and (layout.micro_batch * dp) % group:
@@ -115,8 +129,10 @@ def trl_config(ctx: RunContext, method: Grpo, checkpoints: Path, n_train: int, h
 def run(ctx: RunContext, method: Grpo) -> None:
     plan = ctx.plan
     if method.generation_backend != "transformers":
-        raise StageFailed(f"method.generation_backend {method.generation_backend}: this runtime generates with "
-                          "transformers; recompile with method.generation_backend=transformers")
+        raise StageFailed(
+            f"method.generation_backend {method.generation_backend}: this runtime generates with "
+            "transformers; recompile with method.generation_backend=transformers"
+        )
     reward_funcs = [trl_reward(name) for name in method.rewards]  # the schema admits registered names only
     lora = method.finetuning_type == "lora"
     out = output_dir(ctx, lora)
@@ -156,22 +172,36 @@ def run(ctx: RunContext, method: Grpo) -> None:
             warnings.filterwarnings("ignore", category=FutureWarning)
             warnings.filterwarnings("ignore", category=UserWarning)
             trainer = guarded(GRPOTrainer)(
-                model=model, reward_funcs=reward_funcs, args=args, processing_class=tokenizer,
-                train_dataset=dataset(train_rows), eval_dataset=dataset(val_rows), peft_config=peft_config(method),
-                callbacks=[lifecycle.callback()])
+                model=model,
+                reward_funcs=reward_funcs,
+                args=args,
+                processing_class=tokenizer,
+                train_dataset=dataset(train_rows),
+                eval_dataset=dataset(val_rows),
+                peft_config=peft_config(method),
+                callbacks=[lifecycle.callback()],
+            )
         prepare(trainer, tty)
         layout, group = stage_layout(ctx), method.num_generations_per_prompt
         generation_batch = layout.micro_batch * par.data_parallel * layout.grad_accum
         what = f"LoRA r={method.lora.adapter_dim}" if lora else "all weights"
-        ctx.log(f"grpo: {what} ({trainable_params(trainer.model):,} trainable) from {short_name(ctx, source)}, "
-                f"rewards {', '.join(method.rewards)}, {group} generations/prompt at temperature "
-                f"{method.temperature:g} up to {method.max_completion_length} tokens, generation batch "
-                f"{generation_batch} completions ({generation_batch // group} prompts), kl_beta {method.kl_beta:g}, "
-                f"{len(train_rows)} train / {len(val_rows)} validation prompts, ~{steps_per_epoch} steps/epoch x "
-                f"{method.epochs} epochs" + (f" (max_steps {method.max_steps})" if method.max_steps else "")
-                + f", lr {method.learning_rate:g}, {world_size()} process(es)")
-        ctx.status.update(method="grpo", finetuning_type=method.finetuning_type, rewards=list(method.rewards),
-                          resumed_from=resumed_from, output=str(out.relative_to(ctx.bundle)))
+        ctx.log(
+            f"grpo: {what} ({trainable_params(trainer.model):,} trainable) from {short_name(ctx, source)}, "
+            f"rewards {', '.join(method.rewards)}, {group} generations/prompt at temperature "
+            f"{method.temperature:g} up to {method.max_completion_length} tokens, generation batch "
+            f"{generation_batch} completions ({generation_batch // group} prompts), kl_beta {method.kl_beta:g}, "
+            f"{len(train_rows)} train / {len(val_rows)} validation prompts, ~{steps_per_epoch} steps/epoch x "
+            f"{method.epochs} epochs"
+            + (f" (max_steps {method.max_steps})" if method.max_steps else "")
+            + f", lr {method.learning_rate:g}, {world_size()} process(es)"
+        )
+        ctx.status.update(
+            method="grpo",
+            finetuning_type=method.finetuning_type,
+            rewards=list(method.rewards),
+            resumed_from=resumed_from,
+            output=str(out.relative_to(ctx.bundle)),
+        )
 
         # 4. fit, then save the adapter or the model
         fit(ctx, trainer, lifecycle, method, resume, checkpoints, out)

@@ -82,8 +82,9 @@ def rows(data: StageData, fmt: PromptFormat, records: list[dict]) -> tuple[list[
 def _messages(fmt: PromptFormat, messages: Any) -> dict | None:
     if not isinstance(messages, list) or len(messages) < 2:
         return None
-    if not all(isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
-               for m in messages):
+    if not all(
+        isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in messages
+    ):
         return None
     if messages[-1]["role"] != "assistant" or not messages[-1]["content"].strip():
         return None
@@ -96,8 +97,9 @@ def _messages(fmt: PromptFormat, messages: Any) -> dict | None:
 # ----------------------------------------------------------------------------- 2. the TRL config
 
 
-def trl_config(ctx: RunContext, method: Lora | Sft, checkpoints: Path, n_train: int, has_val: bool, tty: bool,
-               par: Parallel) -> tuple[Any, int]:
+def trl_config(
+    ctx: RunContext, method: Lora | Sft, checkpoints: Path, n_train: int, has_val: bool, tty: bool, par: Parallel
+) -> tuple[Any, int]:
     """TRL's SFTConfig for the stage and the optimizer steps per epoch: runtime.trainer.training_args as is."""
     return training_args(ctx, method, checkpoints, n_train, has_val, tty, par)
 
@@ -128,8 +130,9 @@ def trainer_class() -> type:
                     self.tokens_seen += int(inputs["attention_mask"].sum())
                 elif "position_ids" in inputs:
                     self.tokens_seen += int(inputs["position_ids"].size(1))
-            return Trainer.compute_loss(self, model, inputs, return_outputs=return_outputs,
-                                        num_items_in_batch=num_items_in_batch)
+            return Trainer.compute_loss(
+                self, model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
+            )
 
         def log(self, logs, start_time=None):
             if self.args.use_cpu and self.model.training and "loss" in logs:
@@ -166,15 +169,21 @@ def run(ctx: RunContext, method: Lora | Sft) -> None:
     train_rows, skipped = rows(data, fmt, train_records)
     val_rows, val_skipped = rows(data, fmt, val_records)
     if skipped or val_skipped:
-        ctx.log(f"skipped {skipped} training and {val_skipped} validation record(s) without the "
-                f"{data.format} fields (validate_data lists them)")
+        ctx.log(
+            f"skipped {skipped} training and {val_skipped} validation record(s) without the "
+            f"{data.format} fields (validate_data lists them)"
+        )
     if not train_rows:
-        raise StageFailed(f"no usable training records in {data.root} (format {data.format}); "
-                          "run the validate_data stage for the file:line of each problem")
+        raise StageFailed(
+            f"no usable training records in {data.root} (format {data.format}); "
+            "run the validate_data stage for the file:line of each problem"
+        )
     cut = truncated_rows(tokenizer, train_rows, method.max_seq_length)
     if cut:
-        ctx.log(f"warning: {cut} of {len(train_rows)} training examples are longer than max_seq_length "
-                f"{method.max_seq_length} and are cut (the plan's data-truncated finding says how to avoid it)")
+        ctx.log(
+            f"warning: {cut} of {len(train_rows)} training examples are longer than max_seq_length "
+            f"{method.max_seq_length} and are cut (the plan's data-truncated finding says how to avoid it)"
+        )
     ctx.status.update(truncated_examples=cut)
     # read before the model loads: a missing or malformed replay file fails fast
     replay_texts = replay.documents(method.replay) if method.replay is not None else []
@@ -195,25 +204,39 @@ def run(ctx: RunContext, method: Lora | Sft) -> None:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=GRADIENT_CHECKPOINTING_NOTICE, category=FutureWarning)
             trainer = trainer_class()(
-                model=model, args=args, train_dataset=dataset(train_rows), eval_dataset=dataset(val_rows),
-                processing_class=tokenizer, peft_config=peft_config(method), callbacks=[lifecycle.callback()])
+                model=model,
+                args=args,
+                train_dataset=dataset(train_rows),
+                eval_dataset=dataset(val_rows),
+                processing_class=tokenizer,
+                peft_config=peft_config(method),
+                callbacks=[lifecycle.callback()],
+            )
         distributed = prepare(trainer, tty)
         replayed = ""
         if method.replay is not None:
             trainer.train_collator = replay.ReplayCollator(
-                trainer.data_collator, replay.encode(tokenizer, replay_texts, args.max_length), method.replay.ratio,
-                method.seed)
-            replayed = (f", replay {method.replay.ratio:g}x from {method.replay.data} ({len(replay_texts):,} "
-                        f"documents, {trainer.train_collator.count(args.per_device_train_batch_size)} per micro "
-                        "batch)")
+                trainer.data_collator,
+                replay.encode(tokenizer, replay_texts, args.max_length),
+                method.replay.ratio,
+                method.seed,
+            )
+            replayed = (
+                f", replay {method.replay.ratio:g}x from {method.replay.data} ({len(replay_texts):,} "
+                f"documents, {trainer.train_collator.count(args.per_device_train_batch_size)} per micro "
+                "batch)"
+            )
         what = f"LoRA r={method.lora.adapter_dim} alpha={method.lora.effective_alpha}" if lora else "all weights"
-        ctx.log(f"{method.kind}: {what} ({trainable_params(trainer.model):,} trainable), {len(train_rows)} train / "
-                f"{len(val_rows)} validation examples, ~{steps_per_epoch} steps/epoch x {method.epochs} epochs"
-                + (f" (max_steps {method.max_steps})" if method.max_steps else "")
-                + f", lr {method.learning_rate:g} -> {method.effective_min_lr:g}, seq {args.max_length}"
-                + (", packed" if args.packing else "") + replayed + f", {world_size()} process(es)"
-                + (f" ({distributed}, {trainer.accelerator.state.backend}), {par.describe()}" if par.world > 1
-                   else ""))
+        ctx.log(
+            f"{method.kind}: {what} ({trainable_params(trainer.model):,} trainable), {len(train_rows)} train / "
+            f"{len(val_rows)} validation examples, ~{steps_per_epoch} steps/epoch x {method.epochs} epochs"
+            + (f" (max_steps {method.max_steps})" if method.max_steps else "")
+            + f", lr {method.learning_rate:g} -> {method.effective_min_lr:g}, seq {args.max_length}"
+            + (", packed" if args.packing else "")
+            + replayed
+            + f", {world_size()} process(es)"
+            + (f" ({distributed}, {trainer.accelerator.state.backend}), {par.describe()}" if par.world > 1 else "")
+        )
         ctx.status.update(method=method.kind, resumed_from=resumed_from, output=str(out.relative_to(ctx.bundle)))
 
         # 4. fit, then save the adapter or the model
