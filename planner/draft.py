@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from planner import layout as layout_mod
 from planner import resolve
 from planner.ladder import LadderResult
+from planner.methods import rules
 from schemas.data import DataStats
-from schemas.method import Dpo, Grpo, TrainMethod
+from schemas.method import TrainMethod
 from schemas.model import CustomizationConfig, TrainingOption
 from schemas.plan import Estimate, Layout, PromptFormat
 from schemas.spec import Spec
@@ -112,9 +113,7 @@ def precision(spec: Spec, config: CustomizationConfig | None) -> str:
 
 def needs_sft_stage(method: TrainMethod | None, spec: Spec) -> bool:
     """An SFT stage runs first: the base of a DPO stage, or a GRPO cold start."""
-    if isinstance(method, Dpo):
-        return method.sft_base is None and spec.knowledge.dpo_needs_sft_base
-    return isinstance(method, Grpo) and method.cold_start_sft
+    return method is not None and rules(method).base_stage(method, spec)
 
 
 def resolve_launcher(spec: Spec) -> str:

@@ -9,10 +9,11 @@ import math
 from dataclasses import dataclass
 from functools import lru_cache
 
+from planner.methods import rules
 from schemas.data import DataStats
 from schemas.inventory import Inventory
 from schemas.knowledge import Estimator
-from schemas.method import Dpo, Grpo, LoraParams, TrainMethod
+from schemas.method import LoraParams, TrainMethod
 from schemas.model import Architecture
 
 GB = 10**9
@@ -181,19 +182,18 @@ def memory(
         optimizer = opt * p / model_split / shard_o
         adapters = 0.0
 
+    rule = rules(method)
     # DPO runs chosen and rejected through the policy: twice the sequences per micro batch.
-    seqs = shape.micro_batch * (2 if isinstance(method, Dpo) else 1)
+    seqs = shape.micro_batch * rule.sequences_per_example
     if method.replay is not None:  # replay documents join each micro batch, padded to its width
         seqs += max(1, round(method.replay.ratio * shape.micro_batch))
-    seq = shape.seq
+    completion = rule.completion_tokens(method)
+    seq = shape.seq + completion
     kv_cache = reference = 0.0
-    if isinstance(method, Grpo):
-        seq = shape.seq + method.max_completion_length
+    if completion:  # sampling completions (GRPO): a KV cache for the prompt and completion of each generation
         per_token = 2 * arch.num_layers * arch.num_kv_heads * arch.head_dim * wb / shape.tp
-        kv_cache = per_token * seq * max(shape.micro_batch, method.num_generations_per_prompt)
-        if method.kl_beta > 0 and not lora:
-            reference = wb * p / model_split / shard_w
-    if isinstance(method, Dpo) and method.effective_reference == "copy":
+        kv_cache = per_token * seq * max(shape.micro_batch, rule.generations_per_prompt(method))
+    if rule.reference_copy(method):
         reference = wb * p / model_split / shard_w
 
     # With 1F1B the first pipeline stage holds pp micro batches of its L/pp layers: all L layers
@@ -219,9 +219,7 @@ def flops_per_token(arch: Architecture, method: TrainMethod) -> float:
     weights); DPO adds a reference forward (2P) per token; GRPO adds 2P with a KL reference."""
     p = arch.total_params
     base = 4 * p if _is_lora(method) else 6 * p
-    if isinstance(method, Dpo) and method.effective_reference != "precomputed":
-        base += 2 * p
-    if isinstance(method, Grpo) and method.kl_beta > 0:
+    if rules(method).reference_forward(method):
         base += 2 * p
     return base
 
@@ -249,8 +247,7 @@ def trained_tokens(stats: DataStats, method: TrainMethod, seq: int) -> tuple[int
         per_epoch = min(stats.training.tokens_total, n * seq)
     else:
         per_epoch = n * min(seq, stats.training.tokens_p95 or seq)
-    if isinstance(method, Dpo):
-        per_epoch *= 2  # chosen and rejected
+    per_epoch *= rules(method).sequences_per_example  # DPO: chosen and rejected
     if method.replay is not None:  # replay documents ride along in every batch, counted at the task's length
         per_epoch *= 1 + method.replay.ratio
     return int(per_epoch), n
@@ -275,10 +272,11 @@ def time(
         steps = method.max_steps
     tokens = int(tokens_epoch * epochs)
     generated = 0
-    if isinstance(method, Grpo):
-        prompts = int(examples * epochs)
-        generated = prompts * method.num_generations_per_prompt * method.max_completion_length
-        tokens = int(tokens_epoch * epochs * method.num_generations_per_prompt) + generated
+    rule = rules(method)
+    if rule.completion_tokens(method):  # every prompt is sampled generations_per_prompt times, then trained on
+        group = rule.generations_per_prompt(method)
+        generated = int(examples * epochs) * group * rule.completion_tokens(method)
+        tokens = int(tokens_epoch * epochs * group) + generated
     flops = flops_per_token(arch, method) * tokens
     if shape.checkpointing:  # full recompute: one more forward pass, 2P per token
         flops += 2 * arch.total_params * tokens

@@ -10,12 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from planner.methods import METHODS
 from schemas.data import DataStats
 from schemas.goal import Goal
 from schemas.knowledge import Knowledge, RungRule
 from schemas.plan import Rung
 
-LABELS = {"prompting": "prompting", "rag": "RAG", "lora": "LoRA", "sft": "full SFT", "dpo": "DPO", "grpo": "GRPO"}
+LABELS = {"prompting": "prompting", "rag": "RAG", **{kind: m.label for kind, m in METHODS.items()}}
 FORMAT_WORDS = {
     "prompt_completion": "prompt/completion examples",
     "messages": "chat examples",

@@ -15,6 +15,7 @@ from typing import Any, cast
 
 from pydantic import ValidationError
 
+from planner.methods import rules
 from schemas.data import DataStats
 from schemas.method import BY_KIND, TRAIN_KINDS, TrainMethod
 from schemas.model import CustomizationConfig
@@ -91,8 +92,7 @@ def finalize(r: Recipe, layout: Layout, seq: int, replay_path: str | None) -> Re
     }
     if m.replay is not None and replay_path is not None:
         derived["replay.data"] = replay_path
-    if m.kind == "dpo":
-        derived["reference"] = m.effective_reference
+    derived.update(rules(m).derived(m))
     data = m.model_dump(mode="json")
     sources = dict(r.sources)
     before = r.method.model_dump(mode="json")
@@ -147,8 +147,7 @@ def seq_length(
     if pinned or method.sequence_packing or not stats.training.tokens_max:
         return cap
     need = stats.training.tokens_max * spec.knowledge.estimator.seq_margin + template_tokens(spec, prompt)
-    if method.kind == "grpo":
-        need += method.max_completion_length
+    need += rules(method).completion_tokens(method)  # GRPO: room for the sampled completion
     return min(cap, max(SEQ_MULTIPLE, math.ceil(need / SEQ_MULTIPLE) * SEQ_MULTIPLE))
 
 

@@ -11,6 +11,7 @@ from planner import estimator as est
 from planner import layout as layout_mod
 from planner import resolve
 from planner.draft import Selection, TrainStage, precision
+from planner.methods import METHODS
 from schemas.data import DataStats
 from schemas.layout import LayoutRequest
 from schemas.method import TrainMethod
@@ -250,11 +251,7 @@ def pipeline_estimate(spec: Spec, stages: tuple[TrainStage, ...]) -> Estimate:
         hours, low, high = hours + h, low + lo, high + hi
         wall, wall_lo, wall_hi = wall + t.wall_hours, wall_lo + t.wall_low, wall_hi + t.wall_high
         if stage is not main:
-            assumptions.append(
-                "includes the SFT stage that builds the DPO base, on the same data's chosen answers"
-                if main.kind == "dpo"
-                else "includes the cold-start SFT stage on the same prompts and reference answers"
-            )
+            assumptions.append(METHODS[main.kind].base_stage_note)
     price = spec.inventory.price_per_gpu_hour
     return main.estimate.model_copy(
         update={

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from planner.checks.base import Group, finding
 from planner.draft import Draft
 from planner.ladder import LABELS
+from planner.methods import METHODS
 from schemas.plan import Finding, Layout
 from schemas.records import FIELDS
 
@@ -92,12 +93,7 @@ def _format_method(d: Draft, layout: Layout) -> Iterator[Finding]:
     if d.train is None:
         return
     fmt = d.spec.data.format
-    needed = {
-        "lora": ("prompt_completion", "messages"),
-        "sft": ("prompt_completion", "messages"),
-        "dpo": ("preference",),
-        "grpo": ("prompt_answer",),
-    }[d.method_kind]
+    needed = METHODS[d.method_kind].formats
     if fmt not in needed:
         yield finding(
             "error",

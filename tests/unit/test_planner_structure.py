@@ -24,16 +24,18 @@ PLANNER = ROOT / "planner"
 
 def _graph() -> dict[str, set[str]]:
     """planner module -> the planner modules it imports, counting every import (inside functions too)."""
-    mods = {p: ".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
-            for p in PLANNER.rglob("*.py")}
+    mods = {
+        p: ".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__") for p in PLANNER.rglob("*.py")
+    }
     names = set(mods.values())
     graph: dict[str, set[str]] = {m: set() for m in names}
     for path, mod in mods.items():
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             targets: list[str] = []
             if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                targets = [f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in names else node.module
-                           for a in node.names]
+                targets = [
+                    f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in names else node.module for a in node.names
+                ]
             elif isinstance(node, ast.Import):
                 targets = [a.name for a in node.names]
             graph[mod].update(t for t in targets if t in names and t not in (mod, "planner"))
@@ -46,7 +48,7 @@ def _cycle(graph: dict[str, set[str]]) -> list[str]:
 
     def visit(m: str) -> list[str]:
         if m in stack:
-            return [*stack[stack.index(m):], m]
+            return [*stack[stack.index(m) :], m]
         if m in seen:
             return []
         seen.add(m)
@@ -105,13 +107,16 @@ def test_draft_is_frozen():
         stage.seq = 16  # type: ignore[misc]
 
 
-@pytest.mark.parametrize("urn, problem, source", [
-    (None, None, "matched"),
-    ("meta/llama-3.1-8b-instruct@v1.0.0+A100", None, "explicit"),
-    ("not a urn", "config-urn-invalid", "matched"),
-    ("meta/llama-3.1-8b-instruct", "config-urn-version", "matched"),
-    ("meta/llama-3.1-8b-instruct@v9.9.9+A100", "config-urn-unknown", "matched"),
-])
+@pytest.mark.parametrize(
+    "urn, problem, source",
+    [
+        (None, None, "matched"),
+        ("meta/llama-3.1-8b-instruct@v1.0.0+A100", None, "explicit"),
+        ("not a urn", "config-urn-invalid", "matched"),
+        ("meta/llama-3.1-8b-instruct", "config-urn-version", "matched"),
+        ("meta/llama-3.1-8b-instruct@v9.9.9+A100", "config-urn-unknown", "matched"),
+    ],
+)
 def test_config_selection_records_why_a_urn_is_refused(urn, problem, source):
     overrides = ["+goal=tone", "inventory=dgx-h100", "model=llama-3.1-8b-instruct"]
     p = make_plan(*overrides, f"model.config={urn if urn is not None else 'null'}")

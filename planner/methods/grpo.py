@@ -1,0 +1,31 @@
+"""GRPO: sample a group of completions per prompt, score them with verifiable rewards, no pairs."""
+
+from __future__ import annotations
+
+from planner.methods.base import MethodRules
+from schemas.method import Grpo, TrainMethod
+from schemas.spec import Spec
+
+
+def _grpo(method: TrainMethod) -> Grpo:
+    assert isinstance(method, Grpo), method.kind
+    return method
+
+
+def _base_stage(method: TrainMethod, spec: Spec) -> bool:
+    """method.cold_start_sft: an SFT stage on prompt -> answer first, for a base that never samples a right one."""
+    return _grpo(method).cold_start_sft
+
+
+RULES = MethodRules(
+    kind="grpo",
+    label="GRPO",
+    formats=("prompt_answer",),
+    base_stage=_base_stage,
+    base_stage_note="includes the cold-start SFT stage on the same prompts and reference answers",
+    completion_tokens=lambda m: _grpo(m).max_completion_length,
+    generations_per_prompt=lambda m: _grpo(m).num_generations_per_prompt,
+    # a KL term needs the reference's log-probs: a frozen copy, unless LoRA disables the adapters for it
+    reference_copy=lambda m: _grpo(m).kl_beta > 0 and m.finetuning_type != "lora",
+    reference_forward=lambda m: _grpo(m).kl_beta > 0,
+)
