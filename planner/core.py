@@ -1,7 +1,8 @@
 """plan(spec, stats) -> Plan: pure. No I/O, no clock, no environment, no torch.
 
 Order: pick the customization config, climb the ladder, lay out and estimate the training
-stages, run every feasibility check, build the stage DAG, hash the inputs into the plan id.
+stages (planner.stages), freeze the draft (planner.draft), run every feasibility check
+(planner.checks), build the stage DAG, hash the inputs into the plan id.
 """
 
 from __future__ import annotations
