@@ -60,11 +60,15 @@ def main(argv: list[str] | None = None) -> int:
     if options.overwrite:
         removed = remove_results(bundle)
         if removed:
-            sys.stderr.write(f"overwrite=true: removed {' and '.join(removed)} of {bundle} (status, checkpoints, "
-                             "weights, gate, publish, logs): the run starts over\n")
+            sys.stderr.write(
+                f"overwrite=true: removed {' and '.join(removed)} of {bundle} (status, checkpoints, "
+                "weights, gate, publish, logs): the run starts over\n"
+            )
     elif kept := [f"{name}/" for name in ("run", "logs") if (bundle / name).exists()]:
-        sys.stderr.write(f"kept {' and '.join(kept)}: launch=true skips the completed stages and resumes the "
-                         "others (overwrite=true starts over)\n")
+        sys.stderr.write(
+            f"kept {' and '.join(kept)}: launch=true skips the completed stages and resumes the "
+            "others (overwrite=true starts over)\n"
+        )
     if not plan.feasible:
         sys.stderr.write("not feasible: plan.json and report.md written for review; no launch scripts\n")
     if not options.launch:

@@ -7,6 +7,7 @@ fields and their docs: the schema is the one source of the defaults.
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import typing
@@ -64,19 +65,34 @@ def _models(annotation) -> list[type[BaseModel]]:
 
 
 def reference_md() -> str:
-    lines = ["# Configuration reference", "",
-             "Generated from the schemas by `python -m planner.docs`; do not edit by hand.",
-             "Keys are paths in the composed config (`python -m planner +goal=tone key=value`).", ""]
-    seen: set[str] = set()
+    lines = [
+        "# Configuration reference",
+        "",
+        "Generated from the schemas by `python -m planner.docs`; do not edit by hand.",
+        "Keys are paths in the composed config (`python -m planner +goal=tone key=value`).",
+        "",
+    ]
+    seen: set[tuple[str, str]] = set()
 
     def walk(model: type[BaseModel], prefix: str) -> None:
         title = f"`{prefix}`" if prefix else "top level"
-        lines.extend([f"## {title}: {model.__name__}", "", ((model.__doc__ or "").strip().splitlines() or [""])[0], "",
-                      "| key | type | default | description |", "|---|---|---|---|"])
+        lines.extend(
+            [
+                f"## {title}: {model.__name__}",
+                "",
+                ((model.__doc__ or "").strip().splitlines() or [""])[0],
+                "",
+                "| key | type | default | description |",
+                "|---|---|---|---|",
+            ]
+        )
         nested: list[tuple[type[BaseModel], str]] = []
         for name, field in model.model_fields.items():
-            default = "required" if field.is_required() else (
-                "(computed)" if field.default_factory is not None else f"`{field.default!r}`")
+            default = (
+                "required"
+                if field.is_required()
+                else ("(computed)" if field.default_factory is not None else f"`{field.default!r}`")
+            )
             desc = (field.description or "").replace("|", "\\|").replace("\n", " ")
             kind = _type_name(field.annotation).replace("|", "\\|")
             lines.append(f"| `{name}` | {kind} | {default} | {desc} |")
@@ -111,10 +127,12 @@ def method_yaml(kind: str) -> str:
 
     cls = BY_KIND[kind]
     doc = " ".join((cls.__doc__ or "").split())
-    lines = [f"# {doc}" if len(doc) < 117 else f"# {doc[:doc.rfind(' ', 0, 110)]} ...",
-             "# Generated from schemas/method.py by `python -m planner.docs`; do not edit by hand. Set a key on the",
-             "# command line (method.<key>=...): it overrides that value and keeps the rest of the model's recommended",
-             "# recipe; a value here equal to the schema default counts as not set."]
+    lines = [
+        f"# {doc}" if len(doc) < 117 else f"# {doc[: doc.rfind(' ', 0, 110)]} ...",
+        "# Generated from schemas/method.py by `python -m planner.docs`; do not edit by hand. Set a key on the",
+        "# command line (method.<key>=...): it overrides that value and keeps the rest of the model's recommended",
+        "# recipe; a value here equal to the schema default counts as not set.",
+    ]
 
     def emit(model: type[BaseModel], data: dict, pad: str) -> None:
         for name, field in sorted(model.model_fields.items(), key=lambda item: item[0] != "kind"):
@@ -134,10 +152,12 @@ def method_yaml(kind: str) -> str:
 def _files() -> dict[Path, typing.Callable[[], str]]:
     from schemas.method import BY_KIND
 
-    files: dict[Path, typing.Callable[[], str]] = {DOCS / "config.schema.json": schema_json,
-                                                    DOCS / "config-reference.md": reference_md}
+    files: dict[Path, typing.Callable[[], str]] = {
+        DOCS / "config.schema.json": schema_json,
+        DOCS / "config-reference.md": reference_md,
+    }
     for kind in BY_KIND:
-        files[ROOT / "conf" / "method" / f"{kind}.yaml"] = lambda kind=kind: method_yaml(kind)
+        files[ROOT / "conf" / "method" / f"{kind}.yaml"] = functools.partial(method_yaml, kind)
     return files
 
 

@@ -8,8 +8,7 @@ from pydantic import Field, model_validator
 
 from schemas.base import Frozen, SafeName
 
-DataFormat = Literal["prompt_completion", "messages", "preference", "unpaired_preference", "prompt_answer",
-                     "documents"]
+DataFormat = Literal["prompt_completion", "messages", "preference", "unpaired_preference", "prompt_answer", "documents"]
 
 LONGEST_KEPT = 256
 REMOTE_SCHEMES = ("hf://", "s3://", "gs://", "nds://", "https://")
@@ -95,8 +94,10 @@ class SplitStats(Frozen):
     tokens_max: int = 0
     tokens_total: int = 0
     tokens_longest: tuple[int, ...] = Field(
-        (), description=f"Estimated tokens of the longest records, longest first (at most {LONGEST_KEPT}): how many "
-        "a sequence length would cut.")
+        (),
+        description=f"Estimated tokens of the longest records, longest first (at most {LONGEST_KEPT}): how many "
+        "a sequence length would cut.",
+    )
 
     def longer_than(self, tokens: int) -> tuple[int, bool]:
         """(records estimated longer than `tokens`, exact?): not exact when every kept length is longer."""
@@ -114,8 +115,10 @@ class DataStats(Frozen):
     validation: SplitStats | None = None
     fingerprint: str = Field(description="Content hash of the data files (or of the declaration).")
     root: str | None = Field(
-        None, description="Absolute folder of local and builtin data, for the runtime; null for remote data. "
-        "Not part of the plan id.")
+        None,
+        description="Absolute folder of local and builtin data, for the runtime; null for remote data. "
+        "Not part of the plan id.",
+    )
     token_estimate: Literal["chars/4", "declared", "none"] = "chars/4"
 
     @property

@@ -10,7 +10,12 @@ from schemas.base import Frozen, SafeName
 
 GapKind = Literal["format", "style", "task", "knowledge", "domain", "alignment", "reasoning"]
 Metric = Literal[
-    "exact_match", "accuracy", "macro_f1", "rouge_l", "pass_at_1", "preference_accuracy",
+    "exact_match",
+    "accuracy",
+    "macro_f1",
+    "rouge_l",
+    "pass_at_1",
+    "preference_accuracy",
     "answer_recall",
 ]
 
@@ -41,8 +46,11 @@ class Goal(Frozen):
     target_score: float | None = Field(None, description="Task metric that counts as done.")
     gpu_hour_budget: float | None = Field(None, gt=0, description="GPU-hours the team will spend; null for no limit.")
     deadline_hours: float | None = Field(
-        None, gt=0, description="Wall-clock hours the team can wait for a training run; the planner adds data-parallel "
-        "replicas (more GPUs or nodes of the inventory) until the expected wall time fits. Null: cheapest layout.")
+        None,
+        gt=0,
+        description="Wall-clock hours the team can wait for a training run; the planner adds data-parallel "
+        "replicas (more GPUs or nodes of the inventory) until the expected wall time fits. Null: cheapest layout.",
+    )
     serving: Serving = Field(default_factory=Serving)
 
     @model_validator(mode="after")

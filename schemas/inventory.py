@@ -39,7 +39,8 @@ class Inventory(Frozen):
     memory_per_node_gb: float = Field(gt=0)
     scheduler: Literal["slurm", "none"]
     partition: SlurmPartition | None = Field(
-        None, description="Slurm partition (or comma-separated list); letters, digits, '.', '_', '-'.")
+        None, description="Slurm partition (or comma-separated list); letters, digits, '.', '_', '-'."
+    )
     account: SlurmAccount | None = Field(None, description="Slurm account; letters, digits, '.', '_', '-'.")
     time_limit_hours: float | None = Field(24, gt=0, description="Longest job the scheduler allows; null: no limit.")
     price_per_gpu_hour: float | None = Field(None, ge=0, description="USD per GPU-hour, for the cost line.")

@@ -68,16 +68,23 @@ class Estimator(Frozen):
     chars_per_token: float = Field(4.0, gt=0)
     runtime_overhead_gb: float = Field(2.0, ge=0, description="CUDA context, allocator fragmentation, buffers.")
     cpu_runtime_overhead_gb: float = Field(
-        0.6, ge=0, description="A CPU training process before the model: torch, transformers, trl and peft "
-        "imported, the dataset, allocator arenas.")
+        0.6,
+        ge=0,
+        description="A CPU training process before the model: torch, transformers, trl and peft "
+        "imported, the dataset, allocator arenas.",
+    )
     load_minutes: float = Field(3.0, ge=0, description="Model load and setup per stage launch.")
     eval_fraction: float = Field(0.1, ge=0, description="Eval cost per epoch as a fraction of training.")
     checkpoint_gb_per_minute: float = Field(60.0, gt=0, description="Checkpoint write throughput.")
     seq_margin: float = Field(
-        1.25, ge=1, description="Sequence length = longest record's estimated tokens x this (chars/4 is an estimate) "
-        "+ the prompt format's tokens, capped by the config.")
+        1.25,
+        ge=1,
+        description="Sequence length = longest record's estimated tokens x this (chars/4 is an estimate) "
+        "+ the prompt format's tokens, capped by the config.",
+    )
     chat_template_tokens: int = Field(
-        48, ge=0, description="Tokens a chat template adds to a record (role headers, a default system prompt).")
+        48, ge=0, description="Tokens a chat template adds to a record (role headers, a default system prompt)."
+    )
     generation_tokens_per_second: float = Field(
         2000.0, gt=0, description="GRPO rollout throughput per GPU for an 8B model (scaled by size)."
     )
@@ -96,30 +103,39 @@ class Engine(Frozen):
     outside it is an error finding. Change it here when the runtime learns more."""
 
     pipeline_parallel: bool = Field(
-        False, description="Pipeline-parallel stages (PP > 1) run. false: the runtime has no pipeline schedule (every "
+        False,
+        description="Pipeline-parallel stages (PP > 1) run. false: the runtime has no pipeline schedule (every "
         "process holds all layers), so no layout with PP > 1 is planned; a published option with PP > 1 is planned as "
-        "the nearest layout without it.")
+        "the nearest layout without it.",
+    )
     tensor_parallel: bool = Field(
-        True, description="Tensor parallel (TP > 1, within a node) runs: transformers shards each layer by the "
-        "model's tp_plan (DistributedConfig(tp_size)); the other processes replicate or shard data-parallel.")
+        True,
+        description="Tensor parallel (TP > 1, within a node) runs: transformers shards each layer by the "
+        "model's tp_plan (DistributedConfig(tp_size)); the other processes replicate or shard data-parallel.",
+    )
     sharding: tuple[ShardingLevel, ...] = Field(
-        ("none", "zero2", "fsdp"), min_length=1,
+        ("none", "zero2", "fsdp"),
+        min_length=1,
         description="Data-parallel sharding levels that run, each priced as what runs. none: DDP, every replica "
         "holds all weights, grads and optimizer state. zero2: FSDP2 with reshard_after_forward=False, grads and "
         "optimizer state sharded, parameters gathered from forward to backward (priced as ZeRO-2: whole weights). "
         "fsdp: FSDP2 full sharding, parameters sharded too and gathered a layer at a time. zero1 (optimizer state "
-        "only) has no runtime path of its own.")
+        "only) has no runtime path of its own.",
+    )
     sharding_at_load: tuple[ShardingLevel, ...] = Field(
-        ("none", "fsdp"), min_length=1,
-        description="The levels that run where the model is sharded as it loads: with TP > 1, and on CPU (accelerate "
-        "runs FSDP only on GPU backends). transformers' DistributedConfig applies FSDP2 with reshard_after_forward=True "
-        "there, so zero2 would run as fsdp; only these levels are planned for such layouts.")
+        ("none", "fsdp"),
+        min_length=1,
+        description="The levels that run where the model is sharded as it loads: with TP > 1, and on CPU "
+        "(accelerate runs FSDP only on GPU backends). transformers' DistributedConfig applies FSDP2 with "
+        "reshard_after_forward=True there, so zero2 would run as fsdp; only these levels are planned for such layouts.",
+    )
 
     @model_validator(mode="after")
     def _runs_unsharded(self) -> Engine:
         if "none" not in self.sharding or "none" not in self.sharding_at_load:
-            raise ValueError("engine.sharding and engine.sharding_at_load must list 'none': one replica has nothing "
-                             "to shard")
+            raise ValueError(
+                "engine.sharding and engine.sharding_at_load must list 'none': one replica has nothing to shard"
+            )
         return self
 
     def shardings(self, tp: int, cpu: bool) -> tuple[ShardingLevel, ...]:
@@ -135,6 +151,7 @@ class Knowledge(Frozen):
     lints: Lints = Field(default_factory=Lints)
     estimator: Estimator = Field(default_factory=Estimator)
     lora_targets: dict[str, tuple[str, ...]] = Field(
-        default_factory=dict, description="Module names LoRA can adapt, per model family (besides 'all-linear').")
+        default_factory=dict, description="Module names LoRA can adapt, per model family (besides 'all-linear')."
+    )
     dpo_needs_sft_base: bool = Field(True, description="DPO and GRPO refine a model that already knows the task.")
     engine: Engine = Field(default_factory=Engine, description="What the runtime can execute; only that is planned.")

@@ -18,11 +18,17 @@ class Launcher(Frozen):
     kind: LauncherKind = "auto"
     rdzv_port: int = Field(29500, ge=1024, le=65535, description="c10d rendezvous port on the head node.")
     requeue: int = Field(
-        1, ge=0, le=10, description="Times Slurm may requeue a stage (after a node failure or preemption) before "
-        "the stage gives up.")
+        1,
+        ge=0,
+        le=10,
+        description="Times Slurm may requeue a stage (after a node failure or preemption) before the stage gives up.",
+    )
     cpus_per_task: int | None = Field(
-        None, ge=1, description="Slurm cpus-per-task; null: all CPUs of the node for a stage that uses all its "
-        "GPUs, a per-GPU share of them for a smaller stage.")
+        None,
+        ge=1,
+        description="Slurm cpus-per-task; null: all CPUs of the node for a stage that uses all its "
+        "GPUs, a per-GPU share of them for a smaller stage.",
+    )
     python: str = Field("python", min_length=1, description="Python interpreter on the compute nodes.")
     env_passthrough: tuple[EnvName, ...] = Field(
         ("HF_TOKEN", "WANDB_API_KEY", "HF_HOME"),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -51,7 +51,8 @@ class Replay(Frozen):
     data: str = Field(
         description="builtin:<name> (the shipped conf/samples/<name>/corpus.txt: builtin:general is "
         "tiny-llama's pre-training text), or the absolute path of a .txt (one document per line) or .jsonl "
-        "({text}) file.")
+        "({text}) file."
+    )
     ratio: float = Field(1.0, gt=0, le=8, description="Replay records per task record in each batch.")
 
     @property
@@ -67,8 +68,10 @@ class Replay(Frozen):
         elif not self.data.endswith((".txt", ".jsonl")):
             raise ValueError(f"replay data {self.data!r}: use builtin:<name>, a .txt or a .jsonl file")
         elif not self.data.startswith("/"):
-            raise ValueError(f"replay data {self.data!r}: give the absolute path (the stages run from the "
-                             "bundle folder, not from where you plan)")
+            raise ValueError(
+                f"replay data {self.data!r}: give the absolute path (the stages run from the "
+                "bundle folder, not from where you plan)"
+            )
         return self
 
 
@@ -86,15 +89,19 @@ class _Train(Frozen):
     val_check_interval: float = Field(1.0, gt=0, description="Validate every N epochs (fractions allowed).")
     sequence_packing: bool = False
     max_seq_length: int | None = Field(
-        None, gt=0, description="Null: long enough for the longest record, capped by the config's max_seq_length.")
+        None, gt=0, description="Null: long enough for the longest record, capped by the config's max_seq_length."
+    )
     micro_batch_size: int | None = Field(None, ge=1, description="Null: chosen by the layout.")
     optimizer: Literal["adamw", "adamw_8bit", "adamw_bf16", "sgd"] = "adamw"
     activation_checkpointing: bool | None = Field(None, description="Null: the layout decides.")
     sharding: Literal["auto", "none", "zero1", "zero2", "fsdp"] = "auto"
     early_stopping: EarlyStopping = Field(default_factory=EarlyStopping)
     lora: LoraParams = Field(default_factory=LoraParams)
-    replay: Replay | None = Field(None, description="General text mixed into each batch against forgetting "
-                                  "(supervised stages: LoRA, full SFT, the SFT stage before DPO or GRPO).")
+    replay: Replay | None = Field(
+        None,
+        description="General text mixed into each batch against forgetting "
+        "(supervised stages: LoRA, full SFT, the SFT stage before DPO or GRPO).",
+    )
 
     @property
     def effective_min_lr(self) -> float:
@@ -143,9 +150,7 @@ class Dpo(_Train):
     reference: Literal["auto", "copy", "adapters_disabled", "precomputed"] = Field(
         "auto", description="auto: adapters disabled under LoRA, a frozen copy for all weights."
     )
-    sft_base: str | None = Field(
-        None, description="An SFT-tuned base to start from; null compiles an SFT stage first."
-    )
+    sft_base: str | None = Field(None, description="An SFT-tuned base to start from; null compiles an SFT stage first.")
 
     @property
     def training_type(self) -> str:
@@ -177,12 +182,16 @@ class Grpo(_Train):
     kl_beta: float = Field(0.0, ge=0, description="KL coefficient; > 0 adds a reference model.")
     temperature: float = Field(1.0, gt=0)
     rewards: tuple[str, ...] = Field(
-        ("numeric_match",), min_length=1,
-        description="Verifiable rewards, summed: " + ", ".join(REWARD_NAMES) + ", or regex:PATTERN.")
+        ("numeric_match",),
+        min_length=1,
+        description="Verifiable rewards, summed: " + ", ".join(REWARD_NAMES) + ", or regex:PATTERN.",
+    )
     generation_backend: Literal["transformers", "vllm"] = "transformers"
     cold_start_sft: bool = Field(
-        False, description="Train an SFT stage on prompt -> 'Answer: <answer>' first (a cold start, as DeepSeek-R1 "
-        "did before RL), for a base that never samples a right answer: with every reward 0, GRPO has no signal.")
+        False,
+        description="Train an SFT stage on prompt -> 'Answer: <answer>' first (a cold start, as DeepSeek-R1 "
+        "did before RL), for a base that never samples a right answer: with every reward 0, GRPO has no signal.",
+    )
 
     @property
     def training_type(self) -> str:
@@ -209,10 +218,12 @@ class Grpo(_Train):
         return names
 
 
-def _no_replay(method: _Train) -> None:
+def _no_replay(method: Dpo | Grpo) -> None:
     if method.replay is not None:
-        raise ValueError(f"replay mixes text into supervised batches; a {method.kind} stage has none: remove "
-                         "replay (for the SFT base of a DPO pipeline, set it in the model config's sft defaults)")
+        raise ValueError(
+            f"replay mixes text into supervised batches; a {method.kind} stage has none: remove "
+            "replay (for the SFT base of a DPO pipeline, set it in the model config's sft defaults)"
+        )
 
 
 class Prompting(Frozen):
@@ -252,8 +263,9 @@ class Auto(Frozen):
             if key not in known:
                 close = difflib.get_close_matches(key, known, n=1)
                 hint = f"; did you mean {close[0]!r}?" if close else ""
-                raise ValueError(f"method.{key} is not a training key{hint} (method=auto takes the keys of "
-                                 "lora, sft, dpo and grpo)")
+                raise ValueError(
+                    f"method.{key} is not a training key{hint} (method=auto takes the keys of lora, sft, dpo and grpo)"
+                )
         errors = []
         for cls in kinds:  # valid for at least one rung that has every key given
             if not set(extra) <= set(cls.model_fields):
@@ -270,9 +282,15 @@ class Auto(Frozen):
         raise ValueError(f"method overrides {sorted(extra)}: {detail}")
 
 
-Method = Annotated[Union[Auto, Prompting, Rag, Lora, Sft, Dpo, Grpo], Field(discriminator="kind")]
-TrainMethod = Union[Lora, Sft, Dpo, Grpo]
+Method = Annotated[Auto | Prompting | Rag | Lora | Sft | Dpo | Grpo, Field(discriminator="kind")]
+TrainMethod = Lora | Sft | Dpo | Grpo
 
 BY_KIND: dict[str, type[Frozen]] = {
-    "auto": Auto, "prompting": Prompting, "rag": Rag, "lora": Lora, "sft": Sft, "dpo": Dpo, "grpo": Grpo,
+    "auto": Auto,
+    "prompting": Prompting,
+    "rag": Rag,
+    "lora": Lora,
+    "sft": Sft,
+    "dpo": Dpo,
+    "grpo": Grpo,
 }

@@ -73,8 +73,13 @@ class Architecture(Frozen):
         """(d_in, d_out) of each linear layer in one decoder block, keyed by module name."""
         h, i = self.hidden_size, self.intermediate_size
         return {
-            "q_proj": (h, self.q_dim), "k_proj": (h, self.kv_dim), "v_proj": (h, self.kv_dim),
-            "o_proj": (self.q_dim, h), "gate_proj": (h, i), "up_proj": (h, i), "down_proj": (i, h),
+            "q_proj": (h, self.q_dim),
+            "k_proj": (h, self.kv_dim),
+            "v_proj": (h, self.kv_dim),
+            "o_proj": (self.q_dim, h),
+            "gate_proj": (h, i),
+            "up_proj": (h, i),
+            "down_proj": (i, h),
         }
 
     def params_per_layer(self) -> int:
@@ -126,7 +131,8 @@ class CustomizationConfig(Frozen):
     defaults: dict[Literal["lora", "sft", "dpo", "grpo"], dict[str, Any]] = Field(
         default_factory=dict,
         description="Hyperparameters this config recommends per method kind, used when method=auto "
-        "chooses that rung (an explicit method= keeps its own values).")
+        "chooses that rung (an explicit method= keeps its own values).",
+    )
 
     @model_validator(mode="after")
     def _urn_is_complete(self) -> CustomizationConfig:
@@ -160,8 +166,10 @@ class Model(Frozen):
     hf_id: str = Field(description="Hub id, or a local directory with config.json and weights.")
     family: Literal["llama", "mistral", "qwen2", "gemma2"]
     chat_template: bool = Field(
-        False, description="The tokenizer ships a chat template (instruct models): training and evaluation format "
-        "records through it. False: the customization config's plain prompt_template.")
+        False,
+        description="The tokenizer ships a chat template (instruct models): training and evaluation format "
+        "records through it. False: the customization config's plain prompt_template.",
+    )
     architecture: Architecture
     config: str | None = Field(
         None,

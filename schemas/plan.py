@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
@@ -13,7 +13,7 @@ from schemas.spec import Spec
 
 Severity = Literal["error", "warning", "info"]
 SCHEMA_VERSION = 2
-ResolvedMethod = Annotated[Union[Lora, Sft, Dpo, Grpo], Field(discriminator="kind")]
+ResolvedMethod = Annotated[Lora | Sft | Dpo | Grpo, Field(discriminator="kind")]
 Source = Literal["override", "recommended", "default", "derived"]
 
 
@@ -40,7 +40,8 @@ class ServingPlan(Frozen):
 
     kind: Literal["none", "hot_swap", "new_deployment"] = Field(
         description="none: nothing trained; hot_swap: a LoRA adapter loads into the running multi-LoRA server; "
-        "new_deployment: all weights changed, the model needs its own deployment.")
+        "new_deployment: all weights changed, the model needs its own deployment."
+    )
     reason: str = ""
 
 
@@ -127,10 +128,12 @@ class PromptFormat(Frozen):
     """How a record becomes the model's text: the same for training and for evaluation."""
 
     kind: Literal["chat_template", "plain"] = Field(
-        description="chat_template: the tokenizer's chat template (instruct models); plain: `template`.")
+        description="chat_template: the tokenizer's chat template (instruct models); plain: `template`."
+    )
     template: str = Field(
         description="plain: the customization config's prompt template with {prompt} and {completion}; "
-        "chat_template: 'tokenizer' (the template shipped with the model's tokenizer).")
+        "chat_template: 'tokenizer' (the template shipped with the model's tokenizer)."
+    )
 
 
 class StageData(Frozen):
@@ -142,8 +145,10 @@ class StageData(Frozen):
     holdout_fraction: float = Field(description="Share of training held out when validation/ is absent.")
     holdout_seed: int = Field(description="Seed of the hold-out draw (the training method's seed).")
     use: Literal["as_is", "chosen", "answer"] = Field(
-        "as_is", description="What an SFT stage trains on: the records as they are, the chosen answer of "
-        "preference pairs (the SFT base of DPO), or 'Answer: <answer>' of prompt/answer records (a GRPO cold start).")
+        "as_is",
+        description="What an SFT stage trains on: the records as they are, the chosen answer of "
+        "preference pairs (the SFT base of DPO), or 'Answer: <answer>' of prompt/answer records (a GRPO cold start).",
+    )
 
 
 class Evaluation(Frozen):
@@ -175,8 +180,10 @@ class Stage(Frozen):
     inputs: dict[str, str] = Field(default_factory=dict, description="Artifacts it reads, relative paths.")
     method: ResolvedMethod | None = Field(None, description="Training stages: every hyperparameter the trainer uses.")
     method_sources: dict[str, Source] = Field(
-        default_factory=dict, description="Where each method value came from, by dotted key: a user override, "
-        "the model config's recommendation, the schema default, or derived by the planner (layout, data).")
+        default_factory=dict,
+        description="Where each method value came from, by dotted key: a user override, "
+        "the model config's recommendation, the schema default, or derived by the planner (layout, data).",
+    )
     layout: Layout | None = Field(None, description="Training stages: this stage's own parallel layout.")
     estimate: Estimate | None = Field(None, description="Training stages: this stage's memory, time and cost.")
     prompt: PromptFormat | None = None
@@ -191,7 +198,9 @@ class Artifacts(Frozen):
     run_dir: str = Field("run", description="Each stage writes under run/<stage>/: status.json and its outputs.")
     adapter_dir: str | None = Field(None, description="The trained LoRA adapter (PEFT format).")
     model_dir: str | None = Field(None, description="The trained full model (safetensors).")
-    sft_base_dir: str | None = Field(None, description="The SFT model a DPO stage (or a GRPO cold start) starts from, when trained here.")
+    sft_base_dir: str | None = Field(
+        None, description="The SFT model a DPO stage (or a GRPO cold start) starts from, when trained here."
+    )
     status: str = Field("run/train/status.json", description="The training stage's status.")
     metrics: str = Field("run/train/metrics.jsonl", description="Training metrics, one JSON object per line.")
     gate: str = Field("run/gate/gate.json", description="The gate's verdict.")
@@ -218,8 +227,10 @@ class Plan(Frozen):
     @classmethod
     def _current(cls, version: int) -> int:
         if version != SCHEMA_VERSION:
-            raise ValueError(f"plan.json schema version {version}; this version reads {SCHEMA_VERSION}: re-plan "
-                             "(python -m planner <the same overrides>) to write a current plan")
+            raise ValueError(
+                f"plan.json schema version {version}; this version reads {SCHEMA_VERSION}: re-plan "
+                "(python -m planner <the same overrides>) to write a current plan"
+            )
         return version
 
     def stage(self, name: str) -> Stage:

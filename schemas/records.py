@@ -109,12 +109,21 @@ class SplitScan:
     def stats(self) -> SplitStats:
         lengths = sorted(self.lengths)
         return SplitStats(
-            files=tuple(f.path for f in self.files), digests=tuple(self.files), records=self.records,
-            invalid=tuple(self.bad), invalid_total=self.bad_total, fields=dict(sorted(self.fields.items())),
-            empty=self.empty, duplicates=self.duplicates, same_chosen_rejected=self.same,
-            unparsable_answers=self.unparsable, tokens_p50=percentile(lengths, 0.50),
-            tokens_p95=percentile(lengths, 0.95), tokens_max=lengths[-1] if lengths else 0,
-            tokens_total=sum(lengths), tokens_longest=tuple(reversed(lengths[-LONGEST_KEPT:])),
+            files=tuple(f.path for f in self.files),
+            digests=tuple(self.files),
+            records=self.records,
+            invalid=tuple(self.bad),
+            invalid_total=self.bad_total,
+            fields=dict(sorted(self.fields.items())),
+            empty=self.empty,
+            duplicates=self.duplicates,
+            same_chosen_rejected=self.same,
+            unparsable_answers=self.unparsable,
+            tokens_p50=percentile(lengths, 0.50),
+            tokens_p95=percentile(lengths, 0.95),
+            tokens_max=lengths[-1] if lengths else 0,
+            tokens_total=sum(lengths),
+            tokens_longest=tuple(reversed(lengths[-LONGEST_KEPT:])),
         )
 
 

@@ -20,7 +20,9 @@ from schemas.model import Model
 class Eval(Frozen):
     """How the gate judges a run."""
 
-    general_benchmark: str = Field("builtin:general", description="Forgetting check: builtin:<name> or an lm_eval task.")
+    general_benchmark: str = Field(
+        "builtin:general", description="Forgetting check: builtin:<name> or an lm_eval task."
+    )
     forgetting_threshold: float = Field(2.0, ge=0, description="Largest allowed drop in general score, in points.")
     max_examples: int | None = Field(None, ge=1, description="Cap on evaluated examples per split.")
     max_new_tokens: int = Field(96, ge=1)
