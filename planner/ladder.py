@@ -21,6 +21,7 @@ FORMAT_WORDS = {
     "prompt_completion": "prompt/completion examples",
     "messages": "chat examples",
     "preference": "preference pairs",
+    "unpaired_preference": "answers labelled desirable or undesirable",
     "prompt_answer": "prompts with verifiable answers",
     "documents": "documents",
 }

@@ -130,7 +130,7 @@ def stage_title(stage: Stage, md: bool = False) -> str:
     m, v = stage.method, _Marker(stage, md)
     assert m is not None
     what = "LoRA adapters" if _adapters(m) else "all weights"
-    if m.kind in ("dpo", "grpo"):
+    if m.kind in ("dpo", "kto", "grpo"):
         what = v("finetuning_type", what)
     return f"{m.kind}, {what}"
 
@@ -172,6 +172,14 @@ def recipe_rows(stage: Stage, md: bool = False) -> list[tuple[str, str]]:
                 "LoRA",
                 f"rank {v('lora.adapter_dim')}, alpha {v('lora.alpha', str(m.lora.effective_alpha))}, "
                 f"dropout {v('lora.adapter_dropout')}, targets {v('lora.target_modules')}",
+            )
+        )
+    if m.kind == "kto":
+        rows.append(
+            (
+                "KTO",
+                f"beta {v('beta')}, reference {v('reference', m.effective_reference)}, desirable weight "
+                f"{v('desirable_weight')}, undesirable weight {v('undesirable_weight')}",
             )
         )
     if m.kind == "dpo":

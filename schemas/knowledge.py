@@ -12,7 +12,7 @@ from pydantic import Field, model_validator
 from schemas.base import Frozen
 from schemas.goal import GapKind
 
-RungKind = Literal["prompting", "rag", "lora", "sft", "dpo", "grpo"]
+RungKind = Literal["prompting", "rag", "lora", "sft", "dpo", "kto", "grpo"]
 RungCheck = Literal["gap", "baseline", "format", "soft_floor", "hot_swap", "fits", "budget"]
 ShardingLevel = Literal["none", "zero1", "zero2", "fsdp"]
 

@@ -16,8 +16,8 @@ from schemas.base import Frozen
 
 # the verifiable rewards runtime.rewards registers (a test keeps the two lists equal)
 REWARD_NAMES: tuple[str, ...] = ("numeric_match", "format", "valid_json")
-MethodKind = Literal["auto", "prompting", "rag", "lora", "sft", "dpo", "grpo"]
-TRAIN_KINDS: tuple[str, ...] = ("lora", "sft", "dpo", "grpo")
+MethodKind = Literal["auto", "prompting", "rag", "lora", "sft", "dpo", "kto", "grpo"]
+TRAIN_KINDS: tuple[str, ...] = ("lora", "sft", "dpo", "kto", "grpo")
 
 
 class LoraParams(Frozen):
@@ -137,24 +137,17 @@ class Sft(_Train):
         return "all_weights"
 
 
-class Dpo(_Train):
-    """Direct preference optimisation on prompt/chosen/rejected pairs, on an SFT base."""
+class _Preference(_Train):
+    """What the preference methods (DPO, KTO) share: a policy judged against a frozen reference, on an SFT base."""
 
-    kind: Literal["dpo"] = "dpo"
     finetuning_type: Literal["lora", "all_weights"] = "all_weights"
     learning_rate: float = Field(5e-6, gt=0)
     epochs: int = Field(1, ge=1)
     beta: float = Field(0.1, gt=0, description="KL penalty against the reference (ref_policy_kl_penalty).")
-    sft_loss_weight: float = Field(0.0, ge=0)
-    preference_loss_weight: float = Field(1.0, ge=0)
     reference: Literal["auto", "copy", "adapters_disabled", "precomputed"] = Field(
         "auto", description="auto: adapters disabled under LoRA, a frozen copy for all weights."
     )
     sft_base: str | None = Field(None, description="An SFT-tuned base to start from; null compiles an SFT stage first.")
-
-    @property
-    def training_type(self) -> str:
-        return "dpo"
 
     @property
     def effective_reference(self) -> str:
@@ -163,11 +156,41 @@ class Dpo(_Train):
         return "adapters_disabled" if self.finetuning_type == "lora" else "copy"
 
     @model_validator(mode="after")
-    def _reference_matches(self) -> Dpo:
+    def _reference_matches(self) -> _Preference:
         if self.reference == "adapters_disabled" and self.finetuning_type != "lora":
             raise ValueError("reference 'adapters_disabled' needs finetuning_type 'lora'")
         _no_replay(self)
         return self
+
+
+class Dpo(_Preference):
+    """Direct preference optimisation on prompt/chosen/rejected pairs, on an SFT base."""
+
+    kind: Literal["dpo"] = "dpo"
+    sft_loss_weight: float = Field(0.0, ge=0)
+    preference_loss_weight: float = Field(1.0, ge=0)
+
+    @property
+    def training_type(self) -> str:
+        return "dpo"
+
+
+class Kto(_Preference):
+    """Kahneman-Tversky optimisation on unpaired feedback: each answer alone, labelled desirable or not (pairs of
+    preference data count as one of each), on an SFT base."""
+
+    kind: Literal["kto"] = "kto"
+    desirable_weight: float = Field(1.0, gt=0, description="Loss weight of desirable answers (lambda_D).")
+    undesirable_weight: float = Field(
+        1.0,
+        gt=0,
+        description="Loss weight of undesirable answers (lambda_U); keep lambda_D x desirable count / "
+        "(lambda_U x undesirable count) within 1 to 4/3.",
+    )
+
+    @property
+    def training_type(self) -> str:
+        return "kto"
 
 
 class Grpo(_Train):
@@ -218,10 +241,11 @@ class Grpo(_Train):
         return names
 
 
-def _no_replay(method: Dpo | Grpo) -> None:
+def _no_replay(method: _Train) -> None:
     if method.replay is not None:
         raise ValueError(
-            f"replay mixes text into supervised batches; a {method.kind} stage has none: remove "
+            f"replay mixes text into supervised batches; a {getattr(method, 'kind', 'preference')} stage has none: "
+            "remove "
             "replay (for the SFT base of a DPO pipeline, set it in the model config's sft defaults)"
         )
 
@@ -282,8 +306,8 @@ class Auto(Frozen):
         raise ValueError(f"method overrides {sorted(extra)}: {detail}")
 
 
-Method = Annotated[Auto | Prompting | Rag | Lora | Sft | Dpo | Grpo, Field(discriminator="kind")]
-TrainMethod = Lora | Sft | Dpo | Grpo
+Method = Annotated[Auto | Prompting | Rag | Lora | Sft | Dpo | Kto | Grpo, Field(discriminator="kind")]
+TrainMethod = Lora | Sft | Dpo | Kto | Grpo
 
 BY_KIND: dict[str, type[Frozen]] = {
     "auto": Auto,
@@ -292,5 +316,6 @@ BY_KIND: dict[str, type[Frozen]] = {
     "lora": Lora,
     "sft": Sft,
     "dpo": Dpo,
+    "kto": Kto,
     "grpo": Grpo,
 }

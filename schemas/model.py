@@ -9,7 +9,7 @@ from pydantic import Field, model_validator
 
 from schemas.base import Frozen, SafeName
 
-TrainingType = Literal["sft", "dpo", "grpo", "distillation"]
+TrainingType = Literal["sft", "dpo", "kto", "grpo", "distillation"]
 FinetuningType = Literal["lora", "all_weights", "lora_merged"]
 
 _URN = re.compile(
@@ -128,7 +128,7 @@ class CustomizationConfig(Frozen):
     precision: Literal["bf16-mixed", "bf16", "fp16-mixed", "fp32"]
     prompt_template: str = Field(description="How a record becomes text: '{prompt} {completion}'.")
     training_options: tuple[TrainingOption, ...] = ()
-    defaults: dict[Literal["lora", "sft", "dpo", "grpo"], dict[str, Any]] = Field(
+    defaults: dict[Literal["lora", "sft", "dpo", "kto", "grpo"], dict[str, Any]] = Field(
         default_factory=dict,
         description="Hyperparameters this config recommends per method kind, used when method=auto "
         "chooses that rung (an explicit method= keeps its own values).",

@@ -8,12 +8,12 @@ from pydantic import Field, field_validator
 
 from schemas.base import Frozen
 from schemas.data import DataFile, DataFormat, DataStats
-from schemas.method import Dpo, Grpo, Lora, Sft
+from schemas.method import Dpo, Grpo, Kto, Lora, Sft
 from schemas.spec import Spec
 
 Severity = Literal["error", "warning", "info"]
 SCHEMA_VERSION = 2
-ResolvedMethod = Annotated[Lora | Sft | Dpo | Grpo, Field(discriminator="kind")]
+ResolvedMethod = Annotated[Lora | Sft | Dpo | Kto | Grpo, Field(discriminator="kind")]
 Source = Literal["override", "recommended", "default", "derived"]
 
 
@@ -144,10 +144,11 @@ class StageData(Frozen):
     files: tuple[DataFile, ...] = Field((), description="Every data file with its absolute path, size and sha256.")
     holdout_fraction: float = Field(description="Share of training held out when validation/ is absent.")
     holdout_seed: int = Field(description="Seed of the hold-out draw (the training method's seed).")
-    use: Literal["as_is", "chosen", "answer"] = Field(
+    use: Literal["as_is", "chosen", "desirable", "answer"] = Field(
         "as_is",
         description="What an SFT stage trains on: the records as they are, the chosen answer of "
-        "preference pairs (the SFT base of DPO), or 'Answer: <answer>' of prompt/answer records (a GRPO cold start).",
+        "preference pairs (the SFT base of DPO or KTO), the desirable answers of unpaired feedback (the SFT base of "
+        "KTO), or 'Answer: <answer>' of prompt/answer records (a GRPO cold start).",
     )
 
 

@@ -7,11 +7,11 @@ conf/knowledge, a data format if it needs one.
 
 from __future__ import annotations
 
-from planner.methods import dpo, grpo, lora, sft
+from planner.methods import dpo, grpo, kto, lora, sft
 from planner.methods.base import MethodRules
 from schemas.method import TrainMethod
 
-METHODS: dict[str, MethodRules] = {m.RULES.kind: m.RULES for m in (lora, sft, dpo, grpo)}
+METHODS: dict[str, MethodRules] = {m.RULES.kind: m.RULES for m in (lora, sft, dpo, kto, grpo)}
 
 
 def rules(method: TrainMethod) -> MethodRules:

@@ -11,6 +11,7 @@ from runtime.context import StageFailed
 from runtime.data import field, messages_text
 from runtime.models import chat_turns, render_example, render_prompt
 from schemas.plan import Evaluation, PromptFormat, StageData
+from schemas.records import VALIDATION_FORMAT
 
 FEW_SHOT_SEPARATOR = "\n\n"
 
@@ -27,7 +28,7 @@ class Item:
 
 
 def items_of(data: StageData, ev: Evaluation, records: list[dict]) -> list[Item]:
-    fmt = data.format
+    fmt = VALIDATION_FORMAT.get(data.format, data.format)  # what validation/ holds (KTO's feedback: pairs)
     items: list[Item] = []
     for r in records:
         if fmt == "preference":

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from runtime.context import RunContext
 from runtime.parallel import Parallel
-from runtime.recipes import dpo, grpo, sft
+from runtime.recipes import dpo, grpo, kto, sft
 
 
 class Recipe(Protocol):
@@ -35,5 +35,6 @@ RECIPES: dict[str, Recipe] = {
     "lora": sft,
     "sft": sft,
     "dpo": dpo,
+    "kto": kto,
     "grpo": grpo,
 }

@@ -52,6 +52,8 @@ SUPERVISED = {
     "prompt_completion": (FIELDS["prompt_completion"][0], FIELDS["prompt_completion"][1]),
     "preference": (FIELDS["preference"][0], FIELDS["preference"][1]),
     "prompt_answer": (FIELDS["prompt_answer"][0], FIELDS["prompt_answer"][1]),
+    # the desirable answers of unpaired feedback (the SFT base of KTO); its validation pairs by their chosen answer
+    "unpaired_preference": (FIELDS["unpaired_preference"][0], (*FIELDS["unpaired_preference"][1], "chosen")),
 }
 
 
@@ -59,10 +61,15 @@ SUPERVISED = {
 
 
 def rows(data: StageData, fmt: PromptFormat, records: list[dict]) -> tuple[list[dict], int]:
-    """TRL dataset rows for the stage's data format and prompt format, and how many records were skipped."""
+    """TRL dataset rows for the stage's data format and prompt format, and how many records were skipped as
+    malformed (an undesirable answer of unpaired feedback is left out on purpose, not skipped)."""
     out: list[dict] = []
+    undesirable = 0
     for record in records:
         row: dict | None = None
+        if data.format == "unpaired_preference" and record.get("label") is False:
+            undesirable += 1
+            continue
         if data.format == "messages":
             row = _messages(fmt, record.get("messages"))
         elif data.format == "documents":
@@ -76,7 +83,7 @@ def rows(data: StageData, fmt: PromptFormat, records: list[dict]) -> tuple[list[
             row = prompt_completion(fmt, prompt, completion) if prompt and completion else None
         if row is not None:
             out.append(row)
-    return out, len(records) - len(out)
+    return out, len(records) - len(out) - undesirable
 
 
 def _messages(fmt: PromptFormat, messages: Any) -> dict | None:

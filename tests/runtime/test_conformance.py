@@ -1,6 +1,6 @@
 """The plan is the run: the TRL / PEFT config objects each training stage would train with hold exactly
 the values plan.json records for that stage, field by field, over a matrix of plans (LoRA, full SFT,
-SFT -> DPO, SFT -> GRPO; method=auto and pinned; with overrides). No training: the configs are built the
+SFT -> DPO, SFT -> KTO, SFT -> GRPO; method=auto and pinned; with overrides). No training: the configs are built the
 way the stages build them."""
 
 from __future__ import annotations
@@ -22,6 +22,9 @@ MATRIX = {
     "sft-pinned": ("+goal=tone", "method=sft", "method.warmup_steps=7", "method.weight_decay=0.01"),
     "dpo-auto": ("+goal=safety_alignment",),
     "dpo-batch": ("+goal=safety_alignment", "method=dpo", "method.batch_size=16", "method.beta=0.2"),
+    "kto-auto": ("+goal=safety_alignment", "data=safety_feedback"),
+    "kto-lora": ("+goal=safety_alignment", "method=kto", "method.finetuning_type=lora", "method.beta=0.3",
+                 "method.undesirable_weight=1.2"),
     "grpo-auto": ("+goal=math_reasoning",),
     "grpo-pinned": ("+goal=math_reasoning", "method=grpo", "method.cold_start_sft=true",
                     "method.num_generations_per_prompt=4", "method.batch_size=16"),
@@ -71,6 +74,11 @@ def test_trainer_configs_equal_the_plan(case, tmp_path):
             assert args.beta == m.beta
             assert args.max_length == m.max_seq_length
             assert args.precompute_ref_log_probs == (m.reference == "precomputed")
+        if m.kind == "kto":
+            assert (args.beta, args.max_length) == (m.beta, m.max_seq_length)
+            assert (args.desirable_weight, args.undesirable_weight) == (m.desirable_weight, m.undesirable_weight)
+            assert args.precompute_ref_log_probs == (m.reference == "precomputed")
+            assert args.train_sampling_strategy == "sequential"  # the KL baseline's pairing; rows shuffled by seed
         if m.kind == "grpo":
             assert args.num_generations == m.num_generations_per_prompt
             assert args.max_completion_length == m.max_completion_length

@@ -26,7 +26,7 @@ def test_goal_plans_to_expected_rung(goal):
     assert p.feasible, [f.message for f in p.errors]
     assert p.decision.method == EXPECTED[goal]
     verdicts = {r.method: r.verdict for r in p.decision.rungs}
-    assert list(verdicts) == ["prompting", "rag", "lora", "sft", "dpo", "grpo"]
+    assert list(verdicts) == ["prompting", "rag", "lora", "sft", "dpo", "kto", "grpo"]
     assert verdicts[EXPECTED[goal]] == "chosen"
     assert sum(v == "chosen" for v in verdicts.values()) == 1
     if EXPECTED[goal] in ("prompting", "rag"):

@@ -74,3 +74,21 @@ def test_estimate_terms():
         r = rules(m)
         assert (r.sequences_per_example, r.completion_tokens(m), r.reference_copy(m), r.derived(m)) == (1, 0, False, {})
     assert rules(Dpo()).derived(Dpo(finetuning_type="lora")) == {"reference": "adapters_disabled"}
+
+
+def test_kto_is_planned_from_unpaired_feedback_and_on_request_from_pairs():
+    """KTO through the registry: the ladder picks it for answers labelled one by one (DPO needs pairs), an SFT stage
+    on the desirable answers comes first, and method=kto trains on preference pairs too."""
+    from tests.unit.helpers import make_plan
+
+    feedback = make_plan("+goal=safety_alignment", "data=safety_feedback", "model=tiny-llama", "inventory=local")
+    assert feedback.decision.method == "kto" and feedback.decision.pipeline == ("sft", "kto")
+    verdicts = {r.method: r.verdict for r in feedback.decision.rungs}
+    assert verdicts["dpo"] == "rejected" and verdicts["kto"] == "chosen"
+    assert feedback.stage("train_sft").data.use == "desirable"  # type: ignore[union-attr]
+    assert feedback.feasible and feedback.stage("train").estimate.memory_per_gpu_bytes.reference_model > 0  # type: ignore[union-attr]
+    pairs = make_plan("+goal=safety_alignment", "method=kto", "model=tiny-llama", "inventory=local")
+    assert pairs.decision.method == "kto" and pairs.feasible
+    assert not [f for f in pairs.findings if f.code == "data-format-method"]
+    tone = make_plan("+goal=tone", "method=kto", "model=tiny-llama", "inventory=local")  # prompt/completion data
+    assert [f.path for f in tone.findings if f.code == "data-format-method"] == ["data.format"]

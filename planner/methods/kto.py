@@ -1,0 +1,32 @@
+"""KTO: unpaired feedback (each answer alone, labelled desirable or not) through the policy and a frozen
+reference, on an SFT base. Preference pairs train too: each pair is one desirable and one undesirable answer."""
+
+from __future__ import annotations
+
+from planner.methods.base import MethodRules
+from schemas.method import Kto, TrainMethod
+from schemas.spec import Spec
+
+
+def _kto(method: TrainMethod) -> Kto:
+    assert isinstance(method, Kto), method.kind
+    return method
+
+
+def _base_stage(method: TrainMethod, spec: Spec) -> bool:
+    """Without method.sft_base, an SFT stage on the desirable (or chosen) answers builds the base, as for DPO."""
+    return _kto(method).sft_base is None and spec.knowledge.dpo_needs_sft_base
+
+
+RULES = MethodRules(
+    kind="kto",
+    label="KTO",
+    formats=("unpaired_preference", "preference"),
+    base_stage=_base_stage,
+    base_stage_note="includes the SFT stage that builds the KTO base, on the same data's desirable answers",
+    # each answer runs once with gradients; TRL's KL estimate runs the policy on mismatched pairs without them
+    sequences_per_example=2,
+    reference_copy=lambda m: _kto(m).effective_reference == "copy",
+    reference_forward=lambda m: _kto(m).effective_reference != "precomputed",
+    derived=lambda m: {"reference": _kto(m).effective_reference},
+)
