@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from planner.methods import rules
 from planner.report_format import gb, hours, layout_text, md_escape, table, wrap
 from schemas.plan import Plan, Stage
 
@@ -130,7 +131,7 @@ def stage_title(stage: Stage, md: bool = False) -> str:
     m, v = stage.method, _Marker(stage, md)
     assert m is not None
     what = "LoRA adapters" if _adapters(m) else "all weights"
-    if m.kind in ("dpo", "kto", "grpo"):
+    if "finetuning_type" in type(m).model_fields:  # the methods that train adapters or all weights by choice
         what = v("finetuning_type", what)
     return f"{m.kind}, {what}"
 
@@ -174,46 +175,7 @@ def recipe_rows(stage: Stage, md: bool = False) -> list[tuple[str, str]]:
                 f"dropout {v('lora.adapter_dropout')}, targets {v('lora.target_modules')}",
             )
         )
-    if m.kind == "kto":
-        rows.append(
-            (
-                "KTO",
-                f"beta {v('beta')}, reference {v('reference', m.effective_reference)}, desirable weight "
-                f"{v('desirable_weight')}, undesirable weight {v('undesirable_weight')}",
-            )
-        )
-    if m.kind == "dpo":
-        rows.append(
-            (
-                "DPO",
-                f"beta {v('beta')}, reference {v('reference', m.effective_reference)}, "
-                f"SFT loss weight {v('sft_loss_weight')}, preference loss weight "
-                f"{v('preference_loss_weight')}",
-            )
-        )
-        if m.sft_base:
-            rows.append(("SFT base", v("sft_base")))
-    if m.kind == "grpo":
-        rows.append(
-            (
-                "GRPO",
-                f"{v('num_generations_per_prompt')} generations per prompt, completion length "
-                f"{v('max_completion_length')} tokens, temperature {v('temperature')}, "
-                f"KL beta {v('kl_beta')}",
-            )
-        )
-        rows.append(
-            (
-                "rewards",
-                f"{v('rewards')} (generation: {v('generation_backend')}"
-                + (f", cold start SFT {v('cold_start_sft')})" if m.cold_start_sft else ")"),
-            )
-        )
-    if m.kind in ("lora", "sft"):
-        replay = (
-            f"{v('replay.data')} x {v('replay.ratio')} per task record" if m.replay is not None else v("replay", "none")
-        )
-        rows.append(("replay", replay))
+    rows.extend(rules(m).recipe_rows(m, v))
     rows.append(("layout", layout_text(lay, full=False)))
     if est is not None:
         mem = est.memory_per_gpu_bytes

@@ -11,8 +11,9 @@ from pydantic import Field, model_validator
 
 from schemas.base import Frozen
 from schemas.goal import GapKind
+from schemas.method import TrainKind
 
-RungKind = Literal["prompting", "rag", "lora", "sft", "dpo", "kto", "grpo"]
+RungKind = Literal["prompting", "rag", TrainKind]
 RungCheck = Literal["gap", "baseline", "format", "soft_floor", "hot_swap", "fits", "budget"]
 ShardingLevel = Literal["none", "zero1", "zero2", "fsdp"]
 

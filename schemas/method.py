@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -16,8 +16,11 @@ from schemas.base import Frozen
 
 # the verifiable rewards runtime.rewards registers (a test keeps the two lists equal)
 REWARD_NAMES: tuple[str, ...] = ("numeric_match", "format", "valid_json")
-MethodKind = Literal["auto", "prompting", "rag", "lora", "sft", "dpo", "kto", "grpo"]
-TRAIN_KINDS: tuple[str, ...] = ("lora", "sft", "dpo", "kto", "grpo")
+# The training kinds: a new method adds its kind here, its class below, planner/methods/<kind>.py and
+# runtime/recipes/<kind>.py (tests keep the four equal).
+TrainKind = Literal["lora", "sft", "dpo", "kto", "grpo"]
+TRAIN_KINDS: tuple[str, ...] = get_args(TrainKind)
+MethodKind = Literal["auto", "prompting", "rag", TrainKind]
 
 
 class LoraParams(Frozen):

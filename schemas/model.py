@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from schemas.base import Frozen, SafeName
+from schemas.method import TrainKind
 
 TrainingType = Literal["sft", "dpo", "kto", "grpo", "distillation"]
 FinetuningType = Literal["lora", "all_weights", "lora_merged"]
@@ -128,7 +129,7 @@ class CustomizationConfig(Frozen):
     precision: Literal["bf16-mixed", "bf16", "fp16-mixed", "fp32"]
     prompt_template: str = Field(description="How a record becomes text: '{prompt} {completion}'.")
     training_options: tuple[TrainingOption, ...] = ()
-    defaults: dict[Literal["lora", "sft", "dpo", "kto", "grpo"], dict[str, Any]] = Field(
+    defaults: dict[TrainKind, dict[str, Any]] = Field(
         default_factory=dict,
         description="Hyperparameters this config recommends per method kind, used when method=auto "
         "chooses that rung (an explicit method= keeps its own values).",

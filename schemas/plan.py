@@ -8,12 +8,12 @@ from pydantic import Field, field_validator
 
 from schemas.base import Frozen
 from schemas.data import DataFile, DataFormat, DataStats
-from schemas.method import Dpo, Grpo, Kto, Lora, Sft
+from schemas.method import TrainMethod
 from schemas.spec import Spec
 
 Severity = Literal["error", "warning", "info"]
 SCHEMA_VERSION = 2
-ResolvedMethod = Annotated[Lora | Sft | Dpo | Kto | Grpo, Field(discriminator="kind")]
+ResolvedMethod = Annotated[TrainMethod, Field(discriminator="kind")]
 Source = Literal["override", "recommended", "default", "derived"]
 
 

@@ -34,6 +34,21 @@ def _nothing(method: TrainMethod) -> dict[str, Any]:
     return {}
 
 
+# Shows one of a stage's method values with its source mark: marker("beta") or marker("reference", "copy").
+Marker = Callable[..., str]
+
+
+def _no_rows(method: TrainMethod, marker: Marker) -> list[tuple[str, str]]:
+    return []
+
+
+def replay_rows(method: TrainMethod, v: Marker) -> list[tuple[str, str]]:
+    """The supervised methods' replay row (LoRA, full SFT, the SFT stage before DPO, KTO or GRPO)."""
+    if method.replay is None:
+        return [("replay", v("replay", "none"))]
+    return [("replay", f"{v('replay.data')} x {v('replay.ratio')} per task record")]
+
+
 @dataclass(frozen=True)
 class MethodRules:
     """One training method kind, as the planner plans it. Hooks take the stage's resolved method (of this kind)."""
@@ -55,3 +70,5 @@ class MethodRules:
     reference_forward: Callable[[TrainMethod], bool] = _no
     # Values the trainer reads that the planner resolves (dotted key -> value), beyond the common ones.
     derived: Callable[[TrainMethod], dict[str, Any]] = field(default=_nothing)
+    # The report's rows for what only this method has (planner/report_recipe.py shows the common ones).
+    recipe_rows: Callable[[TrainMethod, Marker], list[tuple[str, str]]] = _no_rows

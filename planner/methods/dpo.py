@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from planner.methods.base import MethodRules
+from planner.methods.base import Marker, MethodRules
 from schemas.method import Dpo, TrainMethod
 from schemas.spec import Spec
 
@@ -17,6 +17,18 @@ def _base_stage(method: TrainMethod, spec: Spec) -> bool:
     return _dpo(method).sft_base is None and spec.knowledge.dpo_needs_sft_base
 
 
+def _rows(method: TrainMethod, v: Marker) -> list[tuple[str, str]]:
+    m = _dpo(method)
+    rows = [
+        (
+            "DPO",
+            f"beta {v('beta')}, reference {v('reference', m.effective_reference)}, SFT loss weight "
+            f"{v('sft_loss_weight')}, preference loss weight {v('preference_loss_weight')}",
+        )
+    ]
+    return rows + ([("SFT base", v("sft_base"))] if m.sft_base else [])
+
+
 RULES = MethodRules(
     kind="dpo",
     label="DPO",
@@ -27,4 +39,5 @@ RULES = MethodRules(
     reference_copy=lambda m: _dpo(m).effective_reference == "copy",
     reference_forward=lambda m: _dpo(m).effective_reference != "precomputed",
     derived=lambda m: {"reference": _dpo(m).effective_reference},
+    recipe_rows=_rows,
 )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from planner.methods.base import MethodRules
+from planner.methods.base import Marker, MethodRules
 from schemas.method import Grpo, TrainMethod
 from schemas.spec import Spec
 
@@ -17,6 +17,22 @@ def _base_stage(method: TrainMethod, spec: Spec) -> bool:
     return _grpo(method).cold_start_sft
 
 
+def _rows(method: TrainMethod, v: Marker) -> list[tuple[str, str]]:
+    m = _grpo(method)
+    return [
+        (
+            "GRPO",
+            f"{v('num_generations_per_prompt')} generations per prompt, completion length "
+            f"{v('max_completion_length')} tokens, temperature {v('temperature')}, KL beta {v('kl_beta')}",
+        ),
+        (
+            "rewards",
+            f"{v('rewards')} (generation: {v('generation_backend')}"
+            + (f", cold start SFT {v('cold_start_sft')})" if m.cold_start_sft else ")"),
+        ),
+    ]
+
+
 RULES = MethodRules(
     kind="grpo",
     label="GRPO",
@@ -28,4 +44,5 @@ RULES = MethodRules(
     # a KL term needs the reference's log-probs: a frozen copy, unless LoRA disables the adapters for it
     reference_copy=lambda m: _grpo(m).kl_beta > 0 and m.finetuning_type != "lora",
     reference_forward=lambda m: _grpo(m).kl_beta > 0,
+    recipe_rows=_rows,
 )

@@ -3,7 +3,7 @@ reference, on an SFT base. Preference pairs train too: each pair is one desirabl
 
 from __future__ import annotations
 
-from planner.methods.base import MethodRules
+from planner.methods.base import Marker, MethodRules
 from schemas.method import Kto, TrainMethod
 from schemas.spec import Spec
 
@@ -18,6 +18,18 @@ def _base_stage(method: TrainMethod, spec: Spec) -> bool:
     return _kto(method).sft_base is None and spec.knowledge.dpo_needs_sft_base
 
 
+def _rows(method: TrainMethod, v: Marker) -> list[tuple[str, str]]:
+    m = _kto(method)
+    rows = [
+        (
+            "KTO",
+            f"beta {v('beta')}, reference {v('reference', m.effective_reference)}, desirable weight "
+            f"{v('desirable_weight')}, undesirable weight {v('undesirable_weight')}",
+        )
+    ]
+    return rows + ([("SFT base", v("sft_base"))] if m.sft_base else [])
+
+
 RULES = MethodRules(
     kind="kto",
     label="KTO",
@@ -29,4 +41,5 @@ RULES = MethodRules(
     reference_copy=lambda m: _kto(m).effective_reference == "copy",
     reference_forward=lambda m: _kto(m).effective_reference != "precomputed",
     derived=lambda m: {"reference": _kto(m).effective_reference},
+    recipe_rows=_rows,
 )

@@ -3,6 +3,6 @@ finetuning_type)."""
 
 from __future__ import annotations
 
-from planner.methods.base import MethodRules
+from planner.methods.base import MethodRules, replay_rows
 
-RULES = MethodRules(kind="lora", label="LoRA", formats=("prompt_completion", "messages"))
+RULES = MethodRules(kind="lora", label="LoRA", formats=("prompt_completion", "messages"), recipe_rows=replay_rows)

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from planner.methods.base import MethodRules
+from planner.methods.base import MethodRules, replay_rows
 
-RULES = MethodRules(kind="sft", label="full SFT", formats=("prompt_completion", "messages"))
+RULES = MethodRules(kind="sft", label="full SFT", formats=("prompt_completion", "messages"), recipe_rows=replay_rows)
