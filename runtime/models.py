@@ -19,7 +19,7 @@ def model_dir(plan: Plan, base: str | None = None) -> str:
     if base is not None:
         return base
     model = plan.spec.model
-    if model.name == "tiny-llama":
+    if model.builder == "tiny":
         from runtime import tiny
 
         return str(tiny.build(progress=True))

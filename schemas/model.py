@@ -166,6 +166,11 @@ class Model(Frozen):
     namespace: SafeName
     hf_id: str = Field(description="Hub id, or a local directory with config.json and weights.")
     family: Literal["llama", "mistral", "qwen2", "gemma2"]
+    builder: Literal["tiny"] | None = Field(
+        None,
+        description="tiny: the project builds this model itself on the first run (runtime.tiny: a tokenizer and a "
+        "briefly pre-trained model from the shipped texts, cached) instead of loading hf_id.",
+    )
     chat_template: bool = Field(
         False,
         description="The tokenizer ships a chat template (instruct models): training and evaluation format "

@@ -196,7 +196,6 @@ class Artifacts(Frozen):
     """Where outputs go, relative to the bundle; the output model's name."""
 
     output_model: str = Field(description="namespace/base-model-dataset-method@plan-id")
-    run_dir: str = Field("run", description="Each stage writes under run/<stage>/: status.json and its outputs.")
     adapter_dir: str | None = Field(None, description="The trained LoRA adapter (PEFT format).")
     model_dir: str | None = Field(None, description="The trained full model (safetensors).")
     sft_base_dir: str | None = Field(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import Field
 
 from schemas.base import Frozen
@@ -27,7 +25,6 @@ class Eval(Frozen):
     max_examples: int | None = Field(None, ge=1, description="Cap on evaluated examples per split.")
     max_new_tokens: int = Field(96, ge=1)
     diagnostics_window: int = Field(3, ge=2, description="Evaluations of rising val loss that flag overfitting.")
-    mode: Literal["greedy"] = "greedy"
 
 
 class Spec(Frozen):
