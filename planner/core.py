@@ -34,11 +34,10 @@ from schemas.plan import (
     ServingPlan,
     StageData,
 )
+from schemas.records import FORMATS
 from schemas.spec import Spec
 
 GB = est.GB
-# What the SFT stage before a DPO, KTO or GRPO stage trains on, by the data's format (StageData.use).
-BASE_DATA_USE = {"preference": "chosen", "unpaired_preference": "desirable", "prompt_answer": "answer"}
 
 
 def plan_id(spec: Spec, stats: DataStats) -> str:
@@ -212,7 +211,7 @@ def _stage_extras(draft: Draft) -> dict[str, dict]:
     for stage in draft.stages:
         if stage.final is None:
             continue
-        use = "as_is" if stage is main else BASE_DATA_USE.get(spec.data.format, "as_is")
+        use = "as_is" if stage is main else FORMATS[spec.data.format].base_use
         out[stage.name] = {
             "method": stage.final.method,
             "method_sources": stage.final.sources,

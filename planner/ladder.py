@@ -15,16 +15,9 @@ from schemas.data import DataStats
 from schemas.goal import Goal
 from schemas.knowledge import Knowledge, RungRule
 from schemas.plan import Rung
+from schemas.records import FORMATS
 
 LABELS = {"prompting": "prompting", "rag": "RAG", **{kind: m.label for kind, m in METHODS.items()}}
-FORMAT_WORDS = {
-    "prompt_completion": "prompt/completion examples",
-    "messages": "chat examples",
-    "preference": "preference pairs",
-    "unpaired_preference": "answers labelled desirable or undesirable",
-    "prompt_answer": "prompts with verifiable answers",
-    "documents": "documents",
-}
 
 
 @dataclass(frozen=True)
@@ -79,8 +72,8 @@ def _baseline(rule: RungRule, x: Inputs) -> Outcome:
 def _format(rule: RungRule, x: Inputs) -> Outcome:
     if not rule.formats or x.data_format in rule.formats:
         return None
-    wanted = " or ".join(sorted({FORMAT_WORDS[f] for f in rule.formats}))
-    return "rejected", f"no {wanted} (the data holds {FORMAT_WORDS[x.data_format]})"
+    wanted = " or ".join(sorted({FORMATS[f].words for f in rule.formats}))
+    return "rejected", f"no {wanted} (the data holds {FORMATS[x.data_format].words})"
 
 
 @_condition("soft_floor")

@@ -7,22 +7,53 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from dataclasses import dataclass
 
 from schemas.data import LONGEST_KEPT, BadLine, DataFile, SplitStats
 
 MAX_BAD_LINES = 20
 
-# Required fields per format; a tuple lists accepted alternatives (NeMo names included).
-FIELDS: dict[str, tuple[tuple[str, ...], ...]] = {
-    "prompt_completion": (("prompt",), ("completion",)),
-    "messages": (("messages",),),
-    "preference": (("prompt",), ("chosen", "chosen_response"), ("rejected", "rejected_response")),
-    "unpaired_preference": (("prompt",), ("completion",), ("label",)),
-    "prompt_answer": (("prompt",), ("answer", "reference_answer")),
-    "documents": (("text",),),
+
+@dataclass(frozen=True)
+class Format:
+    """One data format: the one place its fields and its uses are written down."""
+
+    fields: tuple[tuple[str, ...], ...]  # required fields; a tuple lists accepted alternatives (NeMo names too)
+    words: str  # how the ladder and the reports name its records
+    validation: str | None = None  # the format validation/ holds, when it is another one
+    base_use: str = "as_is"  # what the SFT stage before a DPO, KTO or GRPO stage trains on (StageData.use)
+    # (prompt fields, completion fields) a supervised stage reads, when it is not the whole record
+    supervised: tuple[tuple[str, ...], tuple[str, ...]] | None = None
+
+
+_PROMPT, _COMPLETION = ("prompt",), ("completion",)
+_CHOSEN, _REJECTED = ("chosen", "chosen_response"), ("rejected", "rejected_response")
+_ANSWER = ("answer", "reference_answer")
+FORMATS: dict[str, Format] = {
+    "prompt_completion": Format(
+        (_PROMPT, _COMPLETION), "prompt/completion examples", supervised=(_PROMPT, _COMPLETION)
+    ),
+    "messages": Format((("messages",),), "chat examples"),
+    "preference": Format(
+        (_PROMPT, _CHOSEN, _REJECTED), "preference pairs", base_use="chosen", supervised=(_PROMPT, _CHOSEN)
+    ),
+    # unpaired feedback (KTO) is judged on pairs: its validation/ holds preference pairs for the gate's accuracy;
+    # its SFT base reads the desirable answers (and the chosen ones of validation pairs)
+    "unpaired_preference": Format(
+        (_PROMPT, _COMPLETION, ("label",)),
+        "answers labelled desirable or undesirable",
+        validation="preference",
+        base_use="desirable",
+        supervised=(_PROMPT, (*_COMPLETION, "chosen")),
+    ),
+    "prompt_answer": Format(
+        (_PROMPT, _ANSWER), "prompts with verifiable answers", base_use="answer", supervised=(_PROMPT, _ANSWER)
+    ),
+    # RAG validates on questions, not documents
+    "documents": Format((("text",),), "documents", validation="prompt_completion"),
 }
-# RAG validates on questions, not documents; KTO's unpaired feedback on preference pairs (the gate's accuracy)
-VALIDATION_FORMAT = {"documents": "prompt_completion", "unpaired_preference": "preference"}
+FIELDS = {name: f.fields for name, f in FORMATS.items()}
+VALIDATION_FORMAT = {name: f.validation for name, f in FORMATS.items() if f.validation}
 
 
 def text_of(record: dict, alternatives: tuple[str, ...]) -> str:

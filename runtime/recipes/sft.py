@@ -44,17 +44,9 @@ from runtime.trainer import (
 )
 from schemas.method import Lora, Sft
 from schemas.plan import PromptFormat, StageData
-from schemas.records import FIELDS
+from schemas.records import FORMATS
 
 ANSWER_PREFIX = "Answer:"  # where runtime.rewards and the pass_at_1 metric read a final answer
-# The text an SFT stage trains on, per data format: (prompt fields, completion fields); NeMo alternatives included.
-SUPERVISED = {
-    "prompt_completion": (FIELDS["prompt_completion"][0], FIELDS["prompt_completion"][1]),
-    "preference": (FIELDS["preference"][0], FIELDS["preference"][1]),
-    "prompt_answer": (FIELDS["prompt_answer"][0], FIELDS["prompt_answer"][1]),
-    # the desirable answers of unpaired feedback (the SFT base of KTO); its validation pairs by their chosen answer
-    "unpaired_preference": (FIELDS["unpaired_preference"][0], (*FIELDS["unpaired_preference"][1], "chosen")),
-}
 
 
 # ----------------------------------------------------------------------------- 1. data
@@ -76,7 +68,10 @@ def rows(data: StageData, fmt: PromptFormat, records: list[dict]) -> tuple[list[
             text = first_text(record, ("text",))
             row = {"text": text} if text else None
         else:
-            prompt_names, completion_names = SUPERVISED[data.format]
+            supervised = FORMATS[data.format].supervised
+            if supervised is None:
+                raise StageFailed(f"an SFT stage does not train on {data.format} records")
+            prompt_names, completion_names = supervised
             prompt, completion = first_text(record, prompt_names), first_text(record, completion_names)
             if data.format == "prompt_answer" and completion:  # a GRPO cold start: the answer the rewards read
                 completion = f"{ANSWER_PREFIX} {completion.strip()}"
