@@ -3,7 +3,7 @@
 Each reward is a pure function ``(completion, reference) -> float`` (no torch, no I/O), so it is
 unit-tested on fixed strings. ``trl_reward(name)`` wraps one in the signature TRL's GRPOTrainer
 calls: ``f(prompts, completions, completion_ids, **dataset_columns) -> list[float]``; the reference
-comes from the dataset's ``answer`` column (runtime.grpo normalises NeMo's ``reference_answer`` to it).
+comes from the dataset's ``answer`` column (runtime.recipes.grpo normalises NeMo's ``reference_answer`` to it).
 
 Names:
   numeric_match  1.0 when the number after the last 'Answer:' (else the last number) equals the
