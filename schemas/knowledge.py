@@ -98,7 +98,7 @@ class Estimator(Frozen):
 
 
 class Engine(Frozen):
-    """What the torch runtime executes (runtime/lifecycle.py `Parallel`); only that is planned.
+    """What the torch runtime executes (runtime/parallel.py `Parallel`); only that is planned.
 
     The layout search reads it, the estimator prices each sharding level as it runs, and a pin
     outside it is an error finding. Change it here when the runtime learns more."""
