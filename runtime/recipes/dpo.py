@@ -23,34 +23,22 @@ rewards/rejected, rewards/margins, rewards/accuracies (eval_ prefixed on epoch l
 
 from __future__ import annotations
 
-import copy
-import warnings
+import sys
 from pathlib import Path
 from typing import Any
 
 from runtime.checkpoints import (
-    checkpoints_dir,
-    metrics_file,
     output_dir,
-    resume_point,
     short_name,
-    source_for,
-    trim_metrics,
 )
-from runtime.context import RunContext, StageFailed, rank, world_size
-from runtime.data import first_text, prompt_completion, splits, stage_data
-from runtime.lifecycle import Lifecycle
-from runtime.models import check_chat, load_tokenizer, prompt_format, threads_for
-from runtime.parallel import Parallel, load_for_training, stage_layout
-from runtime.status import Metrics
+from runtime.context import RunContext, StageFailed, world_size
+from runtime.data import first_text, prompt_completion
+from runtime.models import threads_for
+from runtime.parallel import Parallel, load_for_training
+from runtime.recipes import common
 from runtime.trainer import (
     as_config,
-    dataset,
     fit,
-    guarded,
-    peft_config,
-    prepare,
-    terminal,
     trainable_params,
     training_args,
 )
@@ -123,16 +111,11 @@ def run(ctx: RunContext, method: Dpo) -> None:
     if reference == "adapters_disabled" and not lora:
         raise StageFailed("reference adapters_disabled needs finetuning_type lora")
     out = output_dir(ctx, lora)
-    checkpoints, tty = checkpoints_dir(ctx), terminal()
 
     # 1. data, in the stage's prompt format
-    source = source_for(ctx, method)
-    tokenizer = load_tokenizer(plan, source)
-    data, fmt = stage_data(ctx), prompt_format(plan, ctx.stage.name)
-    check_chat(fmt, tokenizer, plan.spec.model.name)
-    train_records, val_records = splits(data)
-    train_rows, skipped = preference_rows(fmt, train_records)
-    val_rows, val_skipped = preference_rows(fmt, val_records)
+    r = common.records(ctx, method)
+    train_rows, skipped = preference_rows(r.fmt, r.train)
+    val_rows, val_skipped = preference_rows(r.fmt, r.validation)
     if skipped or val_skipped:
         ctx.log(
             f"skipped {skipped} training and {val_skipped} validation record(s) without prompt, chosen and "
@@ -142,44 +125,22 @@ def run(ctx: RunContext, method: Dpo) -> None:
         raise StageFailed(f"no usable preference pairs in {plan.spec.data.path}; run the validate_data stage")
 
     # 2. the TRL config, and where a killed run resumes
-    par = Parallel(stage_layout(ctx))
-    args, steps_per_epoch = trl_config(ctx, method, checkpoints, len(train_rows), bool(val_rows), tty, par)
-    resume = resume_point(ctx, checkpoints, par)
-    metrics = Metrics(metrics_file(ctx), writer=rank() == 0)
-    if rank() == 0:
-        trim_metrics(metrics, resume)
-    resumed_from = Path(resume).name if resume else None
-    lifecycle = Lifecycle(ctx, metrics, method.early_stopping, tty, resumed_from, extra_keys=PREFERENCE_KEYS)
+    sched = common.schedule(ctx, sys.modules[__name__], method, len(train_rows), bool(val_rows), PREFERENCE_KEYS)
+    args = sched.args
 
     # 3. the policy, its reference, the trainer
     from trl import DPOTrainer
 
-    model = load_for_training(plan, source, lora, par)
-    ref_model = None
-    if reference == "copy":
-        ref_model = copy.deepcopy(model)
-        ref_model.requires_grad_(False).eval()
+    model = load_for_training(plan, r.source, lora, sched.par)
+    ref_model = common.reference_copy(model, reference)
     with threads_for(model):
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", category=FutureWarning)
-            warnings.filterwarnings("ignore", category=UserWarning)
-            trainer = guarded(DPOTrainer)(
-                model=model,
-                ref_model=ref_model,
-                args=args,
-                processing_class=tokenizer,
-                train_dataset=dataset(train_rows),
-                eval_dataset=dataset(val_rows),
-                peft_config=peft_config(method),
-                callbacks=[lifecycle.callback()],
-            )
-        prepare(trainer, tty)
+        trainer, _ = common.trainer(DPOTrainer, model, method, r, sched, train_rows, val_rows, ref_model=ref_model)
         what = f"LoRA r={method.lora.adapter_dim}" if lora else "all weights"
         loss = "+".join(f"{w:g}*{t}" for t, w in zip(args.loss_type, args.loss_weights, strict=True))
         ctx.log(
-            f"dpo: {what} ({trainable_params(trainer.model):,} trainable) from {short_name(ctx, source)}, "
+            f"dpo: {what} ({trainable_params(trainer.model):,} trainable) from {short_name(ctx, r.source)}, "
             f"reference {reference}, beta {method.beta:g}, loss {loss}, {len(train_rows)} train / "
-            f"{len(val_rows)} validation pairs, ~{steps_per_epoch} steps/epoch x {method.epochs} epochs"
+            f"{len(val_rows)} validation pairs, ~{sched.steps_per_epoch} steps/epoch x {method.epochs} epochs"
             + (f" (max_steps {method.max_steps})" if method.max_steps else "")
             + f", lr {method.learning_rate:g}, seq {args.max_length}, {world_size()} process(es)"
         )
@@ -187,9 +148,9 @@ def run(ctx: RunContext, method: Dpo) -> None:
             method="dpo",
             finetuning_type=method.finetuning_type,
             reference=reference,
-            resumed_from=resumed_from,
+            resumed_from=sched.resumed_from,
             output=str(out.relative_to(ctx.bundle)),
         )
 
         # 4. fit, then save the adapter or the model
-        fit(ctx, trainer, lifecycle, method, resume, checkpoints, out)
+        fit(ctx, trainer, sched.lifecycle, method, sched.resume, sched.checkpoints, out)

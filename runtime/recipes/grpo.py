@@ -17,34 +17,23 @@ frac_reward_zero_std and kl (eval_ prefixed on epoch lines).
 from __future__ import annotations
 
 import math
-import warnings
+import sys
 from pathlib import Path
 from typing import Any
 
 from runtime.checkpoints import (
-    checkpoints_dir,
-    metrics_file,
     output_dir,
-    resume_point,
     short_name,
-    source_for,
-    trim_metrics,
 )
-from runtime.context import RunContext, StageFailed, rank, world_size
-from runtime.data import first_text, splits, stage_data
-from runtime.lifecycle import Lifecycle
-from runtime.models import chat_turns, check_chat, load_tokenizer, prompt_format, render_prompt, threads_for
+from runtime.context import RunContext, StageFailed, world_size
+from runtime.data import first_text
+from runtime.models import chat_turns, render_prompt, threads_for
 from runtime.parallel import Parallel, load_for_training, stage_layout
+from runtime.recipes import common
 from runtime.rewards import trl_reward
-from runtime.status import Metrics
 from runtime.trainer import (
     as_config,
-    dataset,
     fit,
-    guarded,
-    peft_config,
-    prepare,
-    terminal,
     trainable_params,
     training_args,
 )
@@ -136,61 +125,37 @@ def run(ctx: RunContext, method: Grpo) -> None:
     reward_funcs = [trl_reward(name) for name in method.rewards]  # the schema admits registered names only
     lora = method.finetuning_type == "lora"
     out = output_dir(ctx, lora)
-    checkpoints, tty = checkpoints_dir(ctx), terminal()
 
     # 1. data: prompts in the stage's prompt format, with the answers the rewards read
-    source = source_for(ctx, method)
-    tokenizer = load_tokenizer(plan, source)
-    tokenizer.padding_side = "left"  # generation continues the prompt
-    data, fmt = stage_data(ctx), prompt_format(plan, ctx.stage.name)
-    check_chat(fmt, tokenizer, plan.spec.model.name)
-    train_records, val_records = splits(data)
-    train_rows, skipped = prompt_rows(fmt, train_records)
-    val_rows, val_skipped = prompt_rows(fmt, val_records)
+    r = common.records(ctx, method, left_padding=True)
+    train_rows, skipped = prompt_rows(r.fmt, r.train)
+    val_rows, val_skipped = prompt_rows(r.fmt, r.validation)
     if skipped or val_skipped:
         ctx.log(f"skipped {skipped} training and {val_skipped} validation record(s) without a prompt and an answer")
     if not train_rows:
         raise StageFailed(f"no usable prompts with answers in {plan.spec.data.path}; run the validate_data stage")
 
     # 2. the TRL config, and where a killed run resumes
-    par = Parallel(stage_layout(ctx))
-    args, steps_per_epoch = trl_config(ctx, method, checkpoints, len(train_rows), bool(val_rows), tty, par)
-    resume = resume_point(ctx, checkpoints, par)
-    metrics = Metrics(metrics_file(ctx), writer=rank() == 0)
-    if rank() == 0:
-        trim_metrics(metrics, resume)
-    resumed_from = Path(resume).name if resume else None
     keys = BASE_KEYS + tuple(f"rewards/{f.__name__}/{s}" for f in reward_funcs for s in ("mean", "std"))
-    lifecycle = Lifecycle(ctx, metrics, method.early_stopping, tty, resumed_from, extra_keys=keys)
+    sched = common.schedule(ctx, sys.modules[__name__], method, len(train_rows), bool(val_rows), keys)
 
     # 3. the trainer
     from trl import GRPOTrainer
 
-    model = load_for_training(plan, source, lora, par)
+    model = load_for_training(plan, r.source, lora, sched.par)
     with threads_for(model):
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", category=FutureWarning)
-            warnings.filterwarnings("ignore", category=UserWarning)
-            trainer = guarded(GRPOTrainer)(
-                model=model,
-                reward_funcs=reward_funcs,
-                args=args,
-                processing_class=tokenizer,
-                train_dataset=dataset(train_rows),
-                eval_dataset=dataset(val_rows),
-                peft_config=peft_config(method),
-                callbacks=[lifecycle.callback()],
-            )
-        prepare(trainer, tty)
+        trainer, _ = common.trainer(
+            GRPOTrainer, model, method, r, sched, train_rows, val_rows, reward_funcs=reward_funcs
+        )
         layout, group = stage_layout(ctx), method.num_generations_per_prompt
-        generation_batch = layout.micro_batch * par.data_parallel * layout.grad_accum
+        generation_batch = layout.micro_batch * sched.par.data_parallel * layout.grad_accum
         what = f"LoRA r={method.lora.adapter_dim}" if lora else "all weights"
         ctx.log(
-            f"grpo: {what} ({trainable_params(trainer.model):,} trainable) from {short_name(ctx, source)}, "
+            f"grpo: {what} ({trainable_params(trainer.model):,} trainable) from {short_name(ctx, r.source)}, "
             f"rewards {', '.join(method.rewards)}, {group} generations/prompt at temperature "
             f"{method.temperature:g} up to {method.max_completion_length} tokens, generation batch "
             f"{generation_batch} completions ({generation_batch // group} prompts), kl_beta {method.kl_beta:g}, "
-            f"{len(train_rows)} train / {len(val_rows)} validation prompts, ~{steps_per_epoch} steps/epoch x "
+            f"{len(train_rows)} train / {len(val_rows)} validation prompts, ~{sched.steps_per_epoch} steps/epoch x "
             f"{method.epochs} epochs"
             + (f" (max_steps {method.max_steps})" if method.max_steps else "")
             + f", lr {method.learning_rate:g}, {world_size()} process(es)"
@@ -199,9 +164,9 @@ def run(ctx: RunContext, method: Grpo) -> None:
             method="grpo",
             finetuning_type=method.finetuning_type,
             rewards=list(method.rewards),
-            resumed_from=resumed_from,
+            resumed_from=sched.resumed_from,
             output=str(out.relative_to(ctx.bundle)),
         )
 
         # 4. fit, then save the adapter or the model
-        fit(ctx, trainer, lifecycle, method, resume, checkpoints, out)
+        fit(ctx, trainer, sched.lifecycle, method, sched.resume, sched.checkpoints, out)

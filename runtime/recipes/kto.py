@@ -22,35 +22,23 @@ rewards/chosen, rewards/rejected, rewards/margins (eval_ prefixed on epoch lines
 
 from __future__ import annotations
 
-import copy
 import random
-import warnings
+import sys
 from pathlib import Path
 from typing import Any
 
 from runtime.checkpoints import (
-    checkpoints_dir,
-    metrics_file,
     output_dir,
-    resume_point,
     short_name,
-    source_for,
-    trim_metrics,
 )
-from runtime.context import RunContext, StageFailed, rank, world_size
-from runtime.data import first_text, prompt_completion, splits, stage_data
-from runtime.lifecycle import Lifecycle
-from runtime.models import check_chat, load_tokenizer, prompt_format, threads_for
-from runtime.parallel import Parallel, load_for_training, stage_layout
-from runtime.status import Metrics
+from runtime.context import RunContext, StageFailed, world_size
+from runtime.data import first_text, prompt_completion
+from runtime.models import threads_for
+from runtime.parallel import Parallel, load_for_training
+from runtime.recipes import common
 from runtime.trainer import (
     as_config,
-    dataset,
     fit,
-    guarded,
-    peft_config,
-    prepare,
-    terminal,
     trainable_params,
     training_args,
 )
@@ -131,23 +119,18 @@ def run(ctx: RunContext, method: Kto) -> None:
     lora = method.finetuning_type == "lora"
     reference = method.effective_reference
     out = output_dir(ctx, lora)
-    checkpoints, tty = checkpoints_dir(ctx), terminal()
 
     # 1. data, in the stage's prompt format
-    source = source_for(ctx, method)
-    tokenizer = load_tokenizer(plan, source)
-    data, fmt = stage_data(ctx), prompt_format(plan, ctx.stage.name)
-    check_chat(fmt, tokenizer, plan.spec.model.name)
-    train_records, val_records = splits(data)
-    train_rows, skipped = feedback_rows(fmt, train_records)
+    r = common.records(ctx, method)
+    train_rows, skipped = feedback_rows(r.fmt, r.train)
     random.Random(method.seed).shuffle(train_rows)  # sequential sampling (trl_config): the order is this draw
-    val_rows, val_skipped = feedback_rows(fmt, val_records)
+    val_rows, val_skipped = feedback_rows(r.fmt, r.validation)
     if skipped or val_skipped:
         ctx.log(
             f"skipped {skipped} training and {val_skipped} validation record(s) without a prompt and labelled answers "
             "(validate_data lists them)"
         )
-    desirable = sum(r["label"] for r in train_rows)
+    desirable = sum(row["label"] for row in train_rows)
     if not desirable or desirable == len(train_rows):
         raise StageFailed(
             f"KTO needs desirable and undesirable answers; {plan.spec.data.path} has {desirable} desirable of "
@@ -155,54 +138,31 @@ def run(ctx: RunContext, method: Kto) -> None:
         )
 
     # 2. the TRL config, and where a killed run resumes
-    par = Parallel(stage_layout(ctx))
-    args, steps_per_epoch = trl_config(ctx, method, checkpoints, len(train_rows), bool(val_rows), tty, par)
-    resume = resume_point(ctx, checkpoints, par)
-    metrics = Metrics(metrics_file(ctx), writer=rank() == 0)
-    if rank() == 0:
-        trim_metrics(metrics, resume)
-    resumed_from = Path(resume).name if resume else None
-    lifecycle = Lifecycle(ctx, metrics, method.early_stopping, tty, resumed_from, extra_keys=KTO_KEYS)
+    sched = common.schedule(ctx, sys.modules[__name__], method, len(train_rows), bool(val_rows), KTO_KEYS)
 
     # 3. the policy, its reference, the trainer
     from trl import KTOTrainer
 
-    model = load_for_training(plan, source, lora, par)
-    ref_model = None
-    if reference == "copy":
-        ref_model = copy.deepcopy(model)
-        ref_model.requires_grad_(False).eval()
+    model = load_for_training(plan, r.source, lora, sched.par)
+    ref_model = common.reference_copy(model, reference)
     with threads_for(model):
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", category=FutureWarning)
-            warnings.filterwarnings("ignore", category=UserWarning)
-            trainer = guarded(KTOTrainer)(
-                model=model,
-                ref_model=ref_model,
-                args=args,
-                processing_class=tokenizer,
-                train_dataset=dataset(train_rows),
-                eval_dataset=dataset(val_rows),
-                peft_config=peft_config(method),
-                callbacks=[lifecycle.callback()],
-            )
-        prepare(trainer, tty)
+        trainer, _ = common.trainer(KTOTrainer, model, method, r, sched, train_rows, val_rows, ref_model=ref_model)
         what = f"LoRA r={method.lora.adapter_dim}" if lora else "all weights"
         ctx.log(
-            f"kto: {what} ({trainable_params(trainer.model):,} trainable) from {short_name(ctx, source)}, "
+            f"kto: {what} ({trainable_params(trainer.model):,} trainable) from {short_name(ctx, r.source)}, "
             f"reference {reference}, beta {method.beta:g}, weights desirable {method.desirable_weight:g} / "
             f"undesirable {method.undesirable_weight:g}, {len(train_rows)} train answers ({desirable} desirable) / "
-            f"{len(val_rows)} validation, ~{steps_per_epoch} steps/epoch x {method.epochs} epochs"
+            f"{len(val_rows)} validation, ~{sched.steps_per_epoch} steps/epoch x {method.epochs} epochs"
             + (f" (max_steps {method.max_steps})" if method.max_steps else "")
-            + f", lr {method.learning_rate:g}, seq {args.max_length}, {world_size()} process(es)"
+            + f", lr {method.learning_rate:g}, seq {sched.args.max_length}, {world_size()} process(es)"
         )
         ctx.status.update(
             method="kto",
             finetuning_type=method.finetuning_type,
             reference=reference,
-            resumed_from=resumed_from,
+            resumed_from=sched.resumed_from,
             output=str(out.relative_to(ctx.bundle)),
         )
 
         # 4. fit, then save the adapter or the model
-        fit(ctx, trainer, lifecycle, method, resume, checkpoints, out)
+        fit(ctx, trainer, sched.lifecycle, method, sched.resume, sched.checkpoints, out)

@@ -19,26 +19,19 @@ non-finite loss -> StageFailed naming the step.
 
 from __future__ import annotations
 
-import warnings
+import sys
 from pathlib import Path
 from typing import Any
 
 from runtime import replay
-from runtime.checkpoints import checkpoints_dir, metrics_file, output_dir, resume_point, source_for, trim_metrics
-from runtime.context import RunContext, StageFailed, rank, world_size
-from runtime.data import first_text, messages_text, prompt_completion, splits, stage_data, truncated_rows
-from runtime.lifecycle import Lifecycle
-from runtime.models import check_chat, load_tokenizer, prompt_format, threads_for
-from runtime.parallel import Parallel, load_for_training, stage_layout
-from runtime.status import Metrics
+from runtime.checkpoints import output_dir
+from runtime.context import RunContext, StageFailed, world_size
+from runtime.data import first_text, messages_text, prompt_completion, truncated_rows
+from runtime.models import threads_for
+from runtime.parallel import Parallel, load_for_training
+from runtime.recipes import common
 from runtime.trainer import (
-    GRADIENT_CHECKPOINTING_NOTICE,
-    dataset,
     fit,
-    guarded,
-    peft_config,
-    prepare,
-    terminal,
     trainable_params,
     training_args,
 )
@@ -113,8 +106,8 @@ def trainer_class() -> type:
     from transformers import Trainer
     from trl import SFTTrainer
 
-    class _Trainer(guarded(SFTTrainer)):  # type: ignore[misc]
-        """SFTTrainer with the NaN guard that mixes replay text into the training batches (only those:
+    class _Trainer(SFTTrainer):
+        """SFTTrainer (common.trainer adds the NaN guard) that mixes replay text into the training batches (only those:
         evaluation keeps the plain collator) and, on CPU, computes the loss from the full logits."""
 
         train_collator = None
@@ -137,7 +130,7 @@ def trainer_class() -> type:
             )
 
         def log(self, logs, start_time=None):
-            if self.args.use_cpu and self.model.training and "loss" in logs:
+            if self.args.use_cpu and self.model is not None and self.model.training and "loss" in logs:
                 logs["num_tokens"] = float(self.tokens_seen)
             super().log(logs, start_time)
 
@@ -160,16 +153,12 @@ def run(ctx: RunContext, method: Lora | Sft) -> None:
     plan = ctx.plan
     lora = method.finetuning_type == "lora"
     out = output_dir(ctx, lora)
-    checkpoints, tty = checkpoints_dir(ctx), terminal()
 
     # 1. data, in the stage's prompt format
-    source = source_for(ctx, method)
-    tokenizer = load_tokenizer(plan, source)
-    data, fmt = stage_data(ctx), prompt_format(plan, ctx.stage.name)
-    check_chat(fmt, tokenizer, plan.spec.model.name)
-    train_records, val_records = splits(data)
-    train_rows, skipped = rows(data, fmt, train_records)
-    val_rows, val_skipped = rows(data, fmt, val_records)
+    r = common.records(ctx, method)
+    data = r.data
+    train_rows, skipped = rows(data, r.fmt, r.train)
+    val_rows, val_skipped = rows(data, r.fmt, r.validation)
     if skipped or val_skipped:
         ctx.log(
             f"skipped {skipped} training and {val_skipped} validation record(s) without the "
@@ -180,7 +169,7 @@ def run(ctx: RunContext, method: Lora | Sft) -> None:
             f"no usable training records in {data.root} (format {data.format}); "
             "run the validate_data stage for the file:line of each problem"
         )
-    cut = truncated_rows(tokenizer, train_rows, method.max_seq_length)
+    cut = truncated_rows(r.tokenizer, train_rows, method.max_seq_length)
     if cut:
         ctx.log(
             f"warning: {cut} of {len(train_rows)} training examples are longer than max_seq_length "
@@ -191,35 +180,18 @@ def run(ctx: RunContext, method: Lora | Sft) -> None:
     replay_texts = replay.documents(method.replay) if method.replay is not None else []
 
     # 2. the TRL config, and where a killed run resumes
-    par = Parallel(stage_layout(ctx))
-    args, steps_per_epoch = trl_config(ctx, method, checkpoints, len(train_rows), bool(val_rows), tty, par)
-    resume = resume_point(ctx, checkpoints, par)
-    metrics = Metrics(metrics_file(ctx), writer=rank() == 0)
-    if rank() == 0:
-        trim_metrics(metrics, resume)
-    resumed_from = Path(resume).name if resume else None
-    lifecycle = Lifecycle(ctx, metrics, method.early_stopping, tty, resumed_from)
+    sched = common.schedule(ctx, sys.modules[__name__], method, len(train_rows), bool(val_rows))
+    args, par = sched.args, sched.par
 
     # 3. the trainer
-    model = load_for_training(plan, source, lora, par)
+    model = load_for_training(plan, r.source, lora, par)
     with threads_for(model):
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=GRADIENT_CHECKPOINTING_NOTICE, category=FutureWarning)
-            trainer = trainer_class()(
-                model=model,
-                args=args,
-                train_dataset=dataset(train_rows),
-                eval_dataset=dataset(val_rows),
-                processing_class=tokenizer,
-                peft_config=peft_config(method),
-                callbacks=[lifecycle.callback()],
-            )
-        distributed = prepare(trainer, tty)
+        trainer, distributed = common.trainer(trainer_class(), model, method, r, sched, train_rows, val_rows)
         replayed = ""
         if method.replay is not None:
             trainer.train_collator = replay.ReplayCollator(
                 trainer.data_collator,
-                replay.encode(tokenizer, replay_texts, args.max_length),
+                replay.encode(r.tokenizer, replay_texts, args.max_length),
                 method.replay.ratio,
                 method.seed,
             )
@@ -231,7 +203,7 @@ def run(ctx: RunContext, method: Lora | Sft) -> None:
         what = f"LoRA r={method.lora.adapter_dim} alpha={method.lora.effective_alpha}" if lora else "all weights"
         ctx.log(
             f"{method.kind}: {what} ({trainable_params(trainer.model):,} trainable), {len(train_rows)} train / "
-            f"{len(val_rows)} validation examples, ~{steps_per_epoch} steps/epoch x {method.epochs} epochs"
+            f"{len(val_rows)} validation examples, ~{sched.steps_per_epoch} steps/epoch x {method.epochs} epochs"
             + (f" (max_steps {method.max_steps})" if method.max_steps else "")
             + f", lr {method.learning_rate:g} -> {method.effective_min_lr:g}, seq {args.max_length}"
             + (", packed" if args.packing else "")
@@ -239,7 +211,7 @@ def run(ctx: RunContext, method: Lora | Sft) -> None:
             + f", {world_size()} process(es)"
             + (f" ({distributed}, {trainer.accelerator.state.backend}), {par.describe()}" if par.world > 1 else "")
         )
-        ctx.status.update(method=method.kind, resumed_from=resumed_from, output=str(out.relative_to(ctx.bundle)))
+        ctx.status.update(method=method.kind, resumed_from=sched.resumed_from, output=str(out.relative_to(ctx.bundle)))
 
         # 4. fit, then save the adapter or the model
-        fit(ctx, trainer, lifecycle, method, resume, checkpoints, out)
+        fit(ctx, trainer, sched.lifecycle, method, sched.resume, sched.checkpoints, out)
