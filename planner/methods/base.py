@@ -72,3 +72,23 @@ class MethodRules:
     derived: Callable[[TrainMethod], dict[str, Any]] = field(default=_nothing)
     # The report's rows for what only this method has (planner/report_recipe.py shows the common ones).
     recipe_rows: Callable[[TrainMethod, Marker], list[tuple[str, str]]] = _no_rows
+
+
+# The preference methods (DPO, KTO: schemas.method._Preference) share their base stage and their reference.
+
+
+def preference_base_stage(method: TrainMethod, spec: Spec) -> bool:
+    """Without method.sft_base, an SFT stage builds the base first (knowledge.dpo_needs_sft_base)."""
+    return getattr(method, "sft_base", None) is None and spec.knowledge.dpo_needs_sft_base
+
+
+def reference_copy(method: TrainMethod) -> bool:
+    return getattr(method, "effective_reference", "") == "copy"
+
+
+def reference_forward(method: TrainMethod) -> bool:
+    return getattr(method, "effective_reference", "precomputed") != "precomputed"
+
+
+def reference_derived(method: TrainMethod) -> dict[str, Any]:
+    return {"reference": getattr(method, "effective_reference", None)}

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from planner.methods.base import Marker, MethodRules
+from planner.methods.base import (
+    Marker,
+    MethodRules,
+    preference_base_stage,
+    reference_copy,
+    reference_derived,
+    reference_forward,
+)
 from schemas.method import Dpo, TrainMethod
-from schemas.spec import Spec
 
 
 def _dpo(method: TrainMethod) -> Dpo:
     assert isinstance(method, Dpo), method.kind
     return method
-
-
-def _base_stage(method: TrainMethod, spec: Spec) -> bool:
-    """Without method.sft_base, an SFT stage on the chosen answers builds the base (knowledge.dpo_needs_sft_base)."""
-    return _dpo(method).sft_base is None and spec.knowledge.dpo_needs_sft_base
 
 
 def _rows(method: TrainMethod, v: Marker) -> list[tuple[str, str]]:
@@ -33,11 +34,11 @@ RULES = MethodRules(
     kind="dpo",
     label="DPO",
     formats=("preference",),
-    base_stage=_base_stage,
+    base_stage=preference_base_stage,
     base_stage_note="includes the SFT stage that builds the DPO base, on the same data's chosen answers",
     sequences_per_example=2,  # chosen and rejected
-    reference_copy=lambda m: _dpo(m).effective_reference == "copy",
-    reference_forward=lambda m: _dpo(m).effective_reference != "precomputed",
-    derived=lambda m: {"reference": _dpo(m).effective_reference},
+    reference_copy=reference_copy,
+    reference_forward=reference_forward,
+    derived=reference_derived,
     recipe_rows=_rows,
 )

@@ -3,19 +3,20 @@ reference, on an SFT base. Preference pairs train too: each pair is one desirabl
 
 from __future__ import annotations
 
-from planner.methods.base import Marker, MethodRules
+from planner.methods.base import (
+    Marker,
+    MethodRules,
+    preference_base_stage,
+    reference_copy,
+    reference_derived,
+    reference_forward,
+)
 from schemas.method import Kto, TrainMethod
-from schemas.spec import Spec
 
 
 def _kto(method: TrainMethod) -> Kto:
     assert isinstance(method, Kto), method.kind
     return method
-
-
-def _base_stage(method: TrainMethod, spec: Spec) -> bool:
-    """Without method.sft_base, an SFT stage on the desirable (or chosen) answers builds the base, as for DPO."""
-    return _kto(method).sft_base is None and spec.knowledge.dpo_needs_sft_base
 
 
 def _rows(method: TrainMethod, v: Marker) -> list[tuple[str, str]]:
@@ -34,12 +35,12 @@ RULES = MethodRules(
     kind="kto",
     label="KTO",
     formats=("unpaired_preference", "preference"),
-    base_stage=_base_stage,
+    base_stage=preference_base_stage,
     base_stage_note="includes the SFT stage that builds the KTO base, on the same data's desirable answers",
     # each answer runs once with gradients; TRL's KL estimate runs the policy on mismatched pairs without them
     sequences_per_example=2,
-    reference_copy=lambda m: _kto(m).effective_reference == "copy",
-    reference_forward=lambda m: _kto(m).effective_reference != "precomputed",
-    derived=lambda m: {"reference": _kto(m).effective_reference},
+    reference_copy=reference_copy,
+    reference_forward=reference_forward,
+    derived=reference_derived,
     recipe_rows=_rows,
 )
