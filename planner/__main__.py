@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     if not plan.feasible:
         sys.stderr.write("not launching: the plan is not feasible (fix the errors above)\n")
         return 1
-    return launch(bundle, plan)
+    return launch(bundle, plan, stdout_is_data=options.report == "json")
 
 
 if __name__ == "__main__":

@@ -148,8 +148,9 @@ def _update(files: Mapping[str, str], bundle: Path) -> None:
         os.replace(tmp, dest)
 
 
-def launch(bundle_dir: Path, plan: Plan) -> int:
-    """Run the bundle: local/torchrun run every stage here; slurm submits them. Returns the exit code."""
+def launch(bundle_dir: Path, plan: Plan, stdout_is_data: bool = False) -> int:
+    """Run the bundle: local/torchrun run every stage here; slurm submits them. Returns the exit code.
+    `stdout_is_data` (report=json): the stages' output goes to stderr, so stdout holds the plan and nothing else."""
     launcher = LAUNCHERS[plan.decision.launcher]
     script = Path(bundle_dir) / launcher.run_script
     if not script.is_file():
@@ -157,8 +158,10 @@ def launch(bundle_dir: Path, plan: Plan) -> int:
         return 2
     sys.stdout.flush()
     sys.stderr.flush()
-    # stdout and stderr are inherited: stage output (or the "<stage> <job id>" lines) streams through.
-    code = subprocess.run(["bash", str(script)], check=False).returncode
+    # stderr is inherited, and stdout too unless it carries data: stage output (or the "<stage> <job id>" lines)
+    # streams through.
+    out = sys.stderr if stdout_is_data else None
+    code = subprocess.run(["bash", str(script)], check=False, stdout=out).returncode
     if launcher.follow_with and code == 0:
         sys.stderr.write(f"submitted; follow with: {launcher.follow_with}; logs in {Path(bundle_dir) / 'logs'}\n")
     elif code != 0:

@@ -148,3 +148,18 @@ def test_runtime_names_the_same_run_scripts():
     """runtime.context keeps its own copy of each launcher's run script (for its resume hint: the runtime imports
     no planner); it must match the launchers'."""
     assert RUN_SCRIPTS == RUN_SCRIPT
+
+
+@pytest.mark.parametrize("json_report", [True, False], ids=["report-json", "report-text"])
+def test_launch_keeps_stdout_for_the_json_plan(tmp_path, capfd, json_report):
+    """report=json launch=true: the stages' output goes to stderr, so stdout holds the plan and nothing else."""
+    from planner.bundle import launch
+    from tests.unit.helpers import make_plan
+
+    plan = make_plan("+goal=tone", "model=tiny-llama", "inventory=local")
+    script = tmp_path / RUN_SCRIPT[plan.decision.launcher]
+    script.parent.mkdir(parents=True)
+    script.write_text("echo stage-output\n")
+    assert launch(tmp_path, plan, stdout_is_data=json_report) == 0
+    out, err = capfd.readouterr()
+    assert ("stage-output" in err) == json_report and ("stage-output" in out) == (not json_report)
