@@ -55,7 +55,7 @@ def compose(overrides: Sequence[str], config_dir: str | None = None) -> dict[str
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(version_base="1.3", config_dir=root, job_name="planner"):
-            cfg = hydra_compose(config_name="config", overrides=[_method_key(o) for o in overrides])
+            cfg = hydra_compose(config_name="config", overrides=[_schema_key(o) for o in overrides])
         return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)  # type: ignore[return-value]
     except ConfigError:
         raise
@@ -86,10 +86,18 @@ def load(overrides: Sequence[str], config_dir: str | None = None) -> tuple[Spec,
     return spec, options
 
 
-def _method_key(override: str) -> str:
-    """`method.<key>=v` adds or replaces the key (`++`): the method's YAML lists only the values it sets, and
-    under method=auto any training key may be given. The schema then refuses unknown keys, with did-you-mean."""
-    return f"++{override}" if re.match(r"^method\.[\w.]+=", override) else override
+def _schema_key(override: str) -> str:
+    """`key.path=v` for a key the schema documents adds or replaces it (`++`), whether or not a YAML file lists it:
+    `goal.deadline_hours=5` needs no `+`, the method's YAML lists only what it sets, and under method=auto any
+    training key may be given. Any `method.` key goes through too, so the schema refuses a typo with did-you-mean;
+    other unknown keys stay Hydra's to refuse."""
+    match = re.match(r"^([A-Za-z_][\w]*(?:\.[A-Za-z_][\w]*)+)=", override)
+    if not match:
+        return override
+    parts = match.group(1).split(".")
+    if parts[0] == "method" or parts[-1] in _field_names(Spec, parts[:-1]):
+        return f"++{override}"
+    return override
 
 
 def explicit_method(method: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:

@@ -32,8 +32,15 @@ def test_json_report_is_the_only_stdout(capsys, tmp_path, monkeypatch):
     for key in ("id", "feasible", "decision", "layout", "estimate", "findings"):
         assert key in plan
     assert plan["decision"]["method"] == "lora"
-    assert set(plan["layout"]) >= {"nodes", "gpus_per_node", "tensor_parallel", "pipeline_parallel", "data_parallel",
-                                   "micro_batch", "global_batch"}
+    assert set(plan["layout"]) >= {
+        "nodes",
+        "gpus_per_node",
+        "tensor_parallel",
+        "pipeline_parallel",
+        "data_parallel",
+        "micro_batch",
+        "global_batch",
+    }
     assert plan["estimate"]["memory_per_gpu_bytes"]["total"] > 0
     assert list(tmp_path.iterdir()) == []  # dry run: nothing written, no Hydra outputs/ or logs
 
@@ -52,8 +59,14 @@ def test_help_lists_goals(capsys):
 
 def test_subprocess_exit_codes_and_no_traceback(tmp_path):
     def run(*args):
-        return subprocess.run([sys.executable, "-m", "planner", *args, "dry_run=true"], capture_output=True,
-                              text=True, cwd=tmp_path, env=_env(), timeout=60)
+        return subprocess.run(
+            [sys.executable, "-m", "planner", *args, "dry_run=true"],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            env=_env(),
+            timeout=60,
+        )
 
     ok = run("+goal=tone")
     assert ok.returncode == 0, ok.stderr
@@ -65,8 +78,13 @@ def test_subprocess_exit_codes_and_no_traceback(tmp_path):
 
 
 def test_planning_imports_no_torch():
-    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "planner", "+goal=tone", "dry_run=true",
-                           "report=json"], capture_output=True, text=True, env=_env(), timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "planner", "+goal=tone", "dry_run=true", "report=json"],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     heavy = {"torch", "transformers", "peft", "trl"}
     loaded = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if "|" in line}
@@ -89,6 +107,32 @@ def test_method_yaml_matches_schema_defaults(kind):
 
 
 def test_generated_docs_are_current():
-    proc = subprocess.run([sys.executable, "-m", "planner.docs", "--check"], capture_output=True, text=True,
-                          env=_env(), timeout=60, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, "-m", "planner.docs", "--check"],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=60,
+        cwd=ROOT,
+    )
     assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize(
+    "key, value, read",
+    [
+        ("goal.deadline_hours", "5", lambda p: p.spec.goal.deadline_hours == 5),
+        ("goal.namespace", "team-a", lambda p: p.artifacts.output_model.startswith("team-a/")),
+        ("inventory.price_per_gpu_hour", "2.5", lambda p: p.spec.inventory.price_per_gpu_hour == 2.5),
+    ],
+)
+def test_documented_keys_need_no_plus(key, value, read):
+    """A key the schema documents is set as key=value even when no YAML file lists it."""
+    from tests.unit.helpers import make_plan
+
+    assert read(make_plan("+goal=tone", f"{key}={value}"))
+
+
+def test_a_typo_in_a_key_gets_the_nearest_name(capsys):
+    code, _, err = run_cli(capsys, "+goal=tone", "goal.namspace=x", "dry_run=true")
+    assert code == 2 and "goal.namspace" in err and "Did you mean 'namespace'?" in err
