@@ -1,52 +1,73 @@
 """`python -m planner +goal=<name> [hydra overrides]`: plan, report, compile, optionally launch.
 
-Exit codes: 0 feasible (warnings allowed), 1 not feasible, 2 invalid configuration.
+A @hydra.main app, so Hydra's flags work: --help, --hydra-help, --cfg job|hydra|all, --resolve, --info,
+-cd/-cp/-cn, hydra.searchpath=[file://...], shell completion, and -m sweeps (which end with one comparison
+table over the runs, or one JSON array with report=json). conf/config.yaml keeps Hydra from writing to the
+working folder.
+
+Exit codes: 0 feasible (warnings allowed), 1 not feasible, 2 invalid configuration; a sweep exits with the worst.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
+from typing import Any
 
-USAGE = """\
-usage: python -m planner +goal=<name> [group=option ...] [key=value ...]
+import hydra
+from omegaconf import DictConfig
 
-  groups:   goal model data inventory method launcher layout eval knowledge
-  options:  report=text|markdown|json  dry_run=true  out_dir=runs  launch=true  overwrite=true
-  examples: python -m planner +goal=tone
-            python -m planner +goal=tone model=llama-3.1-70b-instruct inventory=h100-2node method=sft
-            python -m planner +goal=tone dry_run=true report=json
-  exit:     0 feasible, 1 not feasible, 2 invalid configuration
-"""
+from planner.paths import conf_dir
+
+# What the jobs of one main() call left: exit code, summary row, sweep folder; and whether a job is running.
+_RUNS: list[dict[str, Any]] = []
+_IN_JOB: list[bool] = [False]
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    if any(a in ("-h", "--help", "help") for a in args):
-        from planner.paths import group_options
+@hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")
+def _app(cfg: DictConfig) -> None:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
 
-        sys.stdout.write(USAGE)
-        for group in ("goal", "model", "inventory", "method", "launcher"):
-            sys.stdout.write(f"  {group + ':':10}{' '.join(group_options(group))}\n")
-        return 0
-    from planner.compose import load
+    hc = HydraConfig.get()
+    multirun = hc.mode == RunMode.MULTIRUN
+    _IN_JOB[0] = True
+    code, row = _job(cfg, list(hc.overrides.task), dict(hc.runtime.choices), quiet=multirun)
+    _IN_JOB[0] = False
+    sweep_dir = str(hc.sweep.dir) if multirun else ""
+    _RUNS.append({"code": code, "row": row, "sweep_dir": sweep_dir, "report": str(cfg.get("report", "text"))})
+
+
+def _job(cfg: DictConfig, overrides: list[str], choices: dict[str, Any], quiet: bool) -> tuple[int, dict[str, Any]]:
+    """One run: validate, plan, report (unless quiet: a sweep reports once, at the end), bundle, launch."""
+    from omegaconf import OmegaConf
+
+    from planner.compose import _hydra_error, validate
     from planner.core import plan as make_plan
     from planner.errors import ConfigError
     from planner.probe import probe
     from planner.report import RENDERERS
 
+    row: dict[str, Any] = {k: choices.get(k) for k in ("goal", "model", "inventory", "method")}
     try:
-        spec, options = load(args)
+        try:
+            raw = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+        except Exception as exc:  # OmegaConf raises many types; all are the user's config
+            raise _hydra_error(exc, overrides, str(conf_dir())) from None
+        spec, options = validate(raw, overrides)  # type: ignore[arg-type]
         stats = probe(spec.data, Path.cwd(), spec.knowledge.estimator.chars_per_token)
         plan = make_plan(spec, stats)
     except ConfigError as exc:
         sys.stderr.write(exc.render() + "\n")
-        return 2
-    sys.stdout.write(RENDERERS[options.report](plan))
-    sys.stdout.flush()
+        return 2, {**row, "feasible": False, "error": exc.message}
+    row = _summary(plan, options.goal)
+    if not quiet:
+        sys.stdout.write(RENDERERS[options.report](plan))
+        sys.stdout.flush()
     code = 0 if plan.feasible else 1
     if options.dry_run:
-        return code
+        return code, row
     from planner.bundle import launch, remove_results, write_bundle
     from planner.render import render
 
@@ -54,9 +75,10 @@ def main(argv: list[str] | None = None) -> int:
         files = render(plan, RENDERERS["markdown"](plan), scripts=plan.feasible)
     except ConfigError as exc:
         sys.stderr.write(exc.render() + "\n")
-        return 2
+        return 2, {**row, "error": exc.message}
     bundle = write_bundle(files, Path(options.out_dir), plan.name)
     sys.stderr.write(f"bundle: {bundle}\n")
+    row["bundle"] = str(bundle)
     if options.overwrite:
         removed = remove_results(bundle)
         if removed:
@@ -72,11 +94,178 @@ def main(argv: list[str] | None = None) -> int:
     if not plan.feasible:
         sys.stderr.write("not feasible: plan.json and report.md written for review; no launch scripts\n")
     if not options.launch:
-        return code
+        return code, row
     if not plan.feasible:
         sys.stderr.write("not launching: the plan is not feasible (fix the errors above)\n")
-        return 1
-    return launch(bundle, plan, stdout_is_data=options.report == "json")
+        return 1, row
+    return launch(bundle, plan, stdout_is_data=options.report == "json"), row
+
+
+def _summary(plan: Any, goal: str) -> dict[str, Any]:
+    """One row of a sweep's comparison table."""
+    est, layout = plan.estimate, plan.layout
+    memory = est.memory_per_gpu_bytes
+    error = next((f.message for f in plan.findings if f.severity == "error"), "")
+    return {
+        "goal": goal or plan.spec.goal.name,
+        "model": plan.spec.model.name,
+        "inventory": plan.spec.inventory.name,
+        "method": plan.decision.method,
+        "feasible": plan.feasible,
+        "gpus": layout.nodes * layout.gpus_per_node,
+        "memory_per_gpu_gb": round(memory.total / 1e9, 1) if memory is not None else None,
+        "gpu_hours": est.gpu_hours,
+        "cost_usd": est.cost_usd,
+        "error": error,
+        "plan_id": plan.id,
+    }
+
+
+_COLUMNS = (
+    ("goal", "goal"),
+    ("model", "model"),
+    ("inventory", "inventory"),
+    ("method", "method"),
+    ("feasible", "feasible"),
+    ("gpus", "GPUs"),
+    ("memory_per_gpu_gb", "mem/GPU GB"),
+    ("gpu_hours", "GPU-hours"),
+    ("cost_usd", "cost $"),
+    ("error", "first error"),
+)
+
+
+def _table(rows: list[dict[str, Any]], fmt: str) -> str:
+    """The sweep's comparison: a JSON array, a markdown table, or aligned text."""
+    import json
+
+    if fmt == "json":
+        return json.dumps(rows, indent=2) + "\n"
+
+    def cell(row: dict[str, Any], key: str) -> str:
+        value = row.get(key)
+        if value is None:
+            return "-"
+        if isinstance(value, bool):
+            return "yes" if value else "NO"
+        text = str(value)
+        return text if len(text) <= 70 else text[:67] + "..."
+
+    cells = [[cell(r, k) for k, _ in _COLUMNS] for r in rows]
+    heads = [title for _, title in _COLUMNS]
+    if fmt == "markdown":
+        lines = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
+        lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in cells]
+        return "\n".join(lines) + "\n"
+    widths = [max(len(h), *(len(row[i]) for row in cells)) for i, h in enumerate(heads)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(heads, widths, strict=True)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells]
+    return f"sweep: {len(rows)} runs\n" + "\n".join(lines) + "\n"
+
+
+def _prepare(args: list[str]) -> tuple[list[str], list[str]]:
+    """Hydra's own parser splits flags from overrides; a documented key gets `++` (compose.schema_key) and a
+    group option is checked against the shipped conf/ and the user's folders (did-you-mean for a typo)."""
+    import re
+
+    from hydra._internal.utils import get_args_parser
+
+    from planner.compose import check_overrides, schema_key
+
+    parsed, _ = get_args_parser().parse_known_intermixed_args(args)
+    overrides = list(parsed.overrides or [])
+    if parsed.config_path is None and parsed.config_name is None:
+        roots = [str(conf_dir()), *([parsed.config_dir] if parsed.config_dir else [])]
+        paths = [o.split("=", 1)[1] for o in overrides if o.lstrip("+~").startswith("hydra.searchpath=")]
+        entries = [e.strip().strip("'\"") for p in paths for e in p.strip("[]").split(",") if e.strip()]
+        if all(e.startswith("file://") for e in entries):
+            roots += [e.removeprefix("file://") for e in entries]
+            check_overrides(overrides, roots)
+    rewritten = {o: schema_key(o) for o in overrides if not re.match(r"^[+~]*hydra[./]", o)}
+    return [*_flags(args), *(rewritten.get(o, o) for o in overrides)], [rewritten.get(o, o) for o in overrides]
+
+
+_VALUED = {"-c", "--cfg", "-p", "--package", "-cp", "--config-path", "-cn", "--config-name", "-cd", "--config-dir"}
+_INFO = {"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"}
+
+
+def _flags(args: list[str]) -> list[str]:
+    """The flags of argv with their values, so that they go before the overrides (argparse wants them there)."""
+    out: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg.startswith("-"):
+            out.append(arg)
+            takes = arg in _VALUED or (arg in ("-i", "--info") and i + 1 < len(args) and args[i + 1] in _INFO)
+            if takes and i + 1 < len(args):
+                out.append(args[i + 1])
+                i += 1
+        i += 1
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the Hydra app on argv (default sys.argv[1:]) and return the exit code (tests and `ladder` call this)."""
+    from planner.errors import ConfigError
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args in (["help"], ["-help"]):
+        args = ["--help"]
+    try:
+        args, overrides = _prepare(args)
+    except ConfigError as exc:
+        sys.stderr.write(exc.render() + "\n")
+        return 2
+    _RUNS.clear()
+    saved_argv, saved_env = sys.argv, os.environ.get("HYDRA_FULL_ERROR")
+    sys.argv = [saved_argv[0] if saved_argv and saved_argv[0] else "planner", *args]
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises instead of printing: compose errors become ConfigErrors
+    try:
+        _app()
+    except SystemExit as exc:
+        if exc.code not in (None, 0):
+            return exc.code if isinstance(exc.code, int) else 2
+    except Exception as exc:
+        if _IN_JOB[0]:
+            raise
+        from planner.compose import _hydra_error
+
+        error = exc if isinstance(exc, ConfigError) else _hydra_error(exc, overrides, str(conf_dir()))
+        sys.stderr.write(error.render() + "\n")
+        return 2
+    finally:
+        _IN_JOB[0] = False
+        sys.argv = saved_argv
+        if saved_env is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = saved_env
+    return _finish()
+
+
+def _finish() -> int:
+    """No job ran (--help, --cfg, --info, completion): 0. One run: its code. A sweep: print the comparison once,
+    remove the sweep's temporary folder, and exit with the worst code."""
+    if not _RUNS:
+        return 0
+    sweep_dir = _RUNS[0]["sweep_dir"]
+    if not sweep_dir:
+        return int(_RUNS[0]["code"])
+    import tempfile
+
+    fmt = _RUNS[0]["report"] if _RUNS[0]["report"] in ("text", "markdown", "json") else "text"
+    sys.stdout.write(_table([r["row"] for r in _RUNS], fmt))
+    sys.stdout.flush()
+    folder = Path(sweep_dir)
+    if folder.parent.name == "planner-multirun" and folder.parent.parent == Path(tempfile.gettempdir()):
+        import contextlib
+        import shutil
+
+        shutil.rmtree(folder, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            folder.parent.rmdir()
+    return max(int(r["code"]) for r in _RUNS)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 `load(overrides)` returns the validated Spec and the run options, or raises ConfigError with the
 key path and a fix. Uses Hydra's compose API, so nothing is written and no logging is set up.
+`python -m planner` is a @hydra.main app instead; it validates what Hydra composed with `validate`.
 """
 
 from __future__ import annotations
@@ -51,11 +52,11 @@ def compose(overrides: Sequence[str], config_dir: str | None = None) -> dict[str
     from omegaconf import OmegaConf
 
     root = config_dir or str(conf_dir())
-    _check_overrides(overrides, root)
+    check_overrides(overrides, [root])
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(version_base="1.3", config_dir=root, job_name="planner"):
-            cfg = hydra_compose(config_name="config", overrides=[_schema_key(o) for o in overrides])
+            cfg = hydra_compose(config_name="config", overrides=[schema_key(o) for o in overrides])
         return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)  # type: ignore[return-value]
     except ConfigError:
         raise
@@ -67,7 +68,11 @@ def compose(overrides: Sequence[str], config_dir: str | None = None) -> dict[str
 
 def load(overrides: Sequence[str], config_dir: str | None = None) -> tuple[Spec, RunOptions]:
     """Compose, split off the run options, validate the Spec."""
-    raw = compose(overrides, config_dir)
+    return validate(compose(overrides, config_dir), overrides)
+
+
+def validate(raw: dict[str, Any], overrides: Sequence[str]) -> tuple[Spec, RunOptions]:
+    """The composed config (a plain dict) -> the validated Spec and the run options."""
     if "goal" not in raw:
         goals = ", ".join(group_options("goal"))
         raise ConfigError("no goal given", fix=f"pick one with +goal=<name>: {goals}")
@@ -86,7 +91,7 @@ def load(overrides: Sequence[str], config_dir: str | None = None) -> tuple[Spec,
     return spec, options
 
 
-def _schema_key(override: str) -> str:
+def schema_key(override: str) -> str:
     """`key.path=v` for a key the schema documents adds or replaces it (`++`), whether or not a YAML file lists it:
     `goal.deadline_hours=5` needs no `+`, the method's YAML lists only what it sets, and under method=auto any
     training key may be given. Any `method.` key goes through too, so the schema refuses a typo with did-you-mean;
@@ -151,25 +156,29 @@ def _picked_goal(overrides: Sequence[str]) -> str:
     return ""
 
 
-def _check_overrides(overrides: Sequence[str], root: str) -> None:
-    """Catch unknown group options early, with the list of valid ones."""
+def check_overrides(overrides: Sequence[str], roots: Sequence[str]) -> None:
+    """Catch unknown group options early, with the list of valid ones. An option counts when any of the config
+    folders (the shipped conf/, --config-dir, hydra.searchpath's file:// entries) has <group>/<option>.yaml;
+    sweep values (a,b,c) are checked one by one."""
     from pathlib import Path
 
     for item in overrides:
-        match = re.match(r"^[+~]{0,2}([\w-]+)=([^,\s]+)$", item)
+        match = re.match(r"^[+~]{0,2}([\w-]+)=([^,\s\[\](){}=]+(?:,[^,\s\[\](){}=]+)*)$", item)
         if not match:
             continue
-        group, option = match.groups()
-        folder = Path(root) / group
-        if not folder.is_dir() or "." in group:
+        group, values = match.groups()
+        folders = [Path(root) / group for root in roots if (Path(root) / group).is_dir()]
+        if not folders:
             continue
-        options = sorted(p.stem for p in folder.glob("*.yaml"))
-        if option not in options:
-            raise ConfigError(
-                f"unknown {group} '{option}'.{did_you_mean(option, options)}",
-                path=group,
-                fix=f"use one of: {', '.join(options)} (or add conf/{group}/{option}.yaml)",
-            )
+        options = sorted({p.stem for folder in folders for p in folder.glob("*.y*ml")})
+        for option in values.split(","):
+            if option not in options:
+                raise ConfigError(
+                    f"unknown {group} '{option}'.{did_you_mean(option, options)}",
+                    path=group,
+                    fix=f"use one of: {', '.join(options)} (or add conf/{group}/{option}.yaml, "
+                    "or a folder of your own with hydra.searchpath=[file://<folder>])",
+                )
 
 
 def _hydra_error(exc: Exception, overrides: Sequence[str], root: str) -> ConfigError:
