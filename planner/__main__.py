@@ -10,8 +10,10 @@ Exit codes: 0 feasible (warnings allowed), 1 not feasible, 2 invalid configurati
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +35,19 @@ def _app(cfg: DictConfig) -> None:
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
     _IN_JOB[0] = True
-    code, row = _job(cfg, list(hc.overrides.task), dict(hc.runtime.choices), quiet=multirun)
+    roots = [s.path for s in hc.runtime.config_sources if s.schema == "file"]
+    code, row = _job(cfg, list(hc.overrides.task), dict(hc.runtime.choices), roots, quiet=multirun)
     _IN_JOB[0] = False
     sweep_dir = str(hc.sweep.dir) if multirun else ""
-    _RUNS.append({"code": code, "row": row, "sweep_dir": sweep_dir, "report": str(cfg.get("report", "text"))})
+    task = list(hc.overrides.task)
+    _RUNS.append(
+        {"code": code, "row": row, "sweep_dir": sweep_dir, "report": str(cfg.get("report", "text")), "task": task}
+    )
 
 
-def _job(cfg: DictConfig, overrides: list[str], choices: dict[str, Any], quiet: bool) -> tuple[int, dict[str, Any]]:
+def _job(
+    cfg: DictConfig, overrides: list[str], choices: dict[str, Any], roots: list[str], quiet: bool
+) -> tuple[int, dict[str, Any]]:
     """One run: validate, plan, report (unless quiet: a sweep reports once, at the end), bundle, launch."""
     from omegaconf import OmegaConf
 
@@ -55,12 +63,12 @@ def _job(cfg: DictConfig, overrides: list[str], choices: dict[str, Any], quiet: 
             raw = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
         except Exception as exc:  # OmegaConf raises many types; all are the user's config
             raise _hydra_error(exc, overrides, str(conf_dir())) from None
-        spec, options = validate(raw, overrides)  # type: ignore[arg-type]
+        spec, options = validate(raw, overrides, roots)  # type: ignore[arg-type]
         stats = probe(spec.data, Path.cwd(), spec.knowledge.estimator.chars_per_token)
         plan = make_plan(spec, stats)
     except ConfigError as exc:
         sys.stderr.write(exc.render() + "\n")
-        return 2, {**row, "feasible": False, "error": exc.message}
+        return 2, {**row, "feasible": False, "error": exc.summary()}
     row = _summary(plan, options.goal)
     if not quiet:
         sys.stdout.write(RENDERERS[options.report](plan))
@@ -75,7 +83,7 @@ def _job(cfg: DictConfig, overrides: list[str], choices: dict[str, Any], quiet: 
         files = render(plan, RENDERERS["markdown"](plan), scripts=plan.feasible)
     except ConfigError as exc:
         sys.stderr.write(exc.render() + "\n")
-        return 2, {**row, "error": exc.message}
+        return 2, {**row, "error": exc.summary()}
     bundle = write_bundle(files, Path(options.out_dir), plan.name)
     sys.stderr.write(f"bundle: {bundle}\n")
     row["bundle"] = str(bundle)
@@ -135,6 +143,16 @@ _COLUMNS = (
 )
 
 
+def _with_swept_keys(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows, each with `swept`: the values of the swept keys that are not columns of their own
+    (`method.learning_rate=1e-4,5e-5` -> {"method.learning_rate": "1e-4"})."""
+    sets = [dict(o.lstrip("+~").split("=", 1) for o in run["task"] if "=" in o) for run in runs]
+    columns = {key for key, _ in _COLUMNS}
+    keys = [k for k in dict.fromkeys(k for s in sets for k in s) if k not in columns]
+    swept = [k for k in keys if len({s.get(k) for s in sets}) > 1]
+    return [{**run["row"], "swept": {k: s.get(k) for k in swept}} for run, s in zip(runs, sets, strict=True)]
+
+
 def _table(rows: list[dict[str, Any]], fmt: str) -> str:
     """The sweep's comparison: a JSON array, a markdown table, or aligned text."""
     import json
@@ -148,11 +166,18 @@ def _table(rows: list[dict[str, Any]], fmt: str) -> str:
             return "-"
         if isinstance(value, bool):
             return "yes" if value else "NO"
+        if key == "cost_usd" and isinstance(value, float):
+            return f"{value:.2f}"
+        if key == "gpu_hours" and isinstance(value, float):
+            return f"{value:.3g}"
         text = str(value)
         return text if len(text) <= 70 else text[:67] + "..."
 
-    cells = [[cell(r, k) for k, _ in _COLUMNS] for r in rows]
-    heads = [title for _, title in _COLUMNS]
+    swept = list(rows[0].get("swept", {})) if rows else []
+    cols = [*_COLUMNS[:4], *((f"swept:{k}", k) for k in swept), *_COLUMNS[4:]]
+    rows = [{**r, **{f"swept:{k}": v for k, v in r.get("swept", {}).items()}} for r in rows]
+    cells = [[cell(r, k) for k, _ in cols] for r in rows]
+    heads = [title for _, title in cols]
     if fmt == "markdown":
         lines = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
         lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in cells]
@@ -170,16 +195,13 @@ def _prepare(args: list[str]) -> tuple[list[str], list[str]]:
 
     from hydra._internal.utils import get_args_parser
 
-    from planner.compose import check_overrides, schema_key
+    from planner.compose import check_overrides, schema_key, search_roots
 
     parsed, _ = get_args_parser().parse_known_intermixed_args(args)
     overrides = list(parsed.overrides or [])
     if parsed.config_path is None and parsed.config_name is None:
-        roots = [str(conf_dir()), *([parsed.config_dir] if parsed.config_dir else [])]
-        paths = [o.split("=", 1)[1] for o in overrides if o.lstrip("+~").startswith("hydra.searchpath=")]
-        entries = [e.strip().strip("'\"") for p in paths for e in p.strip("[]").split(",") if e.strip()]
-        if all(e.startswith("file://") for e in entries):
-            roots += [e.removeprefix("file://") for e in entries]
+        roots = search_roots(overrides, str(conf_dir()), parsed.config_dir)
+        if roots is not None:
             check_overrides(overrides, roots)
     rewritten = {o: schema_key(o) for o in overrides if not re.match(r"^[+~]*hydra[./]", o)}
     return [*_flags(args), *(rewritten.get(o, o) for o in overrides)], [rewritten.get(o, o) for o in overrides]
@@ -218,11 +240,13 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(exc.render() + "\n")
         return 2
     _RUNS.clear()
+    _completion_line()
     saved_argv, saved_env = sys.argv, os.environ.get("HYDRA_FULL_ERROR")
     sys.argv = [saved_argv[0] if saved_argv and saved_argv[0] else "planner", *args]
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises instead of printing: compose errors become ConfigErrors
     try:
-        _app()
+        with _mode_from_flags(args, overrides):
+            _app()
     except SystemExit as exc:
         if exc.code not in (None, 0):
             return exc.code if isinstance(exc.code, int) else 2
@@ -244,6 +268,42 @@ def main(argv: list[str] | None = None) -> int:
     return _finish()
 
 
+def _completion_line() -> None:
+    """Hydra's completion query strips `python script.py` or `app` from COMP_LINE; `python -m planner` is neither,
+    so it becomes `planner` here (COMP_POINT moved with it). `ladder -sc install=bash` installs the completion."""
+    import re
+
+    line = os.environ.get("COMP_LINE")
+    if not line:
+        return
+    short = re.sub(r"^\s*\S*python[\d.]*\s+-m\s+planner(?=\s|$)", "planner", line)
+    if short != line:
+        os.environ["COMP_LINE"] = short
+        point = os.environ.get("COMP_POINT", "")
+        if point.isdigit():
+            os.environ["COMP_POINT"] = str(max(0, int(point) - (len(line) - len(short))))
+
+
+@contextlib.contextmanager
+def _mode_from_flags(args: list[str], overrides: list[str]) -> Iterator[None]:
+    """Before running, Hydra composes the whole tree once more only to read `hydra.mode` (Hydra.get_mode), which
+    costs a third of a dry run. The shipped config.yaml sets no mode, so with the shipped primary config and no
+    `hydra.` override the mode is the flags' (-m or not) and that compose is skipped. A primary config of the
+    user's (-cd/-cp/-cn) or any hydra override keeps Hydra's own lookup."""
+    own_primary = any(a in ("-cd", "--config-dir", "-cp", "--config-path", "-cn", "--config-name") for a in args)
+    if own_primary or any(o.lstrip("+~").startswith("hydra") for o in overrides):
+        yield
+        return
+    from hydra._internal.hydra import Hydra
+
+    real = Hydra.get_mode
+    Hydra.get_mode = lambda self, config_name, overrides: None  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        Hydra.get_mode = real  # type: ignore[method-assign]
+
+
 def _finish() -> int:
     """No job ran (--help, --cfg, --info, completion): 0. One run: its code. A sweep: print the comparison once,
     remove the sweep's temporary folder, and exit with the worst code."""
@@ -252,14 +312,11 @@ def _finish() -> int:
     sweep_dir = _RUNS[0]["sweep_dir"]
     if not sweep_dir:
         return int(_RUNS[0]["code"])
-    import tempfile
-
     fmt = _RUNS[0]["report"] if _RUNS[0]["report"] in ("text", "markdown", "json") else "text"
-    sys.stdout.write(_table([r["row"] for r in _RUNS], fmt))
+    sys.stdout.write(_table(_with_swept_keys(_RUNS), fmt))
     sys.stdout.flush()
     folder = Path(sweep_dir)
-    if folder.parent.name == "planner-multirun" and folder.parent.parent == Path(tempfile.gettempdir()):
-        import contextlib
+    if folder.parent.name == "planner-multirun" and folder.parent.parent == Path(os.environ.get("TMPDIR", "/tmp")):
         import shutil
 
         shutil.rmtree(folder, ignore_errors=True)

@@ -52,7 +52,9 @@ def compose(overrides: Sequence[str], config_dir: str | None = None) -> dict[str
     from omegaconf import OmegaConf
 
     root = config_dir or str(conf_dir())
-    check_overrides(overrides, [root])
+    roots = search_roots(overrides, root)
+    if roots is not None:
+        check_overrides(overrides, roots)
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(version_base="1.3", config_dir=root, job_name="planner"):
@@ -68,13 +70,39 @@ def compose(overrides: Sequence[str], config_dir: str | None = None) -> dict[str
 
 def load(overrides: Sequence[str], config_dir: str | None = None) -> tuple[Spec, RunOptions]:
     """Compose, split off the run options, validate the Spec."""
-    return validate(compose(overrides, config_dir), overrides)
+    return validate(compose(overrides, config_dir), overrides, search_roots(overrides, config_dir) or ())
 
 
-def validate(raw: dict[str, Any], overrides: Sequence[str]) -> tuple[Spec, RunOptions]:
-    """The composed config (a plain dict) -> the validated Spec and the run options."""
+def search_roots(overrides: Sequence[str], *primary: str | None) -> list[str] | None:
+    """The config folders Hydra searches: the primary ones (the shipped conf/ when none is given), then the
+    folders of a `hydra.searchpath=[file://...]` override. None when a searchpath entry is not a folder
+    (pkg://...), so that the callers leave option checks to Hydra."""
+    extra = searchpath_folders(overrides)
+    return None if extra is None else [*([str(p) for p in primary if p] or [str(conf_dir())]), *extra]
+
+
+def searchpath_folders(overrides: Sequence[str]) -> list[str] | None:
+    """The folders of `hydra.searchpath=[file://a,file://b]` overrides; None when an entry is not file://."""
+    folders: list[str] = []
+    for item in overrides:
+        key, _, value = item.lstrip("+~").partition("=")
+        if key != "hydra.searchpath":
+            continue
+        for entry in value.strip().strip("[]").split(","):
+            entry = entry.strip().strip("'\"")
+            if not entry:
+                continue
+            if not entry.startswith("file://"):
+                return None
+            folders.append(entry.removeprefix("file://"))
+    return folders
+
+
+def validate(raw: dict[str, Any], overrides: Sequence[str], roots: Sequence[str] = ()) -> tuple[Spec, RunOptions]:
+    """The composed config (a plain dict) -> the validated Spec and the run options. `roots`: the config folders
+    searched, for the list of goals when none is given."""
     if "goal" not in raw:
-        goals = ", ".join(group_options("goal"))
+        goals = ", ".join(group_options("goal", roots))
         raise ConfigError("no goal given", fix=f"pick one with +goal=<name>: {goals}")
     run = {k: raw.pop(k) for k in RUN_KEYS if k in raw}
     run["goal"] = _picked_goal(overrides)

@@ -32,6 +32,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from planner.compose import searchpath_folders
 from planner.diff_compare import compare
 from planner.diff_locate import Locator, find_default, find_key
 from planner.diff_records import Failure, Options, Result, Side, Source
@@ -244,7 +245,7 @@ def plan_goal(source: Source, goal: str, overrides: Sequence[str], cache: dict) 
 # --- the whole diff -------------------------------------------------------------------------------
 
 
-def pick_goals(base: Source, head: Source, wanted: Sequence[str]) -> list[str]:
+def pick_goals(base: Source, head: Source, wanted: Sequence[str], overrides: Sequence[str] = ()) -> list[str]:
     if base.plan is not None and head.plan is not None:
         return [head.plan.spec.goal.name]
     one = base.plan or head.plan
@@ -254,7 +255,8 @@ def pick_goals(base: Source, head: Source, wanted: Sequence[str]) -> list[str]:
             path="goals",
             fix="drop goals=, or compare two git revisions for other goals",
         )
-    known = dict.fromkeys(sorted({*base.goals(), *head.goals()}))
+    extra = searchpath_folders(overrides) or []
+    known = dict.fromkeys(sorted({*base.goals(extra), *head.goals(extra)}))
     if wanted:
         for goal in wanted:
             if goal not in known:
@@ -272,7 +274,7 @@ def pick_goals(base: Source, head: Source, wanted: Sequence[str]) -> list[str]:
 def side(source: Source, goal: str, options: Options, cache: dict, paired: bool) -> Side:
     if source.plan is not None:
         return source.plan if paired or source.plan.spec.goal.name == goal else None
-    if goal not in source.goals():
+    if goal not in source.goals(searchpath_folders(options.overrides) or []):
         return None
     return plan_goal(source, goal, options.overrides, cache)
 
@@ -284,7 +286,7 @@ def run(options: Options, workdir: Path) -> Result:
     cache: dict = {}
     paired = base.plan is not None and head.plan is not None
     diffs = []
-    for goal in pick_goals(base, head, options.goals):
+    for goal in pick_goals(base, head, options.goals, options.overrides):
         old = side(base, goal, options, cache, paired)
         new = side(head, goal, options, cache, paired)
         locate = Locator(

@@ -9,10 +9,12 @@ properties, so that the comparison (planner.diff_compare), the annotations' loca
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from planner.paths import group_options
 from schemas.plan import Finding, Plan
 
 
@@ -42,11 +44,12 @@ class Source:
     key: str = ""  # content key: two sides with the same key compose identically
     plan: Plan | None = None
 
-    def goals(self) -> list[str]:
+    def goals(self, extra: Sequence[str] = ()) -> list[str]:
+        """The goals planned on this side: its conf/ folder's and those of `extra` folders (hydra.searchpath)."""
         if self.plan is not None:
             return [self.plan.spec.goal.name]
         assert self.conf is not None
-        return sorted(p.stem for p in (self.conf / "goal").glob("*.yaml"))
+        return group_options("goal", [self.conf, *extra])
 
 
 class _Absent:

@@ -25,6 +25,10 @@ class ConfigError(Exception):
             lines.append(f"  fix: {self.fix}")
         return "\n".join(lines)
 
+    def summary(self) -> str:
+        """One line: the message and its first problem (a sweep's table cell)."""
+        return "; ".join([self.message, *self.problems[:1]])
+
 
 def did_you_mean(word: str, options: Iterable[str]) -> str:
     """' Did you mean 'epochs'?' or '' when nothing is close."""
