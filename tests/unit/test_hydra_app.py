@@ -216,3 +216,40 @@ def test_shell_completion_query(capsys, monkeypatch, prefix):
     code, out, err = run_cli(capsys, "-sc", "query=bash")
     assert code == 0, err
     assert out.split() == ["inventory=l40s-4", "inventory=local"]
+
+
+def _help_examples() -> list[tuple[list[str], int]]:
+    import contextlib
+    import io
+    import shlex
+
+    from planner.__main__ import main
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        main(["--help"])
+    text = buf.getvalue()
+    block = text.split("examples:", 1)[1].split("\n  exit:", 1)[0]
+    examples = []
+    for line in block.splitlines():
+        command, _, comment = line.partition("#")
+        if command.strip().startswith("python -m planner"):
+            examples.append((shlex.split(command)[3:], 1 if "NOT feasible" in comment else 0))
+    return examples
+
+
+def test_help_examples_run_as_the_help_says(capsys, tmp_path):
+    """Each example of --help runs (planning only) and exits as its comment says; the searchpath example runs
+    against a folder holding its goal."""
+    examples = _help_examples()
+    assert len(examples) >= 5 and any(code == 1 for _, code in examples)
+    team = tmp_path / "team-conf" / "goal"
+    team.mkdir(parents=True)
+    goal = (conf_dir() / "goal" / "tone.yaml").read_text().replace("  name: tone\n", "  name: my_goal\n")
+    (team / "my_goal.yaml").write_text(goal)
+    for args, expected in examples:
+        args = [a.replace("file:///path/to/team-conf", f"file://{team.parent}") for a in args]
+        extra = [] if args[0].startswith("--cfg") else ["dry_run=true"]
+        code, out, err = run_cli(capsys, *args, *extra)
+        assert code == expected, (args, err[-1500:])
+        assert out.strip()
