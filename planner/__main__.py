@@ -70,25 +70,26 @@ def _job(
         sys.stderr.write(exc.render() + "\n")
         return 2, {**row, "feasible": False, "error": exc.summary()}
     row = _summary(plan, options.goal)
+    code = 0 if plan.feasible else 1
+    if not options.dry_run:  # written before the report is printed: a bundle that cannot be written is only an error
+        from planner.bundle import launch, remove_results, write_bundle
+        from planner.render import render
+
+        try:
+            files = render(plan, RENDERERS["markdown"](plan), scripts=plan.feasible)
+            bundle = write_bundle(files, Path(options.out_dir), plan.name)
+            removed = remove_results(bundle) if options.overwrite else []
+        except ConfigError as exc:
+            sys.stderr.write(exc.render() + "\n")
+            return 2, {**row, "error": exc.summary()}
     if not quiet:
         sys.stdout.write(RENDERERS[options.report](plan))
         sys.stdout.flush()
-    code = 0 if plan.feasible else 1
     if options.dry_run:
         return code, row
-    from planner.bundle import launch, remove_results, write_bundle
-    from planner.render import render
-
-    try:
-        files = render(plan, RENDERERS["markdown"](plan), scripts=plan.feasible)
-    except ConfigError as exc:
-        sys.stderr.write(exc.render() + "\n")
-        return 2, {**row, "error": exc.summary()}
-    bundle = write_bundle(files, Path(options.out_dir), plan.name)
     sys.stderr.write(f"bundle: {bundle}\n")
     row["bundle"] = str(bundle)
     if options.overwrite:
-        removed = remove_results(bundle)
         if removed:
             sys.stderr.write(
                 f"overwrite=true: removed {' and '.join(removed)} of {bundle} (status, checkpoints, "

@@ -13,6 +13,7 @@ what a person would run by hand; stages that already completed for this plan ski
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -22,6 +23,7 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 
+from planner.errors import ConfigError, os_error
 from planner.launchers import LAUNCHERS
 from schemas.plan import Plan
 
@@ -47,6 +49,17 @@ def write_bundle(files: Mapping[str, str], out_dir: Path, name: str) -> Path:
         if parts[0] in RESULTS:
             raise ValueError(f"bundle path {rel!r} is under {parts[0]}/, which holds results, not compiled files")
     out_dir = Path(out_dir)
+    created = [p for p in [out_dir, *out_dir.parents] if not (p.exists() or p.is_symlink())]
+    try:
+        return _write_bundle(files, out_dir, name)
+    except OSError as exc:
+        for folder in created:  # nothing half-made stays behind: the folders this call created, if still empty
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise os_error(exc, "write the bundle", out_dir / name) from None
+
+
+def _write_bundle(files: Mapping[str, str], out_dir: Path, name: str) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / name
     if target.is_dir():
@@ -72,6 +85,13 @@ def write_bundle(files: Mapping[str, str], out_dir: Path, name: str) -> Path:
 def remove_results(bundle: Path) -> list[str]:
     """overwrite=true: drop the bundle's results (run/, logs/) to start over. Each folder is renamed aside
     first (atomic), so a half-deleted run/ is never left under its name. Returns the names removed."""
+    try:
+        return _remove_results(bundle)
+    except OSError as exc:
+        raise os_error(exc, "remove the results of", bundle) from None
+
+
+def _remove_results(bundle: Path) -> list[str]:
     removed = []
     for folder in RESULTS:
         path = Path(bundle) / folder
@@ -103,7 +123,9 @@ def _update(files: Mapping[str, str], bundle: Path) -> None:
     top = {rel: text for rel, text in files.items() if len(PurePosixPath(rel).parts) == 1}
     for rel in top:
         if (bundle / rel).is_dir() and not (bundle / rel).is_symlink():
-            raise ValueError(f"{bundle / rel} is a folder where the compiled file {rel} goes: move it away")
+            raise ConfigError(
+                f"{bundle / rel} is a folder where the compiled file {rel} goes", path="out_dir", fix="move it away"
+            )
     folders = sorted({PurePosixPath(rel).parts[0] for rel in files if rel not in top} | set(COMPILED_DIRS))
     staged_files: list[tuple[Path, Path]] = []
     staged_dirs: list[tuple[Path | None, Path]] = []
