@@ -247,7 +247,12 @@ def search(ctx: Context, request: LayoutRequest) -> Result:
     """Enumerate layouts within the inventory and the pins; keep the cheapest that fits."""
     inv, arch = ctx.inventory, ctx.arch
     gb = ctx.method.batch_size
-    nodes_opts = [request.nodes] if request.nodes else range(1, inv.nodes + 1)
+    # More GPUs than global batch x the widest TP x the deepest PP leave DP above the batch (skipped below): the
+    # node counts past that bound are never searched, so a huge inventory plans as fast as a small one.
+    widest = (request.tensor_parallel or inv.gpus_per_node) if ctx.engine.tensor_parallel else 1
+    deepest = (request.pipeline_parallel or arch.num_layers) if ctx.engine.pipeline_parallel else 1
+    useful_nodes = max(1, gb * widest * deepest // max(1, request.gpus_per_node or inv.gpus_per_node))
+    nodes_opts = [request.nodes] if request.nodes else range(1, min(inv.nodes, useful_nodes) + 1)
     fitting: list[Candidate] = []
     smallest: Candidate | None = None
     for nodes in nodes_opts:

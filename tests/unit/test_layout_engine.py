@@ -187,3 +187,25 @@ def test_the_engine_is_data(capsys):
 def test_engine_rejects_a_table_without_unsharded(sharding, at_load):
     with pytest.raises(ValueError, match="must list 'none'"):
         Engine(sharding=sharding, sharding_at_load=at_load)
+
+
+@pytest.mark.parametrize("method", ["lora", "sft"])
+def test_a_huge_inventory_searches_no_more_than_a_useful_one(monkeypatch, method):
+    """Node counts whose GPUs exceed global batch x TP x PP are never searched: a million-node inventory (a typo)
+    looks at exactly the node counts a 64-node one does, and picks the same layout."""
+    nodes_seen: list[int] = []
+    real = layout_mod._gpn_options
+
+    def counting(per_node, nodes):
+        nodes_seen.append(nodes)
+        return real(per_node, nodes)
+
+    monkeypatch.setattr(layout_mod, "_gpn_options", counting)
+    picked = []
+    for nodes in (64, 1_000_000):
+        nodes_seen.clear()
+        plan = make_plan("+goal=tone", "model=llama-3.1-70b-instruct", f"method={method}", "inventory=h100-2node",
+                         f"inventory.nodes={nodes}")
+        picked.append((plan.layout.nodes, plan.layout.gpus_per_node, plan.layout.tensor_parallel, len(nodes_seen)))
+    assert picked[0] == picked[1]
+    assert 0 < picked[0][3] <= 64
