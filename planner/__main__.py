@@ -31,15 +31,17 @@ _IN_JOB: list[bool] = [False]
 def _app(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
+    from omegaconf import OmegaConf
 
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
     _IN_JOB[0] = True
     roots = [s.path for s in hc.runtime.config_sources if s.schema == "file"]
-    code, row = _job(cfg, list(hc.overrides.task), dict(hc.runtime.choices), roots, quiet=multirun)
+    # The overrides as typed: iterating the ListConfig would resolve a `${oc.env:...}` in them (planner.secrets).
+    task = [str(o) for o in OmegaConf.to_container(hc.overrides.task, resolve=False)]  # type: ignore[union-attr]
+    code, row = _job(cfg, task, dict(hc.runtime.choices), roots, quiet=multirun)
     _IN_JOB[0] = False
     sweep_dir = str(hc.sweep.dir) if multirun else ""
-    task = list(hc.overrides.task)
     _RUNS.append(
         {"code": code, "row": row, "sweep_dir": sweep_dir, "report": str(cfg.get("report", "text")), "task": task}
     )
@@ -49,21 +51,22 @@ def _job(
     cfg: DictConfig, overrides: list[str], choices: dict[str, Any], roots: list[str], quiet: bool
 ) -> tuple[int, dict[str, Any]]:
     """One run: validate, plan, report (unless quiet: a sweep reports once, at the end), bundle, launch."""
-    from omegaconf import OmegaConf
-
     from planner.compose import _hydra_error, validate
     from planner.core import plan as make_plan
     from planner.errors import ConfigError
     from planner.probe import probe
     from planner.report import RENDERERS
+    from planner.secrets import resolved
 
     row: dict[str, Any] = {k: choices.get(k) for k in ("goal", "model", "inventory", "method")}
     try:
         try:
-            raw = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+            raw = resolved(cfg)  # OmegaConf.to_container(resolve=True), credentials kept out (planner.secrets)
+        except ConfigError:
+            raise
         except Exception as exc:  # OmegaConf raises many types; all are the user's config
             raise _hydra_error(exc, overrides, str(conf_dir())) from None
-        spec, options = validate(raw, overrides, roots)  # type: ignore[arg-type]
+        spec, options = validate(raw, overrides, roots)
         stats = probe(spec.data, Path.cwd(), spec.knowledge.estimator.chars_per_token)
         plan = make_plan(spec, stats)
     except ConfigError as exc:

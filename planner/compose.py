@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from planner.errors import ConfigError, did_you_mean
 from planner.paths import conf_dir, group_options
+from planner.secrets import resolved
 from schemas.base import Frozen
 from schemas.spec import Spec
 
@@ -49,7 +50,6 @@ def compose(overrides: Sequence[str], config_dir: str | None = None) -> dict[str
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
-    from omegaconf import OmegaConf
 
     root = config_dir or str(conf_dir())
     roots = search_roots(overrides, root)
@@ -59,7 +59,7 @@ def compose(overrides: Sequence[str], config_dir: str | None = None) -> dict[str
     try:
         with initialize_config_dir(version_base="1.3", config_dir=root, job_name="planner"):
             cfg = hydra_compose(config_name="config", overrides=[schema_key(o) for o in overrides])
-        return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)  # type: ignore[return-value]
+        return resolved(cfg)  # planner.secrets: OmegaConf.to_container(resolve=True), credentials kept out
     except ConfigError:
         raise
     except Exception as exc:  # Hydra and OmegaConf raise many types; all are the user's config

@@ -16,6 +16,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from planner.errors import ConfigError
 from planner.paths import templates_dir
+from planner.secrets import required_env
 from schemas.plan import Plan, Stage
 
 # Named in the first lines of every generated file: planner/render.py is the bundle's one entry point.
@@ -68,7 +69,27 @@ def common(plan: Plan) -> dict[str, object]:
         "plan_name": comment(plan.name),
         "count": len(plan.stages),
         "env_comment": comment(env),
+        "env_check": env_check(required_env(plan.spec)),
     }
+
+
+def env_check(names: tuple[str, ...]) -> str:
+    """Shell lines that stop the script when a variable the plan refers to (`${oc.env:NAME}`, planner.secrets) is
+    unset; they name the variable and never print its value. Empty when the plan refers to none."""
+    if not names:
+        return ""
+    return "\n".join(
+        [
+            "# The plan refers to these environment variables by name; their values never go into the bundle.",
+            f"for name in {' '.join(quote(n) for n in names)}; do",
+            "    if [[ -z ${!name:-} ]]; then",
+            '        echo "environment variable $name is not set; the plan needs it at run time: export it, '
+            'then run this again" >&2',
+            "        exit 2",
+            "    fi",
+            "done",
+        ]
+    )
 
 
 def quote(value: str) -> str:
