@@ -54,6 +54,7 @@ def _job(
     from planner.compose import _hydra_error, validate
     from planner.core import plan as make_plan
     from planner.errors import ConfigError
+    from planner.printable import printable
     from planner.probe import probe
     from planner.report import RENDERERS
     from planner.secrets import resolved
@@ -90,7 +91,7 @@ def _job(
         sys.stdout.flush()
     if options.dry_run:
         return code, row
-    sys.stderr.write(f"bundle: {bundle}\n")
+    sys.stderr.write(printable(f"bundle: {bundle}\n"))
     row["bundle"] = str(bundle)
     if options.overwrite:
         if removed:
@@ -199,10 +200,13 @@ def _prepare(args: list[str]) -> tuple[list[str], list[str]]:
 
     from hydra._internal.utils import get_args_parser
 
-    from planner.compose import check_overrides, schema_key, search_roots
+    from planner.compose import check_overrides, schema_key, search_roots, searchpath_folders
+    from planner.config_guard import check_folders
 
     parsed, _ = get_args_parser().parse_known_intermixed_args(args)
     overrides = list(parsed.overrides or [])
+    # Every folder Hydra may read a config file from, before it reads one: size and alias limits.
+    check_folders([str(conf_dir()), parsed.config_dir, *(searchpath_folders(overrides) or [])])
     if parsed.config_path is None and parsed.config_name is None:
         roots = search_roots(overrides, str(conf_dir()), parsed.config_dir)
         if roots is not None:
@@ -317,7 +321,9 @@ def _finish() -> int:
     if not sweep_dir:
         return int(_RUNS[0]["code"])
     fmt = _RUNS[0]["report"] if _RUNS[0]["report"] in ("text", "markdown", "json") else "text"
-    sys.stdout.write(_table(_with_swept_keys(_RUNS), fmt))
+    from planner.printable import printable
+
+    sys.stdout.write(printable(_table(_with_swept_keys(_RUNS), fmt)))
     sys.stdout.flush()
     folder = Path(sweep_dir)
     if folder.parent.name == "planner-multirun" and folder.parent.parent == Path(os.environ.get("TMPDIR", "/tmp")):

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
+from planner.config_guard import check_folders
 from planner.errors import ConfigError, did_you_mean
 from planner.paths import conf_dir, group_options
 from planner.secrets import resolved
@@ -55,6 +56,7 @@ def compose(overrides: Sequence[str], config_dir: str | None = None) -> dict[str
     roots = search_roots(overrides, root)
     if roots is not None:
         check_overrides(overrides, roots)
+    check_folders([root, *(searchpath_folders(overrides) or [])])  # before Hydra reads a file: size, aliases
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(version_base="1.3", config_dir=root, job_name="planner"):

@@ -27,6 +27,7 @@ from planner.diff_format import (
     serving,
 )
 from planner.diff_records import ABSENT, Change, Failure, GoalDiff, Result, Side, Source
+from planner.printable import printable
 from schemas.plan import Plan
 
 MARKDOWN_LIMIT = 65_000  # GitHub rejects comments over 65,536 characters
@@ -52,7 +53,7 @@ def text(result: Result) -> str:
             continue
         out += ["", f"== {g.goal} ({g.status}) =="]
         out += _text_goal(g)
-    return "\n".join(out) + "\n"
+    return printable("\n".join(out) + "\n")
 
 
 def _text_change(c: Change, area: str = "", indent: str = "  ") -> list[str]:
@@ -201,7 +202,7 @@ def _markdown(result: Result, launch: bool, details: bool, notice: str = "") -> 
     while out and not out[-1]:
         out.pop()
     out += ["", f"<sub>`{_command(result)}` · exit {result.exit_code}</sub>"]
-    return "\n".join(out) + "\n"
+    return printable("\n".join(out) + "\n")
 
 
 def _md_summary(g: GoalDiff) -> str:
@@ -394,7 +395,7 @@ def as_json(result: Result) -> str:
 
 
 def as_annotations(result: Result) -> str:
-    return "".join(a.render() + "\n" for g in result.goals for a in g.annotations)
+    return printable("".join(a.render() + "\n" for g in result.goals for a in g.annotations))
 
 
 RENDERERS: dict[str, Callable[[Result], str]] = {

@@ -5,6 +5,8 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
+from planner.printable import printable
+
 
 class ConfigError(Exception):
     """What is wrong, where (file or key path), and what to do."""
@@ -23,7 +25,7 @@ class ConfigError(Exception):
         lines.extend(f"  - {p}" for p in self.problems)
         if self.fix:
             lines.append(f"  fix: {self.fix}")
-        return "\n".join(lines)
+        return printable("\n".join(lines))
 
     def summary(self) -> str:
         """One line: the message and its first problem (a sweep's table cell)."""

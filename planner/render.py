@@ -16,6 +16,7 @@ import yaml
 
 from planner.launchers import LAUNCHERS
 from planner.launchers.base import GENERATOR
+from planner.printable import json_safe, printable
 from schemas.plan import Plan, Stage
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -26,7 +27,7 @@ def render(plan: Plan, report_md: str, scripts: bool = True) -> dict[str, str]:
     scripts=False leaves out launch/ (an infeasible plan is written for review, not to run)."""
     _check_stages(plan.stages)
     files = {
-        "plan.json": plan.model_dump_json(indent=2) + "\n",
+        "plan.json": json_safe(plan.model_dump_json(indent=2) + "\n"),
         "config.yaml": _config_yaml(plan),
         "report.md": report_md,
         **(LAUNCHERS[plan.decision.launcher].compile(plan) if scripts else {}),
@@ -52,9 +53,10 @@ def _config_yaml(plan: Plan) -> str:
         "# The resolved configuration the plan was made from: a record, not an input\n"
         "# (the runtime reads plan.json, which carries the same spec).\n"
     )
-    body = yaml.safe_dump(
-        plan.spec.model_dump(mode="json"), sort_keys=True, default_flow_style=False, allow_unicode=True
-    )
+    spec = plan.spec.model_dump(mode="json")
+    body = yaml.safe_dump(spec, sort_keys=True, default_flow_style=False, allow_unicode=True)
+    if printable(body) != body:  # a control PyYAML counts as printable (bidi override): escape all non-ASCII
+        body = yaml.safe_dump(spec, sort_keys=True, default_flow_style=False, allow_unicode=False)
     return header + body
 
 

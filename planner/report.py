@@ -7,6 +7,7 @@ from (planner.report_recipe). JSON is the plan itself.
 
 from __future__ import annotations
 
+from planner.printable import json_safe, printable
 from planner.report_format import gb, hours, layout_line, md_escape, table, wrap
 from planner.report_recipe import recipe_markdown, recipe_text
 from schemas.plan import Finding, Plan
@@ -26,7 +27,7 @@ VERDICT = {"chosen": "CHOSEN", "recommended": "ADVISED", "rejected": "rejected",
 
 
 def as_json(plan: Plan) -> str:
-    return plan.model_dump_json(indent=2) + "\n"
+    return json_safe(plan.model_dump_json(indent=2) + "\n")
 
 
 def _finding_lines(f: Finding) -> list[str]:
@@ -90,7 +91,7 @@ def text(plan: Plan) -> str:
         lines += ["", "findings:"]
         for f in findings:
             lines += _finding_lines(f)
-    return "\n".join(w for line in lines for w in wrap(line)) + "\n"
+    return printable("\n".join(w for line in lines for w in wrap(line)) + "\n")
 
 
 def markdown(plan: Plan) -> str:
@@ -153,7 +154,7 @@ def markdown(plan: Plan) -> str:
             f"| {f.severity} | `{f.code}` | `{f.path}` | {md_escape(f.message)} | {md_escape(f.fix)} |"
             for f in sorted(plan.findings, key=lambda f: order[f.severity])
         ]
-    return "\n".join(out) + "\n"
+    return printable("\n".join(out) + "\n")
 
 
 RENDERERS = {"text": text, "markdown": markdown, "json": as_json}
