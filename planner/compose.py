@@ -17,7 +17,7 @@ from planner.config_guard import check_folders
 from planner.errors import ConfigError, did_you_mean
 from planner.paths import conf_dir, group_options
 from planner.secrets import resolved
-from schemas.base import Frozen
+from schemas.base import Frozen, accepts
 from schemas.spec import Spec
 
 RUN_KEYS = ("report", "dry_run", "out_dir", "launch", "overwrite")
@@ -281,11 +281,17 @@ def _models_in(annotation: Any) -> list[type[BaseModel]]:
 
 
 def validation_error(exc: ValidationError, model: type[BaseModel], title: str) -> ConfigError:
-    """Turn pydantic's errors into key paths, with did-you-mean for unknown keys."""
+    """Turn pydantic's errors into key paths, each with a specific fix: did-you-mean for an unknown key, the valid
+    values or the range of the field for a wrong value."""
     problems: list[str] = []
+    fixes: list[str] = []
     first_path = ""
     for err in exc.errors():
-        path = _key_path(model, err["loc"])
+        loc = tuple(err["loc"])
+        ctx = err.get("ctx") or {}
+        if "field" in ctx:  # raised by a model about one of its fields (schemas.base.Frozen, method=auto overrides)
+            loc = (*loc, *str(ctx["field"]).split("."))
+        path, field = _key_path(model, loc)
         first_path = first_path or path
         if err["type"] == "extra_forbidden":
             parent = path.rsplit(".", 1)[0] if "." in path else ""
@@ -294,38 +300,84 @@ def validation_error(exc: ValidationError, model: type[BaseModel], title: str) -
             kind = err["loc"][1] if len(err["loc"]) > 1 and err["loc"][0] == "method" else None
             if parent == "method" and leaf in options and isinstance(kind, str):
                 problems.append(f"{path}: not a key of method={kind}; pick the method first (e.g. method=lora)")
+                fixes.append(f"set method=<kind> before method.{leaf} (keys per method: docs/config-reference.md)")
             else:
-                problems.append(f"{path}: unknown key.{did_you_mean(leaf, options)}")
+                hint = did_you_mean(leaf, options)
+                problems.append(f"{path}: unknown key.{hint}")
+                fixes.append(f"valid keys under {parent or 'the top level'}: {', '.join(sorted(options))}")
         elif err["type"] == "missing":
             problems.append(f"{path}: required key is missing")
+            fixes.append(f"set {path}" + (f" ({accepts(field)})" if field is not None else ""))
         else:
             msg = err["msg"].removeprefix("Value error, ")
             value = err.get("input")
             shown = f" (got {value!r})" if isinstance(value, (str, int, float, bool)) or value is None else ""
             problems.append(f"{path}: {msg}{shown}")
+            fixes.append(f"set {path} to {ctx['accepts']}" if "accepts" in ctx else _value_fix(err, path, field))
+    specific = [f for f in fixes if f]
     return ConfigError(
         f"{title}: {len(problems)} problem{'s' if len(problems) != 1 else ''}",
         path=first_path,
         problems=problems,
-        fix="change the key in its conf/ file or override it on the command line (key=value); "
+        fix="; ".join(dict.fromkeys(specific))
+        if specific
+        else "change the key in its conf/ file or override it on the command line (key=value); "
         "the keys and types are in docs/config-reference.md",
     )
 
 
-def _key_path(model: type[BaseModel], loc: Sequence[int | str]) -> str:
-    """Pydantic's loc without discriminator tags: ('method','lora','lora','adapter_dim') -> method.lora.adapter_dim."""
+_NUMBER_ERRORS = {
+    "bool_number",
+    "finite_number",
+    "float_parsing",
+    "float_type",
+    "greater_than",
+    "greater_than_equal",
+    "int_from_float",
+    "int_parsing",
+    "int_type",
+    "less_than",
+    "less_than_equal",
+    "multiple_of",
+}
+
+
+def _value_fix(err: Any, path: str, field: Any) -> str:
+    """What to write instead, from the error and the field's own type and bounds."""
+    kind, ctx = err["type"], err.get("ctx") or {}
+    if kind in _NUMBER_ERRORS and field is not None:
+        return f"set {path} to {accepts(field)}"
+    if kind == "literal_error":
+        return f"set {path} to one of: {ctx.get('expected', '')}".replace("'", "")
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        return f"set {path}.kind to one of: {ctx.get('expected_tags', '')}".replace("'", "")
+    if kind == "bool_parsing":
+        return f"set {path} to true or false"
+    if kind in ("string_too_long", "too_long", "too_short", "string_too_short") and field is not None:
+        return f"set {path} to {accepts(field)}"
+    if kind in ("string_type", "list_type", "dict_type", "model_type") and field is not None:
+        return f"set {path} to {accepts(field)}"
+    return ""
+
+
+def _key_path(model: type[BaseModel], loc: Sequence[int | str]) -> tuple[str, Any]:
+    """Pydantic's loc without discriminator tags: ('method','lora','lora','adapter_dim') -> method.lora.adapter_dim,
+    and the FieldInfo at its end (None where the path leaves the schema)."""
     out: list[str] = []
     models: list[type[BaseModel]] = [model]
+    field: Any = None
     i = 0
     while i < len(loc):
         part = loc[i]
         out.append(str(part))
         nxt: list[type[BaseModel]] = []
+        field = None
         for m in models:
-            field = m.model_fields.get(str(part))
-            if field is None:
+            found = m.model_fields.get(str(part))
+            if found is None:
                 continue
-            members = _models_in(field.annotation)
+            field = field or found
+            members = _models_in(found.annotation)
             tags = {getattr(mm.model_fields.get("kind"), "default", None): mm for mm in members}
             if len(members) > 1 and i + 1 < len(loc) and loc[i + 1] in tags:
                 i += 1
@@ -334,4 +386,4 @@ def _key_path(model: type[BaseModel], loc: Sequence[int | str]) -> str:
                 nxt.extend(members)
         models = nxt
         i += 1
-    return ".".join(out)
+    return ".".join(out), field

@@ -44,10 +44,13 @@ class Goal(Frozen):
         None, description="Task metric measured today with the best prompt; null when not measured yet."
     )
     target_score: float | None = Field(None, description="Task metric that counts as done.")
-    gpu_hour_budget: float | None = Field(None, gt=0, description="GPU-hours the team will spend; null for no limit.")
+    gpu_hour_budget: float | None = Field(
+        None, gt=0, le=100_000_000, description="GPU-hours the team will spend; null for no limit."
+    )
     deadline_hours: float | None = Field(
         None,
         gt=0,
+        le=8784,
         description="Wall-clock hours the team can wait for a training run; the planner adds data-parallel "
         "replicas (more GPUs or nodes of the inventory) until the expected wall time fits. Null: cheapest layout.",
     )

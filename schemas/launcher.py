@@ -26,6 +26,7 @@ class Launcher(Frozen):
     cpus_per_task: int | None = Field(
         None,
         ge=1,
+        le=65_536,
         description="Slurm cpus-per-task; null: all CPUs of the node for a stage that uses all its "
         "GPUs, a per-GPU share of them for a smaller stage.",
     )

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import difflib
 import re
-from typing import Annotated, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
-from schemas.base import Frozen
+from schemas.base import MAX_LR, MAX_STEPS, MAX_TOKENS, Frozen, accepts
 
 # the verifiable rewards runtime.rewards registers (a test keeps the two lists equal)
 REWARD_NAMES: tuple[str, ...] = ("numeric_match", "format", "valid_json")
@@ -26,8 +27,8 @@ MethodKind = Literal["auto", "prompting", "rag", TrainKind]
 class LoraParams(Frozen):
     """LoRA adapter settings (NeMo names)."""
 
-    adapter_dim: int = Field(8, ge=1, description="LoRA rank r; a power of two.")
-    alpha: int | None = Field(None, ge=1, description="LoRA alpha; null means alpha = adapter_dim.")
+    adapter_dim: int = Field(8, ge=1, le=65_536, description="LoRA rank r; a power of two.")
+    alpha: int | None = Field(None, ge=1, le=1_048_576, description="LoRA alpha; null means alpha = adapter_dim.")
     adapter_dropout: float = Field(0.1, ge=0.0, lt=1.0)
     target_modules: tuple[str, ...] = Field(
         ("all-linear",), description="Module names to adapt, or 'all-linear' (q,k,v,o,gate,up,down)."
@@ -41,8 +42,8 @@ class LoraParams(Frozen):
 class EarlyStopping(Frozen):
     """Stop when val_loss has not improved by min_delta for `patience` evaluations."""
 
-    patience: int = Field(10, ge=1)
-    min_delta: float = Field(0.001, ge=0.0)
+    patience: int = Field(10, ge=1, le=100_000)
+    min_delta: float = Field(0.001, ge=0.0, le=1e6)
 
 
 class Replay(Frozen):
@@ -81,20 +82,23 @@ class Replay(Frozen):
 class _Train(Frozen):
     """Hyperparameters every training rung shares (NeMo Customizer names)."""
 
-    epochs: int = Field(10, ge=1)
-    batch_size: int = Field(8, ge=1, description="Global batch size in examples.")
-    learning_rate: float = Field(1e-4, gt=0)
-    min_learning_rate: float | None = Field(None, ge=0, description="Cosine floor; null means 0.1 x lr.")
-    warmup_steps: int = Field(0, ge=0)
-    weight_decay: float = Field(0.0, ge=0)
-    seed: int = 42
-    max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps.")
-    val_check_interval: float = Field(1.0, gt=0, description="Validate every N epochs (fractions allowed).")
+    epochs: int = Field(10, ge=1, le=10_000)
+    batch_size: int = Field(8, ge=1, le=16_777_216, description="Global batch size in examples.")
+    learning_rate: float = Field(1e-4, gt=0, le=MAX_LR)
+    min_learning_rate: float | None = Field(None, ge=0, le=MAX_LR, description="Cosine floor; null means 0.1 x lr.")
+    warmup_steps: int = Field(0, ge=0, le=MAX_STEPS)
+    weight_decay: float = Field(0.0, ge=0, le=10)
+    seed: int = Field(42, ge=0, le=2**32 - 1)
+    max_steps: int | None = Field(None, ge=1, le=MAX_STEPS, description="Stop after this many optimizer steps.")
+    val_check_interval: float = Field(1.0, gt=0, le=10_000, description="Validate every N epochs (fractions allowed).")
     sequence_packing: bool = False
     max_seq_length: int | None = Field(
-        None, gt=0, description="Null: long enough for the longest record, capped by the config's max_seq_length."
+        None,
+        gt=0,
+        le=MAX_TOKENS,
+        description="Null: long enough for the longest record, capped by the config's max_seq_length.",
     )
-    micro_batch_size: int | None = Field(None, ge=1, description="Null: chosen by the layout.")
+    micro_batch_size: int | None = Field(None, ge=1, le=65_536, description="Null: chosen by the layout.")
     optimizer: Literal["adamw", "adamw_8bit", "adamw_bf16", "sgd"] = "adamw"
     activation_checkpointing: bool | None = Field(None, description="Null: the layout decides.")
     sharding: Literal["auto", "none", "zero1", "zero2", "fsdp"] = "auto"
@@ -129,7 +133,7 @@ class Sft(_Train):
     """Supervised fine-tuning of all weights."""
 
     kind: Literal["sft"] = "sft"
-    learning_rate: float = Field(1e-5, gt=0)
+    learning_rate: float = Field(1e-5, gt=0, le=MAX_LR)
 
     @property
     def training_type(self) -> str:
@@ -144,9 +148,9 @@ class _Preference(_Train):
     """What the preference methods (DPO, KTO) share: a policy judged against a frozen reference, on an SFT base."""
 
     finetuning_type: Literal["lora", "all_weights"] = "all_weights"
-    learning_rate: float = Field(5e-6, gt=0)
-    epochs: int = Field(1, ge=1)
-    beta: float = Field(0.1, gt=0, description="KL penalty against the reference (ref_policy_kl_penalty).")
+    learning_rate: float = Field(5e-6, gt=0, le=MAX_LR)
+    epochs: int = Field(1, ge=1, le=10_000)
+    beta: float = Field(0.1, gt=0, le=100, description="KL penalty against the reference (ref_policy_kl_penalty).")
     reference: Literal["auto", "copy", "adapters_disabled", "precomputed"] = Field(
         "auto", description="auto: adapters disabled under LoRA, a frozen copy for all weights."
     )
@@ -170,8 +174,8 @@ class Dpo(_Preference):
     """Direct preference optimisation on prompt/chosen/rejected pairs, on an SFT base."""
 
     kind: Literal["dpo"] = "dpo"
-    sft_loss_weight: float = Field(0.0, ge=0)
-    preference_loss_weight: float = Field(1.0, ge=0)
+    sft_loss_weight: float = Field(0.0, ge=0, le=100)
+    preference_loss_weight: float = Field(1.0, ge=0, le=100)
 
     @property
     def training_type(self) -> str:
@@ -183,10 +187,11 @@ class Kto(_Preference):
     preference data count as one of each), on an SFT base."""
 
     kind: Literal["kto"] = "kto"
-    desirable_weight: float = Field(1.0, gt=0, description="Loss weight of desirable answers (lambda_D).")
+    desirable_weight: float = Field(1.0, gt=0, le=100, description="Loss weight of desirable answers (lambda_D).")
     undesirable_weight: float = Field(
         1.0,
         gt=0,
+        le=100,
         description="Loss weight of undesirable answers (lambda_U); keep lambda_D x desirable count / "
         "(lambda_U x undesirable count) within 1 to 4/3.",
     )
@@ -201,12 +206,12 @@ class Grpo(_Train):
 
     kind: Literal["grpo"] = "grpo"
     finetuning_type: Literal["lora", "all_weights"] = "all_weights"
-    learning_rate: float = Field(1e-6, gt=0)
-    epochs: int = Field(1, ge=1)
-    num_generations_per_prompt: int = Field(8, ge=2)
-    max_completion_length: int = Field(256, gt=0)
-    kl_beta: float = Field(0.0, ge=0, description="KL coefficient; > 0 adds a reference model.")
-    temperature: float = Field(1.0, gt=0)
+    learning_rate: float = Field(1e-6, gt=0, le=MAX_LR)
+    epochs: int = Field(1, ge=1, le=10_000)
+    num_generations_per_prompt: int = Field(8, ge=2, le=1024)
+    max_completion_length: int = Field(256, gt=0, le=MAX_TOKENS)
+    kl_beta: float = Field(0.0, ge=0, le=100, description="KL coefficient; > 0 adds a reference model.")
+    temperature: float = Field(1.0, gt=0, le=10)
     rewards: tuple[str, ...] = Field(
         ("numeric_match",),
         min_length=1,
@@ -257,7 +262,7 @@ class Prompting(Frozen):
     """No training: a prompt (and few-shot examples) evaluated against the task metric."""
 
     kind: Literal["prompting"] = "prompting"
-    few_shot: int = Field(3, ge=0)
+    few_shot: int = Field(3, ge=0, le=256)
     system_prompt: str | None = None
 
 
@@ -265,8 +270,8 @@ class Rag(Frozen):
     """No training: retrieve from the documents, answer with the base model."""
 
     kind: Literal["rag"] = "rag"
-    top_k: int = Field(4, ge=1)
-    chunk_tokens: int = Field(256, gt=0)
+    top_k: int = Field(4, ge=1, le=1000)
+    chunk_tokens: int = Field(256, gt=0, le=MAX_TOKENS)
     retriever: Literal["bm25", "embedding"] = "bm25"
 
 
@@ -293,7 +298,7 @@ class Auto(Frozen):
                 raise ValueError(
                     f"method.{key} is not a training key{hint} (method=auto takes the keys of lora, sft, dpo and grpo)"
                 )
-        errors = []
+        first: PydanticCustomError | None = None
         for cls in kinds:  # valid for at least one rung that has every key given
             if not set(extra) <= set(cls.model_fields):
                 continue
@@ -301,12 +306,28 @@ class Auto(Frozen):
                 cls.model_validate(dict(extra))
                 return self
             except ValidationError as exc:
-                if all(e["type"] == "missing" for e in exc.errors()):
+                wrong = [e for e in exc.errors() if e["type"] != "missing"]
+                if not wrong:
                     return self  # a part of a block (replay.ratio): the recommended recipe may hold the rest
-                errors.append(str(exc).splitlines())
-        first = errors[0] if errors else ["no rung has all of these keys together"]
-        detail = "; ".join(line.strip() for line in first[1:3]) or first[0]
-        raise ValueError(f"method overrides {sorted(extra)}: {detail}")
+                first = first or _field_error(cls, wrong[0])
+        raise first or ValueError(f"method overrides {sorted(extra)}: no rung has all of these keys together")
+
+
+def _field_error(cls: type[Frozen], err: Any) -> PydanticCustomError:
+    """A rung's error about an override, as an error of method=auto naming the key (ctx field) and what it
+    accepts (ctx accepts), so the reader points at method.<key> with the rung's range."""
+    names = [str(p) for p in err["loc"] if isinstance(p, str)]
+    model: Any = cls
+    field = None
+    for name in names:
+        field = getattr(model, "model_fields", {}).get(name)
+        if field is None:
+            break
+        model = field.annotation
+    ctx = {"field": ".".join(names), "msg": err["msg"]}
+    if field is not None:
+        ctx["accepts"] = accepts(field)
+    return PydanticCustomError("method_override", "{msg}", ctx)
 
 
 Method = Annotated[Auto | Prompting | Rag | Lora | Sft | Dpo | Kto | Grpo, Field(discriminator="kind")]

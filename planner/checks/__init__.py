@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from planner.checks import config, consequences, data, hyperparameters, memory
+from planner.checks import config, consequences, data, degenerate, hyperparameters, memory
 from planner.checks import layout as layout_checks
 from planner.checks.base import Check, Group
 from planner.draft import Draft
@@ -20,6 +20,7 @@ GROUPS: tuple[Group, ...] = (
     layout_checks.check,
     data.check,
     hyperparameters.check,
+    degenerate.check,
     memory.check,
     consequences.check,
 )

@@ -116,6 +116,12 @@ def torchrun(plan: Plan, stage: Stage, *options: str) -> str:
     return " ".join([quote(plan.spec.launcher.python), "-m", "torch.distributed.run", *options, runtime_args(stage)])
 
 
+def shutdown(stage: Stage) -> tuple[str, ...]:
+    """torchrun's grace period for a training stage: the plan's stop lead (schemas.plan.Stop), not torchrun's
+    30 s default, between forwarding SIGTERM to its workers and killing them; none for other stages."""
+    return ("--shutdown-timeout", str(stage.stop.lead_seconds)) if stage.stop is not None else ()
+
+
 def plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}{'es' if word.endswith('s') else 's'}"
 

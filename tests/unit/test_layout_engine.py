@@ -14,6 +14,7 @@ from pytest import param
 from planner import estimator as est
 from planner import layout as layout_mod
 from planner.compose import load
+from schemas.base import MAX_NODES
 from schemas.data import DataStats, SplitStats
 from schemas.knowledge import Engine
 from schemas.layout import LayoutRequest
@@ -191,7 +192,7 @@ def test_engine_rejects_a_table_without_unsharded(sharding, at_load):
 
 @pytest.mark.parametrize("method", ["lora", "sft"])
 def test_a_huge_inventory_searches_no_more_than_a_useful_one(monkeypatch, method):
-    """Node counts whose GPUs exceed global batch x TP x PP are never searched: a million-node inventory (a typo)
+    """Node counts whose GPUs exceed global batch x TP x PP are never searched: the largest inventory the schema allows
     looks at exactly the node counts a 64-node one does, and picks the same layout."""
     nodes_seen: list[int] = []
     real = layout_mod._gpn_options
@@ -202,7 +203,7 @@ def test_a_huge_inventory_searches_no_more_than_a_useful_one(monkeypatch, method
 
     monkeypatch.setattr(layout_mod, "_gpn_options", counting)
     picked = []
-    for nodes in (64, 1_000_000):
+    for nodes in (64, MAX_NODES):
         nodes_seen.clear()
         plan = make_plan("+goal=tone", "model=llama-3.1-70b-instruct", f"method={method}", "inventory=h100-2node",
                          f"inventory.nodes={nodes}")
