@@ -33,6 +33,9 @@ RUN_SCRIPT = {kind: launcher.run_script for kind, launcher in LAUNCHERS.items()}
 # Folders the compiler owns whole (swapped on re-plan), and the results it never touches (overwrite=true
 # removes them).
 COMPILED_DIRS = ("launch",)
+# Written by the launch scripts, not compiled: the jobs or process a launch started (planner.status, planner.cancel
+# read it). Re-planning keeps it in the new launch/, so running jobs stay findable.
+JOBS = "launch/jobs.json"
 RESULTS = ("run", "logs")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -143,6 +146,9 @@ def _update(files: Mapping[str, str], bundle: Path) -> None:
             staged_dirs.append((folder_new, bundle / folder))
             folder_new.chmod(0o755)
             _write_files(folder_new, inside)
+            jobs = bundle / JOBS
+            if PurePosixPath(JOBS).parts[0] == folder and JOBS not in files and jobs.is_file():
+                shutil.copy2(jobs, folder_new / PurePosixPath(JOBS).name)
         for rel, text in sorted(top.items()):
             fd, tmp_name = tempfile.mkstemp(prefix=f".{rel}.", suffix=".new", dir=bundle)
             staged_files.append((Path(tmp_name), bundle / rel))

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from schemas.plan import Artifacts, Layout, Stage
+from planner.shutdown import stop_for
+from schemas.plan import Artifacts, Layout, Stage, Stop
 from schemas.spec import Spec
 
 RUNTIME = ("python", "-m", "runtime", "plan.json", "--stage")
@@ -39,6 +40,7 @@ def build_stages(
         hours: float = 1.0,
         inputs: dict | None = None,
         outputs: dict | None = None,
+        stop: Stop | None = None,
     ) -> Stage:
         return Stage(
             name=name,
@@ -48,6 +50,7 @@ def build_stages(
             resources={"nodes": nodes, "gpus_per_node": gpus, "hours": hours},
             inputs=inputs or {},
             outputs=outputs or {},
+            stop=stop,
             **extras.get(name, {}),
         )
 
@@ -66,17 +69,22 @@ def build_stages(
     weights = artifacts.adapter_dir or artifacts.model_dir or "run/train/model"
 
     def placed(name: str) -> dict[str, Any]:
-        """A training stage's devices from its own layout, and the scheduler's time limit: the estimate's upper
-        bound plus half, rounded up to a quarter hour."""
+        """A training stage's devices from its own layout, how it stops before its time limit (planner.shutdown),
+        and the scheduler's time limit: the estimate's upper bound plus half, plus the stop's lead, rounded up to
+        a quarter hour."""
         own = extras.get(name, {})
         lay = own.get("layout") or layout
         estimate = own.get("estimate")
         high = estimate.wall_hours_range[1] if estimate is not None and estimate.wall_hours_range else train_hours
+        method = own.get("method")
+        stop = stop_for(spec, method, estimate) if method is not None else None
+        lead_hours = stop.lead_seconds / 3600 if stop is not None else 0.0
         return {
             "distributed": True,
             "gpus": lay.gpus_per_node,
             "nodes": lay.nodes,
-            "hours": max(0.5, -(-(high or 0.5) * 1.5 // 0.25) * 0.25),
+            "hours": max(0.5, -(-((high or 0.5) * 1.5 + lead_hours) // 0.25) * 0.25),
+            "stop": stop,
         }
 
     train_after: tuple[str, ...] = ("validate_data",)

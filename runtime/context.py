@@ -1,6 +1,7 @@
 """What a stage runs with: the plan, the bundle folder, its own run/<stage>/ folder, its status.
 
-Also the stage lifecycle (run_stage): status transitions, SIGTERM -> cancelled, failures with
+Also the stage lifecycle (run_stage): status transitions, SIGTERM -> cancelled, Slurm's time-limit warning
+(SIGUSR1) -> checkpoint and requeued, failures with
 their reason, peak memory in the status; the skip rule for a stage that already completed for this
 plan (already_completed), and the exact commands that resume a stopped one (resume_hint).
 """
@@ -32,7 +33,12 @@ class StageFailed(Exception):
 
 
 class Cancelled(Exception):
-    """SIGTERM arrived; the stage saved what it could."""
+    """SIGTERM (or the time-limit warning) arrived; the stage saved what it could. `progressed`: steps were
+    completed since this start (a requeue then resumes further on)."""
+
+    def __init__(self, message: str = "", progressed: bool = False):
+        super().__init__(message)
+        self.progressed = progressed
 
 
 @dataclass
@@ -43,6 +49,8 @@ class RunContext:
     status: Status
     started: float = field(default_factory=time.monotonic)
     stop_requested: bool = False
+    stop_signal: str = "SIGTERM"  # what asked the stage to stop, as the log and status.json name it
+    requeue: bool = False  # stopping at Slurm's time-limit warning: requeue, do not cancel (run_stage)
 
     @classmethod
     def load(cls, plan_path: Path, stage_name: str) -> RunContext:
@@ -106,6 +114,18 @@ def peak_memory_bytes() -> int:
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # Linux reports KiB
 
 
+# Slurm's time-limit warning (`#SBATCH --signal=USR1@<lead>` on a training stage, schemas.plan.Stop): scancel
+# sends SIGTERM, so the two are told apart by the signal itself.
+WARNING_SIGNAL = signal.SIGUSR1
+
+
+def slurm_start() -> str | None:
+    """This start of the Slurm job, as "<job id>/<restart count>" (None outside Slurm): the batch script requeues
+    the job only when status.json names this very start (templates/slurm/stage.sbatch.j2)."""
+    job = os.environ.get("SLURM_JOB_ID")
+    return f"{job}/{os.environ.get('SLURM_RESTART_COUNT') or 0}" if job else None
+
+
 def run_stage(ctx: RunContext, body: Callable[[], object]) -> int:
     """Run a stage body through the lifecycle; the exit code says how it ended."""
 
@@ -113,14 +133,25 @@ def run_stage(ctx: RunContext, body: Callable[[], object]) -> int:
         if signum == signal.SIGINT and ctx.stop_requested:
             raise KeyboardInterrupt  # a second Ctrl-C: stop now, without the checkpoint
         ctx.stop_requested = True
+        ctx.requeue = False  # a cancel (scancel, kill, Ctrl-C) wins over a time-limit warning before it
+        ctx.stop_signal = signal.Signals(signum).name
+
+    def on_warning(signum, frame):  # the time limit is near: checkpoint, then the job requeues (Slurm only)
+        if not ctx.stop_requested:
+            ctx.requeue = ctx.stage.stop is not None and slurm_start() is not None
+            ctx.stop_signal = "the time-limit warning (SIGUSR1)" if ctx.requeue else "SIGUSR1"
+        ctx.stop_requested = True
 
     previous = signal.signal(signal.SIGTERM, on_term)
     previous_int = signal.signal(signal.SIGINT, on_term)  # Ctrl-C stops like SIGTERM: checkpoint, cancelled
-    ctx.status.update(state="running", error=None)
+    previous_usr1 = signal.signal(WARNING_SIGNAL, on_warning)
+    ctx.status.update(state="running", error=None, requeue_for=None)
     try:
         body()
     except Cancelled as exc:
-        reason = str(exc) or "SIGTERM"
+        if ctx.requeue:
+            return _requeued(ctx, exc)
+        reason = str(exc) or ctx.stop_signal
         if RESUME not in reason:
             reason = f"{reason}; {resume_hint(ctx)}"
         ctx.status.update(
@@ -146,12 +177,33 @@ def run_stage(ctx: RunContext, body: Callable[[], object]) -> int:
     finally:
         signal.signal(signal.SIGTERM, previous)
         signal.signal(signal.SIGINT, previous_int)
+        signal.signal(WARNING_SIGNAL, previous_usr1)
     # finished_at (epoch seconds): a later stage that completed before this one did must run again (already_completed)
     ctx.status.update(
         state="completed", elapsed_seconds=_elapsed(ctx), peak_memory_bytes=peak_memory_bytes(), finished_at=time.time()
     )
     ctx.log("completed")
     return 0
+
+
+def _requeued(ctx: RunContext, exc: Cancelled) -> int:
+    """Stopped at the time-limit warning with a checkpoint: status `requeued` for this start (the batch script
+    then requeues the job, and the next start resumes from the checkpoint). A start that completed no step
+    would requeue forever: that one fails, and says the time limit is too short."""
+    common = {"elapsed_seconds": _elapsed(ctx), "peak_memory_bytes": peak_memory_bytes()}
+    if not exc.progressed:
+        reason = (
+            f"the time-limit warning came before this start completed a step ({exc}): the time limit leaves "
+            f"no room to train before the {ctx.stage.stop.lead_seconds if ctx.stage.stop else 0} s the stage "
+            "needs to stop; raise inventory.time_limit_hours and resubmit"
+        )
+        ctx.status.update(state="failed", error=reason, **common)
+        sys.stderr.write(f"[{ctx.stage.name}] failed: {reason}\n")
+        return 1
+    requeues = int(ctx.status["requeues"] or 0) + 1
+    ctx.status.update(state="requeued", error=None, requeue_for=slurm_start(), requeues=requeues, **common)
+    ctx.log(f"requeued: {exc}; the job runs again and resumes from that checkpoint")
+    return 143
 
 
 def already_completed(ctx: RunContext) -> bool:

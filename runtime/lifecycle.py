@@ -1,10 +1,10 @@
 """The Lifecycle of one training run: what every training recipe (SFT, DPO, GRPO) reports while the trainer runs.
 
 status.json (steps, epochs, losses, tokens/s, peak memory) and metrics.jsonl (a line per logging step and
-per evaluation) on rank 0; plain progress lines off a terminal; SIGTERM -> a checkpoint at the next step end
-and a stop on every rank; early stopping on val_loss; a non-finite logged loss -> NonFiniteLoss. The state
-and the decisions are plain Python here; callback() wraps them as the transformers TrainerCallback the
-trainer calls.
+per evaluation) on rank 0; plain progress lines off a terminal; SIGTERM (or Slurm's time-limit warning,
+SIGUSR1) -> a checkpoint at the next step end and a stop on every rank; early stopping on val_loss; a non-finite
+logged loss -> NonFiniteLoss. The state and the decisions are plain Python here; callback() wraps them as the
+transformers TrainerCallback the trainer calls.
 """
 
 from __future__ import annotations
@@ -55,6 +55,7 @@ class Lifecycle:
         self.epoch_losses: list[tuple[float, int]] = []  # (mean loss of a logging interval, its steps)
         self.tokens_per_second: float | None = None
         self._last_logged_step = 0
+        self.start_step = 0  # the step this start began at (a resumed run: its checkpoint's)
         self._last_tokens: float | None = None
         self._last_time = time.monotonic()
         self._last_status = 0.0
@@ -62,7 +63,7 @@ class Lifecycle:
     # ------------------------------------------------------------------ events (the trainer's, via callback())
 
     def train_begin(self, state: Any) -> None:
-        self._last_logged_step = state.global_step
+        self._last_logged_step = self.start_step = state.global_step
         self._history(state)
         self._status(state, force=True, resumed_from=self.resumed_from, stopped_early=False)
 
@@ -71,7 +72,7 @@ class Lifecycle:
             self.cancelled = True
             control.should_save = True
             control.should_training_stop = True
-            self.ctx.log(f"SIGTERM: saving a checkpoint at step {state.global_step} and stopping")
+            self.ctx.log(f"{self.ctx.stop_signal}: saving a checkpoint at step {state.global_step} and stopping")
         self._status(state)
 
     def epoch_end(self, control: Any) -> None:

@@ -9,7 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-STATES = ("created", "running", "completed", "failed", "cancelled")
+# requeued: stopped at Slurm's time-limit warning with a checkpoint saved; the job runs again and resumes from it.
+STATES = ("created", "running", "completed", "failed", "cancelled", "requeued")
 
 
 class Status:

@@ -257,9 +257,11 @@ def fit(
         ) from None
     state = trainer.state
     if lifecycle.cancelled:
+        folder = checkpoints.relative_to(ctx.bundle)
+        where = f"checkpoint saved at step {state.global_step} of {state.max_steps} in {folder}"
         raise Cancelled(
-            f"SIGTERM: checkpoint saved at step {state.global_step} of {state.max_steps} in "
-            f"{checkpoints.relative_to(ctx.bundle)}; {ctx.resume_hint()}"
+            f"{ctx.stop_signal}: {where}" + ("" if ctx.requeue else f"; {ctx.resume_hint()}"),
+            progressed=state.global_step > lifecycle.start_step,
         )
     lora = method.finetuning_type == "lora"
     save_weights(trainer, out, lora)

@@ -76,7 +76,18 @@ class Estimator(Frozen):
     )
     load_minutes: float = Field(3.0, ge=0, description="Model load and setup per stage launch.")
     eval_fraction: float = Field(0.1, ge=0, description="Eval cost per epoch as a fraction of training.")
-    checkpoint_gb_per_minute: float = Field(60.0, gt=0, description="Checkpoint write throughput.")
+    checkpoint_gb_per_minute: float = Field(
+        60.0,
+        gt=0,
+        description="Checkpoint write throughput to the bundle's storage: prices checkpoint writes in the wall "
+        "time, and sizes how long before its time limit a training stage is told to stop (stage.stop).",
+    )
+    stop_margin_seconds: float = Field(
+        60.0,
+        ge=0,
+        description="Added to one step and one checkpoint write when sizing a training stage's stop lead "
+        "(Slurm --signal, torchrun --shutdown-timeout): the process exit, the status write and the requeue.",
+    )
     seq_margin: float = Field(
         1.25,
         ge=1,

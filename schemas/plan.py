@@ -169,6 +169,31 @@ class Evaluation(Frozen):
     sft_base: str | None = Field(None, description="An external SFT base the evaluated model starts from.")
 
 
+class Stop(Frozen):
+    """How a training stage stops before its time limit without losing work: resolved once by the planner
+    (planner/shutdown.py); the launch scripts read it. Slurm signals the stage (SIGUSR1, `#SBATCH --signal`)
+    lead_seconds before the limit; the runtime saves a checkpoint, the job requeues and resumes from it. torchrun
+    waits as long (--shutdown-timeout) for its workers to save before it kills them."""
+
+    checkpoint_bytes: int = Field(
+        ge=0,
+        description="What one resumable checkpoint writes (trainable weights and "
+        "their optimizer state: all weights for full SFT, the adapters for LoRA).",
+    )
+    checkpoint_seconds: float = Field(
+        ge=0, description="checkpoint_bytes at knowledge.estimator.checkpoint_gb_per_minute."
+    )
+    step_seconds: float = Field(
+        ge=0, description="One optimizer step at the estimate's slow end (the stop waits for the step in flight)."
+    )
+    lead_seconds: int = Field(
+        ge=1,
+        le=65535,
+        description="step_seconds + checkpoint_seconds + knowledge.estimator.stop_margin_seconds, rounded up: how long "
+        "before the time limit the stage is signalled, and how long torchrun waits for its workers to stop.",
+    )
+
+
 class Stage(Frozen):
     """One node of the stage DAG. Training stages carry everything their trainer needs."""
 
@@ -190,6 +215,7 @@ class Stage(Frozen):
     prompt: PromptFormat | None = None
     data: StageData | None = None
     evaluation: Evaluation | None = None
+    stop: Stop | None = Field(None, description="Training stages: how the stage stops before its time limit.")
 
 
 class Artifacts(Frozen):

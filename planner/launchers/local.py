@@ -8,7 +8,7 @@ processes. Reads from the plan: each stage's name, argv, `distributed` and resou
 
 from __future__ import annotations
 
-from planner.launchers.base import Launcher, common, python, shape, template, torchrun
+from planner.launchers.base import Launcher, common, python, shape, shutdown, template, torchrun
 from schemas.plan import Plan
 
 
@@ -17,12 +17,14 @@ def compile_local(plan: Plan) -> dict[str, str]:
     for stage in plan.stages:
         _, per_node = shape(stage, LAUNCHER)
         if stage.distributed and per_node > 1:  # one process needs no torchrun
-            command = torchrun(plan, stage, "--standalone", "--nproc-per-node", str(per_node))
+            command = torchrun(plan, stage, "--standalone", "--nproc-per-node", str(per_node), *shutdown(stage))
             multi = True
         else:
             command = python(plan, stage)
         stages.append({"name": stage.name, "command": command})
-    return {"launch/run_local.sh": template("local/run.sh.j2", **common(plan), stages=stages, multi=multi)}
+    return {
+        "launch/run_local.sh": template("local/run.sh.j2", **common(plan), kind="local", stages=stages, multi=multi)
+    }
 
 
 LAUNCHER = Launcher(

@@ -3,7 +3,8 @@
 Renders templates/slurm/stage.sbatch.j2 into launch/<stage>.sbatch for each stage, and
 templates/slurm/submit.sh.j2 into launch/submit.sh, which submits every stage with afterok on the
 stages it needs. Reads from the plan: each stage's name, after, argv, `distributed` and resources
-(nodes, gpus_per_node, hours), spec.inventory (GPU, CPUs and memory per node, partition, account,
+(nodes, gpus_per_node, hours) and stop (its lead: `#SBATCH --signal`, torchrun's --shutdown-timeout, the
+requeue at the time limit), spec.inventory (GPU, CPUs and memory per node, partition, account,
 time limit) and spec.launcher (python, cpus_per_task, rdzv_port, requeue, env_passthrough).
 Also the check that sbatch reads a script's #SBATCH lines as written (sbatch_directives_ok).
 """
@@ -19,8 +20,14 @@ from schemas.plan import Plan, Stage
 # Slurm's RealMemory sits below a node's physical memory: ask for a little less than the share.
 MEMORY_HEADROOM = 0.9
 GIB = 2**30
+# The time-limit warning: Slurm sends it to every process of the job step (not the batch shell) `lead` seconds
+# before the limit. SIGUSR1, not SIGTERM: `scancel` sends SIGTERM, and a cancel must not requeue. Verified on
+# Slurm 22.05 with torch 2.13: the workers under srun + torchrun get it; torchrun, told to handle it, forwards it
+# and waits --shutdown-timeout (its default is 30 s) before it kills them.
+STOP_SIGNAL = "USR1"
+TORCHRUN_SIGNALS = "SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1"  # torchrun's default list, and the warning
 # sbatch reads #SBATCH lines without a shell: no quoting, no expansion. Only plain values go there.
-_DIRECTIVE_VALUE = re.compile(r"^[A-Za-z0-9._%,:=/+-]+$")
+_DIRECTIVE_VALUE = re.compile(r"^[A-Za-z0-9._%,:=/+@-]+$")
 
 
 def compile_slurm(plan: Plan) -> dict[str, str]:
@@ -42,6 +49,8 @@ def _sbatch(plan: Plan, stage: Stage, index: int) -> str:
     mem = "0" if whole_node else f"{_gib(inventory.memory_per_node_gb, share)}G"
     # One node: torchrun's standalone rendezvous (a free local port); several: c10d on the first host.
     torchrun = "none" if not stage.distributed else "c10d" if nodes > 1 else "standalone"
+    time = _time_limit(stage, inventory.time_limit_hours)
+    lead = _signal_lead(stage, time)
     if stage.distributed:
         described = f"{plural(nodes, 'node')} x {plural(per_node, 'GPU' if gpus else 'process')}"
     else:
@@ -58,7 +67,11 @@ def _sbatch(plan: Plan, stage: Stage, index: int) -> str:
         gpus_per_node=gpus,
         cpus=cpus,
         mem=_directive(mem),
-        time=_directive(_time_limit(stage, inventory.time_limit_hours)),
+        time=_directive(time),
+        signal=_directive(f"{STOP_SIGNAL}@{lead}") if lead else None,
+        lead=lead,
+        shutdown=f"--signals-to-handle {TORCHRUN_SIGNALS} --shutdown-timeout {lead}" if lead else "",
+        keep_rc=" || rc=$?" if lead else "",
         partition=_directive(inventory.partition) if inventory.partition else None,
         account=_directive(inventory.account) if inventory.account else None,
         output=_directive(f"{LOGS}/{stage.name}-%j.out"),
@@ -69,6 +82,16 @@ def _sbatch(plan: Plan, stage: Stage, index: int) -> str:
         python=quote(launcher.python),
         runtime_args=runtime_args(stage),
     )
+
+
+def _signal_lead(stage: Stage, time: str) -> int:
+    """Seconds before the time limit that Slurm signals a training stage (its plan's stop.lead_seconds; 0 for a
+    stage that does not checkpoint), at most half the limit: a lead past the limit would stop the stage as it
+    starts, and the runtime requeues only a stage that made progress."""
+    if stage.stop is None:
+        return 0
+    hours, minutes, seconds = (int(part) for part in time.split(":"))
+    return min(stage.stop.lead_seconds, max(1, (hours * 3600 + minutes * 60 + seconds) // 2))
 
 
 def _gib(node_gb: float, share: float) -> int:
@@ -91,7 +114,7 @@ def _directive(value: str) -> str:
     if not _DIRECTIVE_VALUE.fullmatch(value):
         raise ValueError(
             f"{value!r} cannot go into an #SBATCH line (sbatch does not read quotes there): "
-            "use letters, digits and . _ - , : = / + %"
+            "use letters, digits and . _ - , : = / + % @"
         )
     return value
 
@@ -120,7 +143,7 @@ def sbatch_directives_ok(text: str) -> list[str]:
                 )
             elif line != stripped and not line.startswith("#SBATCH"):
                 problems.append(f"line {number}: indented #SBATCH: sbatch ignores it")
-            elif not re.fullmatch(r"#SBATCH --[a-z-]+(=[A-Za-z0-9._%,:=/+-]+)?", stripped):
+            elif not re.fullmatch(r"#SBATCH --[a-z-]+(=[A-Za-z0-9._%,:=/+@-]+)?", stripped):
                 problems.append(f"line {number}: not a literal '#SBATCH --option[=value]': {stripped!r}")
         elif stripped and not stripped.startswith("#") and not first_command:
             first_command = number

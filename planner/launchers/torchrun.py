@@ -8,7 +8,7 @@ be 1), and spec.launcher (python, env_passthrough).
 
 from __future__ import annotations
 
-from planner.launchers.base import Launcher, common, python, shape, template, torchrun
+from planner.launchers.base import Launcher, common, python, shape, shutdown, template, torchrun
 from schemas.plan import Plan
 
 
@@ -17,11 +17,13 @@ def compile_torchrun(plan: Plan) -> dict[str, str]:
     for stage in plan.stages:
         _, per_node = shape(stage, LAUNCHER)
         if stage.distributed:
-            command = torchrun(plan, stage, "--standalone", "--nnodes", "1", "--nproc-per-node", str(per_node))
+            command = torchrun(
+                plan, stage, "--standalone", "--nnodes", "1", "--nproc-per-node", str(per_node), *shutdown(stage)
+            )
         else:
             command = python(plan, stage)
         stages.append({"name": stage.name, "command": command})
-    return {"launch/run_torchrun.sh": template("torchrun/run.sh.j2", **common(plan), stages=stages)}
+    return {"launch/run_torchrun.sh": template("torchrun/run.sh.j2", **common(plan), kind="torchrun", stages=stages)}
 
 
 LAUNCHER = Launcher(

@@ -231,7 +231,8 @@ def test_two_node_sft_is_literal_and_uses_c10d():
     assert re.search(
         r"srun --kill-on-bad-exit=1 --cpus-per-task=112\s+python -m torch.distributed.run\s+"
         r"--nnodes 2 --nproc-per-node 8\s+--rdzv-backend c10d --rdzv-endpoint \"\$head:29500\" "
-        r"--rdzv-id \"\$SLURM_JOB_ID\"\s+-m runtime plan\.json --stage train",
+        r"--rdzv-id \"\$SLURM_JOB_ID\"\s+--signals-to-handle SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1 "
+        r"--shutdown-timeout \d+\s+-m runtime plan\.json --stage train \|\| rc=\$\?",
         command,
     ), train
     assert "--node-rank" not in train  # c10d assigns ranks
@@ -264,14 +265,17 @@ def test_slurm_resources_follow_inventory_and_launcher():
             d = _directives(text)
             assert "--time=00:30:00" in d, rel  # 1 h asked, capped by the scheduler's limit
             assert "--account=proj-42" in d and "--partition=gpu" in d, rel
-            assert "--no-requeue" in d and "SLURM_RESTART_COUNT" not in text, rel
+            if rel == "launch/train.sbatch":  # requeues itself at the time limit; no other requeue
+                assert "--requeue" in d and "((${SLURM_RESTART_COUNT:-0} - ${planned:-0} > 0))" in text, rel
+            else:
+                assert "--no-requeue" in d and "SLURM_RESTART_COUNT" not in text, rel
             assert "--cpus-per-task=7" in d, rel
     eval_ = _directives(files["launch/eval.sbatch"])
     assert "--gpus-per-node=1" in eval_ and "--mem=214G" in eval_  # 1 of 8 GPUs: its share of 2 TB, less 10%
     assert not any(d.startswith("--gpus-per-node") for d in _directives(files["launch/gate.sbatch"]))
     requeued = render(make_plan("+goal=tone", "launcher=slurm", "launcher.requeue=2"), REPORT)["launch/train.sbatch"]
     assert "--requeue" in _directives(requeued)
-    assert "if ((${SLURM_RESTART_COUNT:-0} > 2)); then" in requeued
+    assert "if ((${SLURM_RESTART_COUNT:-0} - ${planned:-0} > 2)); then" in requeued  # its own requeues aside
 
 
 def test_cpu_inventory_under_slurm_requests_no_gpus():
@@ -442,6 +446,10 @@ def test_sbatch_scripts_run_their_stage_from_the_submit_dir(tmp_path):
         "node-0:29500",
         "--rdzv-id",
         "4242",
+        "--signals-to-handle",
+        "SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1",
+        "--shutdown-timeout",
+        str(plan.stage("train").stop.lead_seconds),  # type: ignore[union-attr]
         "-m",
         "runtime",
         "plan.json",
