@@ -11,6 +11,7 @@ Exit codes: 0 feasible (warnings allowed), 1 not feasible, 2 invalid configurati
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 from collections.abc import Iterator
@@ -249,6 +250,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     _RUNS.clear()
     _completion_line()
+    # --hydra-help and --info set up logging handlers on the root logger (bound to the stderr of the moment): a
+    # caller that runs main() more than once (tests, a sweep driver) gets its logging back as it was.
+    root_logger = logging.getLogger()
+    saved_logging = (root_logger.handlers[:], root_logger.level)
     saved_argv, saved_env = sys.argv, os.environ.get("HYDRA_FULL_ERROR")
     sys.argv = [saved_argv[0] if saved_argv and saved_argv[0] else "planner", *args]
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises instead of printing: compose errors become ConfigErrors
@@ -268,6 +273,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     finally:
         _IN_JOB[0] = False
+        root_logger.handlers[:], _ = saved_logging
+        root_logger.setLevel(saved_logging[1])
         sys.argv = saved_argv
         if saved_env is None:
             os.environ.pop("HYDRA_FULL_ERROR", None)
