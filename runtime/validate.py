@@ -1,8 +1,9 @@
 """validate_data: the full data report; fails the stage on errors.
 
-Counts per split, invalid lines as file:line, duplicates, empty fields, preference pairs with
-chosen == rejected, unparsable reference answers, and a token-length histogram (the model's own
-tokenizer) against the sequence length: what would be truncated.
+Counts per split (records, usable, unique: schemas.records.SplitScan, as the planner counted them), invalid
+lines as file:line, empty fields, duplicates and near duplicates, preference pairs with chosen == rejected,
+unparsable reference answers, and a token-length histogram (the model's own tokenizer) against the sequence
+length: what would be truncated.
 """
 
 from __future__ import annotations
@@ -38,10 +39,14 @@ def run(ctx: RunContext) -> None:
         report["splits"][split] = {
             "files": list(s.files),
             "records": s.records,
+            "usable": s.usable,
+            "unique": s.unique,
             "invalid": [str(b) for b in s.invalid],
             "invalid_total": s.invalid_total,
-            "duplicates": s.duplicates,
             "empty": s.empty,
+            "duplicates": s.duplicates,
+            "near_duplicates": s.near_duplicates,
+            "near_duplicate_rate": s.near_duplicate_rate,
             "same_chosen_rejected": s.same_chosen_rejected,
             "unparsable_answers": s.unparsable_answers,
         }
@@ -49,17 +54,19 @@ def run(ctx: RunContext) -> None:
             report["errors"].append(
                 f"{s.invalid_total} invalid line(s) in {split}/: " + "; ".join(str(b) for b in s.invalid[:10])
             )
-        for key, what in (
-            ("duplicates", "duplicate records"),
-            ("empty", "records with empty fields"),
-            ("same_chosen_rejected", "pairs with chosen == rejected"),
-            ("unparsable_answers", "reference answers that do not parse"),
+        for count, what, where in (
+            (s.empty, "records with empty fields", s.empty_at),
+            (s.duplicates, "duplicate records", s.duplicate_at),
+            (s.near_duplicates, "near duplicates (case, punctuation or spacing aside)", s.near_duplicate_at),
+            (s.same_chosen_rejected, "pairs with chosen == rejected", s.same_chosen_rejected_at),
+            (s.unparsable_answers, "reference answers that do not parse", ()),
         ):
-            if getattr(s, key):
-                report["warnings"].append(f"{getattr(s, key)} {what} in {split}/")
+            if count:
+                shown = f": {'; '.join(str(b) for b in where)}{' ...' if count > len(where) else ''}" if where else ""
+                report["warnings"].append(f"{count} {what} in {split}/{shown}")
     if root_files:
         report["errors"].append(f"files in the dataset root are not read: {', '.join(root_files)}")
-    if not report["splits"].get("training", {}).get("records"):
+    if not report["splits"].get("training", {}).get("usable"):
         report["errors"].append("no usable training records")
     tokens = [
         _token_report(ctx, stage.name, stage.method.max_seq_length, root)
@@ -77,7 +84,10 @@ def run(ctx: RunContext) -> None:
             )
     write_json_atomic(ctx.path(ctx.stage.outputs["report"]), report)
     for split, s in report["splits"].items():
-        ctx.log(f"{split}: {s['records']} records, {s['invalid_total']} invalid, {s['duplicates']} duplicates")
+        ctx.log(
+            f"{split}: {s['records']} records ({s['unique']} usable and unique), {s['invalid_total']} invalid, "
+            f"{s['empty']} empty, {s['duplicates']} duplicates"
+        )
     for t in tokens:
         ctx.log(
             f"tokens ({t['stage']}): p50 {t['p50']}, p95 {t['p95']}, max {t['max']} against max_seq_length "

@@ -58,7 +58,7 @@ class Data(Frozen):
 
 
 class BadLine(Frozen):
-    """A record that cannot be used, with where it is."""
+    """A line with a problem (unusable, empty, a duplicate), with where it is."""
 
     file: str
     line: int
@@ -81,13 +81,33 @@ class SplitStats(Frozen):
 
     files: tuple[str, ...] = ()
     digests: tuple[DataFile, ...] = Field((), description="Size and sha256 of each file, in `files` order.")
-    records: int = 0
-    invalid: tuple[BadLine, ...] = ()
+    records: int = Field(0, description="Lines that are records of the format, with fields of the right types.")
+    usable: int | None = Field(
+        None,
+        description="Records a trainer can learn from: no empty text field, and for preference pairs chosen != "
+        "rejected. Null when the data was not read (declared counts): `records` stands in.",
+    )
+    unique: int | None = Field(
+        None,
+        description="Usable records once exact duplicates (by a hash of the whitespace-normalized record) are "
+        "dropped: what the data floors count. Null when the data was not read.",
+    )
+    invalid: tuple[BadLine, ...] = Field(
+        (), description="The first lines that are not records: bad JSON, missing fields, fields of the wrong type."
+    )
     invalid_total: int = 0
     fields: dict[str, int] = Field(default_factory=dict, description="How many records have each field.")
     empty: int = Field(0, description="Records whose required text fields are empty.")
-    duplicates: int = 0
+    empty_at: tuple[BadLine, ...] = Field((), description="Where the first empty records are.")
+    duplicates: int = Field(0, description="Usable records that repeat an earlier one (whitespace aside).")
+    duplicate_at: tuple[BadLine, ...] = Field((), description="Where the first duplicates are, and what they repeat.")
+    near_duplicates: int = Field(
+        0, description="Unique records equal to an earlier one once case, punctuation and spacing are folded."
+    )
+    near_duplicate_rate: float = Field(0.0, description="near_duplicates / unique, rounded to 4 places.")
+    near_duplicate_at: tuple[BadLine, ...] = Field((), description="Where the first near duplicates are.")
     same_chosen_rejected: int = 0
+    same_chosen_rejected_at: tuple[BadLine, ...] = Field((), description="Where the first such pairs are.")
     unparsable_answers: int = 0
     tokens_p50: int = 0
     tokens_p95: int = 0
@@ -98,6 +118,22 @@ class SplitStats(Frozen):
         description=f"Estimated tokens of the longest records, longest first (at most {LONGEST_KEPT}): how many "
         "a sequence length would cut.",
     )
+
+    @property
+    def examples(self) -> int:
+        """Usable unique records, or the record count where the data was not read."""
+        return self.unique if self.unique is not None else self.records
+
+    @property
+    def rows(self) -> int:
+        """Records the trainer gets: the usable ones, duplicates included (the records where the data was not read)."""
+        return self.usable if self.usable is not None else self.records
+
+    @model_validator(mode="after")
+    def _counts_nest(self) -> SplitStats:
+        if not (self.examples <= self.rows <= self.records):
+            raise ValueError(f"counts must nest: unique {self.unique} <= usable {self.rows} <= records {self.records}")
+        return self
 
     def longer_than(self, tokens: int) -> tuple[int, bool]:
         """(records estimated longer than `tokens`, exact?): not exact when every kept length is longer."""
@@ -123,4 +159,5 @@ class DataStats(Frozen):
 
     @property
     def examples(self) -> int:
-        return self.training.records
+        """Training examples as the data floors and the ladder count them: usable and unique."""
+        return self.training.examples

@@ -7,11 +7,14 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import dataclass
+import string
+from dataclasses import dataclass, field
+from typing import Any
 
 from schemas.data import LONGEST_KEPT, BadLine, DataFile, SplitStats
 
 MAX_BAD_LINES = 20
+MAX_SHOWN = 5  # locations kept per other problem (empty, duplicate, ...): the count says how many
 
 
 @dataclass(frozen=True)
@@ -76,19 +79,118 @@ def record_chars(record: dict, fmt: str) -> int:
 
 
 def parse_line(line: str, fmt: str) -> tuple[dict | None, str | None]:
-    """(record, None) for a usable line, (None, reason) otherwise."""
+    """(record, None) for a line that is a record of `fmt` with fields of the right types, (None, reason) otherwise."""
     try:
         record = json.loads(line)
     except json.JSONDecodeError as exc:
         return None, f"not valid JSON ({exc.msg} at column {exc.colno})"
     if not isinstance(record, dict):
-        return None, "not a JSON object"
+        return None, f"{_kind(record)}, expected a JSON object"
     missing = [alts[0] for alts in FIELDS[fmt] if not any(a in record for a in alts)]
     if missing:
         return None, f"missing field{'s' if len(missing) > 1 else ''} {', '.join(missing)}"
-    if fmt == "unpaired_preference" and not isinstance(record["label"], bool):
-        return None, f"label must be true (desirable) or false (undesirable), got {record['label']!r}"
-    return record, None
+    return (None, reason) if (reason := type_error(required(record, fmt))) else (record, None)
+
+
+def required(record: dict, fmt: str) -> list[tuple[str, Any]]:
+    """(name, value) of each required field, in FIELDS order: the first present of its alternatives."""
+    return [next((a, record[a]) for a in alts if a in record) for alts in FIELDS[fmt]]
+
+
+def _kind(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "a list" if isinstance(value, list) else "an object"  # what else JSON parses to
+
+
+def type_error(fields: list[tuple[str, Any]]) -> str | None:
+    """Why required fields have the wrong type or shape (records the trainers would skip); None when right."""
+    for name, value in fields:
+        if name == "label":
+            if not isinstance(value, bool):
+                return f"label must be true (desirable) or false (undesirable), got {value!r}"
+        elif name == "messages":
+            if reason := _messages_error(value):
+                return reason
+        elif not isinstance(value, str):
+            return f"`{name}` is {_kind(value)}, expected a string"
+    return None
+
+
+def _messages_error(messages: object) -> str | None:
+    """What runtime.recipes.sft would skip a chat for: not a list of {role, content} strings ending in the
+    assistant's reply to a user."""
+    if not isinstance(messages, list):
+        return f"`messages` is {_kind(messages)}, expected a list of {{role, content}}"
+    for i, m in enumerate(messages, start=1):
+        if not isinstance(m, dict):
+            return f"`messages` turn {i} is {_kind(m)}, expected {{role, content}}"
+        for key in ("role", "content"):
+            if key not in m:
+                return f"`messages` turn {i} has no `{key}`"
+            if not isinstance(m[key], str):
+                return f"`messages` turn {i} `{key}` is {_kind(m[key])}, expected a string"
+    roles = [m["role"] for m in messages]
+    for role in ("user", "assistant"):
+        if role not in roles:
+            return f"`messages` has no {role} turn"
+    if roles[-1] != "assistant":
+        return f"`messages` ends with a {roles[-1]} turn; the last turn must be the assistant's reply"
+    return None
+
+
+def empty_field(fields: list[tuple[str, Any]]) -> str | None:
+    """Which required text of a well-typed record is blank; None when every one has text."""
+    for name, value in fields:
+        if name == "messages":
+            for i, m in enumerate(value, start=1):
+                if not m["content"].strip():
+                    return f"`messages` turn {i} ({m['role']}) has empty content"
+        elif name != "label" and not value.strip():
+            return f"`{name}` is empty"
+    return None
+
+
+# near duplicates fold case, typographic punctuation (replaced), ASCII punctuation and spacing (deleted, in C:
+# bytes.translate keeps the probe fast)
+_TYPOGRAPHIC = "\u2018\u2019\u201c\u201d\u00ab\u00bb\u2013\u2014\u2026\u00bf\u00a1"  # quotes, dashes, ellipsis
+_FOLDED = (string.punctuation + " \t\n\r\x0b\x0c").encode()
+
+
+def _squash(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _parts(fields: list[tuple[str, Any]]) -> list[str]:
+    """A well-typed record's required content, whitespace-normalized (chat turns as role and content)."""
+    return [
+        "\x1e".join(f"{m['role']}\x1d{_squash(m['content'])}" for m in value)
+        if isinstance(value, list)
+        else _squash(str(value))
+        for _, value in fields
+    ]
+
+
+def content_keys(parts: list[str]) -> tuple[bytes, bytes]:
+    """(exact key, near key) of a usable record's parts: hashes of its content with whitespace normalized, and
+    with case, punctuation and spacing folded too. Equal exact keys are duplicates; equal near keys only, near
+    duplicates."""
+    exact = "\0".join(parts)
+    near = exact.casefold()
+    for c in _TYPOGRAPHIC:
+        if c in near:
+            near = near.replace(c, "")
+    return _hash(exact.encode()), _hash(near.encode().translate(None, _FOLDED))
+
+
+def _hash(data: bytes) -> bytes:
+    return hashlib.blake2b(data, digest_size=16).digest()
 
 
 def number(text: str) -> float | None:
@@ -98,57 +200,97 @@ def number(text: str) -> float | None:
         return None
 
 
+@dataclass
+class _Tally:
+    """How many lines have one problem, and the first few of them."""
+
+    keep: int = MAX_SHOWN
+    count: int = 0
+    shown: list[BadLine] = field(default_factory=list)
+
+    def add(self, rel: str, line: int, reason: str) -> None:
+        self.count += 1
+        if len(self.shown) < self.keep:
+            self.shown.append(BadLine(file=rel, line=line, reason=reason))
+
+
 class SplitScan:
-    """Feed it each file of a split (relative name, bytes); `stats()` gives the split's SplitStats."""
+    """Feed it each file of a split (relative name, bytes); `stats()` gives the split's SplitStats.
+
+    A line is a record (right fields, right types) or invalid; a record is usable (no blank text; a pair's
+    chosen != rejected) or not; a usable record is unique or a duplicate of an earlier one. The floors count
+    the unique ones.
+    """
 
     def __init__(self, fmt: str, chars_per_token: float):
         self.fmt, self.chars_per_token = fmt, chars_per_token
-        self.records = self.bad_total = self.empty = self.duplicates = self.same = self.unparsable = 0
-        self.bad: list[BadLine] = []
+        self.records = self.usable = self.unparsable = 0
+        self.invalid, self.empty, self.same = _Tally(MAX_BAD_LINES), _Tally(), _Tally()
+        self.duplicates, self.near = _Tally(), _Tally()
         self.fields: dict[str, int] = {}
-        self.seen: set[str] = set()
+        self.first: dict[bytes, str] = {}  # exact key -> where it first occurs
+        self.first_near: dict[bytes, str] = {}
         self.lengths: list[int] = []
         self.files: list[DataFile] = []
 
     def add(self, rel: str, blob: bytes) -> None:
         self.files.append(DataFile(path=rel, bytes=len(blob), sha256=hashlib.sha256(blob).hexdigest()))
-        required = FIELDS[self.fmt]
         for lineno, line in enumerate(blob.decode("utf-8", errors="replace").splitlines(), start=1):
-            if not line.strip():
-                continue
-            record, reason = parse_line(line, self.fmt)
-            if record is None:
-                self.bad_total += 1
-                if len(self.bad) < MAX_BAD_LINES:
-                    self.bad.append(BadLine(file=rel, line=lineno, reason=reason or "unusable"))
-                continue
-            for key in record:
-                self.fields[key] = self.fields.get(key, 0) + 1
-            self.records += 1
-            texts = [text_of(record, alts) for alts in required if alts != ("label",)]
-            if any(not t.strip() for t in texts):
-                self.empty += 1
-            key = "\x1f".join(texts)
-            self.duplicates += key in self.seen
-            self.seen.add(key)
-            if self.fmt == "preference" and texts[1].strip() == texts[2].strip():
-                self.same += 1
-            if self.fmt == "prompt_answer" and number(texts[1]) is None:
-                self.unparsable += 1
-            self.lengths.append(math.ceil(record_chars(record, self.fmt) / self.chars_per_token))
+            if line.strip():
+                self._line(rel, lineno, line)
+
+    def _line(self, rel: str, lineno: int, line: str) -> None:
+        record, reason = parse_line(line, self.fmt)
+        if record is None:
+            self.invalid.add(rel, lineno, reason or "unusable")
+            return
+        for key in record:
+            self.fields[key] = self.fields.get(key, 0) + 1
+        self.records += 1
+        self.lengths.append(math.ceil(record_chars(record, self.fmt) / self.chars_per_token))
+        fields = required(record, self.fmt)
+        if blank := empty_field(fields):
+            self.empty.add(rel, lineno, blank)
+            return
+        parts = _parts(fields)
+        if self.fmt == "preference" and parts[1] == parts[2]:
+            self.same.add(rel, lineno, "chosen == rejected")
+            return
+        self.usable += 1
+        if self.fmt == "prompt_answer" and number(parts[1]) is None:
+            self.unparsable += 1
+        exact, near = content_keys(parts)
+        if exact in self.first:
+            self.duplicates.add(rel, lineno, f"duplicate of {self.first[exact]}")
+            return
+        self.first[exact] = f"{rel}:{lineno}"
+        if near in self.first_near:
+            why = f"near duplicate of {self.first_near[near]} (differs in case, punctuation or spacing only)"
+            self.near.add(rel, lineno, why)
+        else:
+            self.first_near[near] = f"{rel}:{lineno}"
 
     def stats(self) -> SplitStats:
         lengths = sorted(self.lengths)
+        unique = len(self.first)
         return SplitStats(
             files=tuple(f.path for f in self.files),
             digests=tuple(self.files),
             records=self.records,
-            invalid=tuple(self.bad),
-            invalid_total=self.bad_total,
+            usable=self.usable,
+            unique=unique,
+            invalid=tuple(self.invalid.shown),
+            invalid_total=self.invalid.count,
             fields=dict(sorted(self.fields.items())),
-            empty=self.empty,
-            duplicates=self.duplicates,
-            same_chosen_rejected=self.same,
+            empty=self.empty.count,
+            empty_at=tuple(self.empty.shown),
+            duplicates=self.duplicates.count,
+            duplicate_at=tuple(self.duplicates.shown),
+            near_duplicates=self.near.count,
+            near_duplicate_rate=round(self.near.count / unique, 4) if unique else 0.0,
+            near_duplicate_at=tuple(self.near.shown),
+            same_chosen_rejected=self.same.count,
+            same_chosen_rejected_at=tuple(self.same.shown),
             unparsable_answers=self.unparsable,
             tokens_p50=percentile(lengths, 0.50),
             tokens_p95=percentile(lengths, 0.95),

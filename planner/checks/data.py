@@ -9,6 +9,7 @@ from planner.checks.base import Group, finding
 from planner.draft import Draft
 from planner.ladder import LABELS
 from planner.methods import METHODS
+from schemas.data import BadLine
 from schemas.plan import Finding, Layout
 from schemas.records import FIELDS
 
@@ -31,12 +32,14 @@ def _root_files(d: Draft, layout: Layout) -> Iterator[Finding]:
 
 @check("data-empty")
 def _empty(d: Draft, layout: Layout) -> Iterator[Finding]:
-    if d.stats.training.records == 0 and not d.stats.root_files:
+    t = d.stats.training
+    if t.examples == 0 and not d.stats.root_files:
+        why = f" ({t.records:,} records, every one with an empty field or chosen == rejected)" if t.records else ""
         yield finding(
             "error",
             "data-empty",
             "data.path",
-            f"no usable records under training/ in {d.spec.data.path}",
+            f"no usable records under training/ in {d.spec.data.path}{why}",
             "add .jsonl files with one JSON record per line under training/",
         )
 
@@ -47,18 +50,22 @@ def _invalid(d: Draft, layout: Layout) -> Iterator[Finding]:
         stats = getattr(d.stats, split)
         if stats is None or not stats.invalid_total:
             continue
-        shown = "; ".join(str(b) for b in stats.invalid[:5])
-        more = f" (and {stats.invalid_total - 5} more)" if stats.invalid_total > 5 else ""
         yield finding(
             "error",
             "data-invalid-lines",
             "data.path",
-            f"{stats.invalid_total} unusable line(s) in {split}/: {shown}{more}",
+            f"{stats.invalid_total} unusable line(s) in {split}/: {_where(stats.invalid, stats.invalid_total)}",
             f"fix or remove those lines; {d.spec.data.format} records need "
             + _needs(
                 d.spec.data.format if split == "training" or d.spec.data.format != "documents" else "prompt_completion"
             ),
         )
+
+
+def _where(lines: tuple[BadLine, ...], total: int, shown: int = 5) -> str:
+    """The first few locations as file:line: reason, and how many more there are."""
+    more = f" (and {total - shown:,} more)" if total > shown else ""
+    return "; ".join(str(b) for b in lines[:shown]) + more
 
 
 def _needs(fmt: str) -> str:
@@ -107,9 +114,20 @@ def _format_method(d: Draft, layout: Layout) -> Iterator[Finding]:
 @check("data-floor")
 def _floor(d: Draft, layout: Layout) -> Iterator[Finding]:
     """Every training stage of the pipeline against its method's floors (the SFT base of DPO too)."""
-    n = d.stats.examples
+    n, t = d.stats.examples, d.stats.training
+    dropped = [
+        f"{count:,} {what}"
+        for count, what in (
+            (t.empty, "empty"),
+            (t.same_chosen_rejected, "with chosen == rejected"),
+            (t.duplicates, "duplicates"),
+        )
+        if count
+    ]
+    counted = f" (usable and unique, of {t.records:,} records: {', '.join(dropped)})" if dropped else ""
     for stage in d.stages:
         floor = d.spec.knowledge.floors[stage.recipe.method.kind]
+        unit = floor.unit.removesuffix("s") if n == 1 else floor.unit
         label = LABELS[stage.kind]
         where = "" if stage is d.main else f" (the {label} stage before {LABELS[d.method_kind]})"
         batch = stage.layout.global_batch if stage.layout is not None else 0
@@ -124,7 +142,7 @@ def _floor(d: Draft, layout: Layout) -> Iterator[Finding]:
                 "error",
                 "data-floor",
                 "data",
-                f"{n:,} {floor.unit}: {why}; a {label} run{where} cannot learn anything from so little",
+                f"{n:,} {unit}{counted}: {why}; a {label} run{where} cannot learn anything from so little",
                 f"collect at least {floor.soft:,} {floor.unit} ({hard:,} at the very least)",
             )
         elif n < floor.soft:
@@ -132,7 +150,7 @@ def _floor(d: Draft, layout: Layout) -> Iterator[Finding]:
                 "warning",
                 "data-floor",
                 "data",
-                f"{n:,} {floor.unit}: below the {floor.soft:,} {label}{where} needs to be reliable; expect a "
+                f"{n:,} {unit}{counted}: below the {floor.soft:,} {label}{where} needs to be reliable; expect a "
                 "noisy, partial effect and check the gate closely",
                 f"collect {floor.soft:,}+ {floor.unit} for a production run",
             )
@@ -140,6 +158,8 @@ def _floor(d: Draft, layout: Layout) -> Iterator[Finding]:
 
 @check("data-quality")
 def _quality(d: Draft, layout: Layout) -> Iterator[Finding]:
+    """Empty records, duplicates, near duplicates, pairs without signal, unparsable answers: warnings with where
+    they are (the floors count what is left; data-floor makes too little an error)."""
     for split in ("training", "validation"):
         s = getattr(d.stats, split)
         if s is None:
@@ -149,7 +169,7 @@ def _quality(d: Draft, layout: Layout) -> Iterator[Finding]:
                 "warning",
                 "data-quality",
                 "data.path",
-                f"{s.empty} record(s) in {split}/ have empty text fields",
+                f"{s.empty:,} record(s) in {split}/ have empty text fields, not counted: {_where(s.empty_at, s.empty)}",
                 "drop or fill them; empty completions teach the model to stop early",
             )
         if s.duplicates:
@@ -157,15 +177,26 @@ def _quality(d: Draft, layout: Layout) -> Iterator[Finding]:
                 "warning",
                 "data-quality",
                 "data.path",
-                f"{s.duplicates} duplicate record(s) in {split}/",
+                f"{s.duplicates:,} duplicate record(s) in {split}/ ({s.examples:,} unique of {s.usable or 0:,} "
+                f"usable), counted once: {_where(s.duplicate_at, s.duplicates)}",
                 "deduplicate: duplicates overweight those examples and leak into validation",
+            )
+        if s.near_duplicates:
+            yield finding(
+                "warning",
+                "data-quality",
+                "data.path",
+                f"{s.near_duplicate_rate:.1%} of the unique records in {split}/ ({s.near_duplicates:,}) repeat "
+                f"another but for case, punctuation or spacing: {_where(s.near_duplicate_at, s.near_duplicates)}",
+                "deduplicate them too: they weigh like duplicates",
             )
         if s.same_chosen_rejected:
             yield finding(
                 "warning",
                 "data-quality",
                 "data.path",
-                f"{s.same_chosen_rejected} preference pair(s) in {split}/ have chosen == rejected: no signal",
+                f"{s.same_chosen_rejected:,} preference pair(s) in {split}/ have chosen == rejected: no signal, not "
+                f"counted: {_where(s.same_chosen_rejected_at, s.same_chosen_rejected)}",
                 "drop those pairs",
             )
         if s.unparsable_answers:

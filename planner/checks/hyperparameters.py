@@ -258,7 +258,7 @@ def _steps(d: Draft, layout: Layout) -> Iterator[Finding]:
     t = d.train
     if t is None or layout.source == "none":
         return
-    n = d.stats.examples
+    n = d.stats.training.rows  # duplicates too: the trainer steps through every usable record
     if d.stats.validation is None:
         n -= d.spec.knowledge.lints.holdout(n)
     if n and n // layout.global_batch < 1:
