@@ -24,7 +24,7 @@ def resolve_path(data: Data, base: Path, samples: Path | None = None) -> Path:
 
 
 def probe(data: Data, base: Path, chars_per_token: float = 4.0, samples: Path | None = None) -> DataStats:
-    """Statistics of the dataset; ConfigError when a local path does not exist.
+    """Statistics of the dataset; ConfigError when a local data.path is empty, a file, or does not exist.
 
     `samples` is the folder builtin:<name> data resolves in (default: the shipped conf/samples);
     planner.diff passes a revision's own conf/samples.
@@ -47,14 +47,7 @@ def probe(data: Data, base: Path, chars_per_token: float = 4.0, samples: Path | 
             fingerprint=fp[:16],
             token_estimate="declared" if d.p95_tokens else "none",
         )
-    root = resolve_path(data, base, samples)
-    if not root.is_dir():
-        raise ConfigError(
-            f"data folder {data.path!r} does not exist ({root})",
-            path="data.path",
-            fix="point data.path at a folder with training/*.jsonl (and optional validation/*.jsonl), "
-            "or use a builtin sample such as builtin:tone",
-        )
+    root = _data_folder(data, base, samples)
     digest = hashlib.sha256()
     root_files = tuple(sorted(p.name for p in root.glob("*.jsonl") if p.is_file()))
     splits: dict[str, SplitStats | None] = {}
@@ -78,6 +71,33 @@ def probe(data: Data, base: Path, chars_per_token: float = 4.0, samples: Path | 
         fingerprint=digest.hexdigest()[:16],
         root=str(root.resolve()),
     )
+
+
+_LAYOUT = "a folder holding training/*.jsonl (and optional validation/*.jsonl)"
+
+
+def _data_folder(data: Data, base: Path, samples: Path | None) -> Path:
+    """The dataset folder, or a ConfigError at data.path that says what is wrong with it and what to set."""
+    if not data.path.strip():
+        raise ConfigError(
+            "data.path is empty: it would read the working folder as the dataset",
+            path="data.path",
+            fix=f"set data.path to {_LAYOUT}, or builtin:<name> for a shipped sample (builtin:tone)",
+        )
+    root = resolve_path(data, base, samples)
+    if root.is_file():
+        raise ConfigError(
+            f"data.path {data.path!r} is a file; data.path takes a folder holding training/ and validation/ "
+            "(or builtin:<name>)",
+            path="data.path",
+            fix=f"put {root.name} in a folder's training/ and set data.path to that folder",
+        )
+    if not root.is_dir():
+        shipped = root.parent.iterdir() if data.is_builtin and root.parent.is_dir() else ()
+        names = sorted(f"builtin:{p.name}" for p in shipped if (p / "training").is_dir())
+        fix = f"use one of {', '.join(names)}" if names else f"point data.path at {_LAYOUT}, or builtin:<name>"
+        raise ConfigError(f"data folder {data.path!r} does not exist ({root})", path="data.path", fix=fix)
+    return root
 
 
 def _probe_split(root: Path, files: list[Path], fmt: str, chars_per_token: float, digest) -> SplitStats:

@@ -1,5 +1,5 @@
 """Data that counts: the floors count usable, unique examples; empties, duplicates, near duplicates and records of
-the wrong type are reported with file:line.
+the wrong type are reported with file:line; data.path that is empty or a file gets a specific error.
 
 The scan (schemas.records.SplitScan) is tested on bytes; the findings through the CLI on datasets written here.
 """
@@ -12,6 +12,9 @@ from pathlib import Path
 import pytest
 from pytest import param
 
+from planner.compose import load
+from planner.errors import ConfigError
+from planner.probe import probe
 from schemas.data import SplitStats
 from schemas.records import SplitScan
 from tests.unit.helpers import run_json
@@ -241,3 +244,34 @@ def test_near_duplicates_are_a_warning_with_the_rate(capsys, tmp_path):
     assert near["severity"] == "warning"
     assert near["message"].startswith("25.0% of the unique records in training/ (100) repeat another")
     assert "training/t.jsonl:301: near duplicate of training/t.jsonl:1" in near["message"]
+
+
+# ----------------------------------------------------------------------------- data.path
+
+
+@pytest.mark.parametrize("path", ["''", "'   '"])
+def test_an_empty_data_path_is_an_error_not_the_working_folder(capsys, path):
+    rc, plan, err = run_json(capsys, "+goal=tone", f"data.path={path}")
+    assert rc == 2 and plan is None
+    assert "data.path is empty: it would read the working folder as the dataset" in err
+    assert "at: data.path" in err and "fix: set data.path to a folder holding training/*.jsonl" in err
+
+
+def test_a_data_path_that_is_a_file_says_so(capsys, tmp_path):
+    file = tmp_path / "train.jsonl"
+    file.write_bytes(_lines([_pc(1)]))
+    rc, plan, err = run_json(capsys, "+goal=tone", f"data.path={file}")
+    assert rc == 2 and plan is None
+    assert (
+        f"data.path '{file}' is a file; data.path takes a folder holding training/ and validation/ (or builtin:<name>)"
+        in err
+    )
+    assert "does not exist" not in err and "fix: put train.jsonl in a folder's training/" in err
+
+
+def test_an_unknown_builtin_lists_the_shipped_ones():
+    spec, _ = load(["+goal=tone", "data.path=builtin:tones"])
+    with pytest.raises(ConfigError) as err:
+        probe(spec.data, Path.cwd())
+    assert err.value.path == "data.path" and "does not exist" in err.value.render()
+    assert "builtin:tone" in err.value.render() and "builtin:legal_classification" in err.value.render()
