@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from schemas.base import Frozen, SafeName
 
@@ -41,9 +41,9 @@ class Goal(Frozen):
     )
     metric: Metric = Field(description="The task metric the gate compares, baseline against tuned.")
     baseline_score: float | None = Field(
-        None, description="Task metric measured today with the best prompt; null when not measured yet."
+        None, ge=0, le=1, description="Task metric measured today with the best prompt; null when not measured yet."
     )
-    target_score: float | None = Field(None, description="Task metric that counts as done.")
+    target_score: float | None = Field(None, ge=0, le=1, description="Task metric that counts as done (a fraction).")
     gpu_hour_budget: float | None = Field(
         None, gt=0, le=100_000_000, description="GPU-hours the team will spend; null for no limit."
     )
@@ -55,11 +55,3 @@ class Goal(Frozen):
         "replicas (more GPUs or nodes of the inventory) until the expected wall time fits. Null: cheapest layout.",
     )
     serving: Serving = Field(default_factory=Serving)
-
-    @model_validator(mode="after")
-    def _scores_in_range(self) -> Goal:
-        for key in ("baseline_score", "target_score"):
-            value = getattr(self, key)
-            if value is not None and not 0.0 <= value <= 1.0:
-                raise ValueError(f"{key} must be a fraction in [0, 1], got {value}")
-        return self

@@ -40,8 +40,16 @@ def _product(d: Draft, layout: Layout) -> Iterator[Finding]:
             "layout",
             f"TP x PP = {layout.tensor_parallel} x {layout.pipeline_parallel} = {mp} does not divide "
             f"{layout.nodes} node(s) x {layout.gpus_per_node} GPUs = {gpus}",
-            "make TP x PP x DP equal GPUs per node x nodes",
+            f"set layout.tensor_parallel and layout.pipeline_parallel so that TP x PP divides {gpus} "
+            "(or leave them null: layout.tensor_parallel=null layout.pipeline_parallel=null, the planner picks)",
         )
+
+
+def _tp_fix(heads: int, kv_heads: int, tp: int, per_node: int) -> str:
+    """The nearest tensor-parallel size that divides both head counts and fits a node."""
+    valid = [t for t in range(1, per_node + 1) if heads % t == 0 and kv_heads % t == 0]
+    best = min(valid, key=lambda t: (abs(t - tp), -t))
+    return f"use layout.tensor_parallel={best} (TP must divide the {kv_heads} KV heads: {', '.join(map(str, valid))})"
 
 
 @check("layout-model-split")
@@ -56,7 +64,7 @@ def _model_split(d: Draft, layout: Layout) -> Iterator[Finding]:
             "layout.tensor_parallel",
             f"tensor parallel {layout.tensor_parallel} does not divide {arch.num_heads} attention heads and "
             f"{arch.num_kv_heads} KV heads of {d.spec.model.name}",
-            "use a TP size that divides the KV heads",
+            _tp_fix(arch.num_heads, arch.num_kv_heads, layout.tensor_parallel, layout.gpus_per_node),
         )
     if arch.num_layers % layout.pipeline_parallel:
         yield finding(

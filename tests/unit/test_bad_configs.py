@@ -49,7 +49,7 @@ CASES = [
     param(["method=lora", "+method.lora.rank=8"], 2, None, "method.lora.rank", "unknown key", id="appended-unknown-key"),
     param(["method=lora", "method.epochs=ten"], 2, None, "method.epochs", "valid integer", id="wrong-type-int"),
     param(["goal.gpu_hour_budget=lots"], 2, None, "goal.gpu_hour_budget", "valid number", id="wrong-type-float"),
-    param(["goal.target_score=85"], 2, None, "goal", "fraction in [0, 1]", id="score-not-fraction"),
+    param(["goal.target_score=85"], 2, None, "goal.target_score", "set goal.target_score to a number from 0 to 1", id="score-not-fraction"),
     param(["model=llama-9b"], 2, None, "model", "unknown model 'llama-9b'", id="unknown-model-option"),
     param(["inventory=dgx-h1000"], 2, None, "inventory", "Did you mean 'dgx-h100'", id="unknown-inventory-option"),
     param(["launch=maybe"], 2, None, "launch", "valid boolean", id="bad-run-option"),
