@@ -114,6 +114,10 @@ def validate(raw: dict[str, Any], overrides: Sequence[str], roots: Sequence[str]
         raise validation_error(exc, RunOptions, "invalid run option") from None
     if isinstance(raw.get("method"), dict):
         raw["method"] = explicit_method(raw["method"], overrides)
+    if isinstance(raw.get("model"), dict) and "path" in raw["model"]:  # model=local: read its config.json
+        from planner.hf_config import expand
+
+        raw["model"] = expand(raw["model"])
     try:
         spec = Spec.model_validate(raw)
     except ValidationError as exc:

@@ -12,9 +12,9 @@ import json
 from collections.abc import Callable
 from functools import cache
 
+from planner import derive, resolve
 from planner import estimator as est
 from planner import ladder as ladder_mod
-from planner import resolve
 from planner.checks import run_checks
 from planner.dag import build_stages
 from planner.draft import Draft, Selection, TrainStage, needs_sft_stage, precision, resolve_launcher
@@ -49,8 +49,11 @@ def plan_id(spec: Spec, stats: DataStats) -> str:
 
 def select_config(spec: Spec) -> Selection:
     """The customization config: the one named in model.config, else the inventory's GPU class. A model.config
-    that names no usable config falls back to the GPU class's and records why (planner.checks.config says it)."""
+    that names no usable config falls back to the GPU class's and records why (planner.checks.config says it).
+    A model without configs (read from its config.json) gets one derived for this inventory (planner.derive)."""
     model, gpu = spec.model, spec.inventory.gpu
+    if not model.configs:
+        return Selection(derive.config(spec), "derived")
     matching = [c for c in model.configs if c.parsed.gpu_class in gpu.classes]
     fallback = matching[0] if matching else model.configs[0]
     fallback_source = "matched" if matching else "foreign"

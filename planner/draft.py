@@ -25,7 +25,7 @@ class Selection:
     model.config names no usable config (the fallback is then used for the sequence length and template)."""
 
     config: CustomizationConfig | None
-    source: str  # explicit | matched (by GPU class) | foreign (no config for this GPU class)
+    source: str  # explicit | matched (by GPU class) | foreign (no config for this GPU class) | derived (none)
     problem: str | None = None  # config-urn-invalid | config-urn-version | config-urn-unknown
     detail: str = ""  # what the URN parser said, for config-urn-invalid
 

@@ -160,11 +160,16 @@ class CustomizationConfig(Frozen):
 
 
 class Model(Frozen):
-    """A catalog entry: where the weights come from, the architecture, the customization configs."""
+    """A catalog entry, or a model read from its own config.json (model=local model.path=<directory or hub id>).
+
+    Where the weights come from, the architecture, the customization configs; planner.hf_config fills them for
+    model=local."""
 
     name: SafeName
     namespace: SafeName
-    hf_id: str = Field(description="Hub id, or a local directory with config.json and weights.")
+    hf_id: str = Field(
+        description="Hub id, or a local directory with config.json and weights (model=local sets it from model.path)."
+    )
     family: Literal["llama", "mistral", "qwen2", "gemma2"]
     builder: Literal["tiny"] | None = Field(
         None,
@@ -182,7 +187,21 @@ class Model(Frozen):
         description="Customization config URN to use (namespace/name@version+gpu_class); "
         "null picks the one matching the inventory's GPU class.",
     )
-    configs: tuple[CustomizationConfig, ...] = Field(min_length=1)
+    configs: tuple[CustomizationConfig, ...] = Field(
+        (),
+        description="The customization configs (published, or this project's). Empty (a model read from its "
+        "config.json with model=local): the planner derives one for the inventory's GPU from its own memory "
+        "estimate, and the report says so.",
+    )
+
+    @model_validator(mode="after")
+    def _config_is_listed(self) -> Model:
+        if self.config is not None and not self.configs:
+            raise ValueError(
+                f"config {self.config!r} names a customization config, but the model lists none (configs is "
+                "empty): drop model.config to use the derived one, or add a configs: list"
+            )
+        return self
 
     @property
     def urns(self) -> list[str]:

@@ -1,11 +1,14 @@
-"""Checks of the customization config: the URN in model.config, the config's GPU class, its training options."""
+"""Checks of the customization config: the URN in model.config, a derived config, the config's GPU class, its
+training options."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
+from planner import derive
 from planner.checks.base import Group, finding
 from planner.draft import Draft
+from schemas.model import TrainingOption
 from schemas.plan import Finding, Layout
 
 check = Group()
@@ -62,6 +65,39 @@ def _none_for_gpu(d: Draft, layout: Layout) -> Iterator[Finding]:
         )
 
 
+@check("config-derived")
+def _derived(d: Draft, layout: Layout) -> Iterator[Finding]:
+    if d.config is None or d.config_source != "derived":
+        return
+    gpu = d.spec.inventory.gpu
+    listed: dict[tuple[str, str], TrainingOption] = {
+        (o.training_type, o.finetuning_type): o for o in d.config.training_options
+    }
+    groups: dict[str, list[str]] = {}  # "1 GPU": ["sft/lora", ...], in the order of derive.PAIRS
+    for pair in derive.PAIRS:
+        opt = listed.get(pair)
+        groups.setdefault(_option_text(opt) if opt else "no plain layout fits (searched)", []).append("/".join(pair))
+    parts = [f"{where}: {', '.join(pairs)}" for where, pairs in groups.items()]
+    yield finding(
+        "warning",
+        "config-derived",
+        "model.configs",
+        f"{d.spec.model.name} has no customization config: the planner derived {d.config.urn} for "
+        f"{gpu.display_name}, the fewest GPUs its memory estimate fits at sequence {d.config.max_seq_length}, "
+        f"micro batch 1 (not published, not measured): {'; '.join(parts)}",
+        "check it with a short run; to pin training options of your own, add a configs: list to the model's YAML "
+        "(as conf/model/*.yaml do)",
+    )
+
+
+def _option_text(opt: TrainingOption) -> str:
+    gpus = opt.num_gpus * opt.num_nodes
+    text = f"{opt.num_nodes} nodes x {opt.num_gpus}" if opt.num_nodes > 1 else f"{gpus} GPU{'s' if gpus > 1 else ''}"
+    return text + "".join(
+        f" {name}{n}" for name, n in (("TP", opt.tensor_parallel_size), ("PP", opt.pipeline_parallel_size)) if n > 1
+    )
+
+
 @check("config-gpu-class")
 def _gpu_class(d: Draft, layout: Layout) -> Iterator[Finding]:
     if d.config is None or d.config_source != "explicit":
@@ -84,7 +120,13 @@ def _gpu_class(d: Draft, layout: Layout) -> Iterator[Finding]:
 
 @check("finetuning-type-unsupported")
 def _finetuning_type(d: Draft, layout: Layout) -> Iterator[Finding]:
-    if d.train is None or d.config is None or d.config_source == "foreign" or not d.config.training_options:
+    # A derived config lists what fits; the memory checks say what does not.
+    if (
+        d.train is None
+        or d.config is None
+        or d.config_source in ("foreign", "derived")
+        or not d.config.training_options
+    ):
         return
     for kind in d.pipeline:
         method = d.train if kind == d.method_kind else None

@@ -24,7 +24,7 @@ from schemas.method import Dpo, Grpo, Lora, LoraParams, Sft
 from schemas.model import Model
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
-MODEL_FILES = sorted((CONF / "model").glob("*.yaml"))
+MODEL_FILES = sorted(p for p in (CONF / "model").glob("*.yaml") if p.stem != "local")  # local: from config.json
 GB = 10**9
 
 
