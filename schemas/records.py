@@ -59,27 +59,21 @@ FIELDS = {name: f.fields for name, f in FORMATS.items()}
 VALIDATION_FORMAT = {name: f.validation for name, f in FORMATS.items() if f.validation}
 
 
-def text_of(record: dict, alternatives: tuple[str, ...]) -> str:
-    """The first present field of `alternatives` as text (chat messages joined by their contents)."""
-    value = next((record[a] for a in alternatives if a in record), None)
-    if isinstance(value, str):
-        return value
-    if isinstance(value, list):  # chat messages
-        return " ".join(str(m.get("content", "")) if isinstance(m, dict) else str(m) for m in value)
-    return "" if value is None else str(value)
-
-
-def record_chars(record: dict, fmt: str) -> int:
-    """Characters of the longest sequence a record becomes: prompt + completion (the longer of chosen and
-    rejected for a preference pair), or the whole text."""
-    texts = [len(text_of(record, alts)) for alts in FIELDS[fmt] if alts != ("label",)]
+def record_chars(fields: list[tuple[str, Any]]) -> int:
+    """Characters of the longest sequence a well-typed record becomes: prompt + completion (the longer of chosen
+    and rejected for a preference pair), or the whole text (a chat: its contents)."""
+    texts = [
+        len(v) if isinstance(v, str) else sum(len(m["content"]) for m in v) + len(v) - 1
+        for name, v in fields
+        if name != "label"
+    ]
     if len(texts) == 1:
         return texts[0]
     return texts[0] + max(texts[1:])
 
 
 def parse_line(line: str, fmt: str) -> tuple[dict | None, str | None]:
-    """(record, None) for a line that is a record of `fmt` with fields of the right types, (None, reason) otherwise."""
+    """(record, None) for a JSON object with the fields of `fmt` (their types: type_error), (None, reason) otherwise."""
     try:
         record = json.loads(line)
     except json.JSONDecodeError as exc:
@@ -89,7 +83,7 @@ def parse_line(line: str, fmt: str) -> tuple[dict | None, str | None]:
     missing = [alts[0] for alts in FIELDS[fmt] if not any(a in record for a in alts)]
     if missing:
         return None, f"missing field{'s' if len(missing) > 1 else ''} {', '.join(missing)}"
-    return (None, reason) if (reason := type_error(required(record, fmt))) else (record, None)
+    return record, None
 
 
 def required(record: dict, fmt: str) -> list[tuple[str, Any]]:
@@ -168,11 +162,12 @@ def _squash(text: str) -> str:
 
 
 def _parts(fields: list[tuple[str, Any]]) -> list[str]:
-    """A well-typed record's required content, whitespace-normalized (chat turns as role and content)."""
+    """A well-typed record's required content, each text stripped (chat turns as role \\x02 content, joined by
+    \\x01: not whitespace, so normalizing spaces cannot merge two turns or two fields)."""
     return [
-        "\x1e".join(f"{m['role']}\x1d{_squash(m['content'])}" for m in value)
+        "\x01".join(f"{m['role']}\x02{m['content'].strip()}" for m in value)
         if isinstance(value, list)
-        else _squash(str(value))
+        else str(value).strip()
         for _, value in fields
     ]
 
@@ -181,7 +176,7 @@ def content_keys(parts: list[str]) -> tuple[bytes, bytes]:
     """(exact key, near key) of a usable record's parts: hashes of its content with whitespace normalized, and
     with case, punctuation and spacing folded too. Equal exact keys are duplicates; equal near keys only, near
     duplicates."""
-    exact = "\0".join(parts)
+    exact = _squash("\0".join(parts))  # one pass over the record: "\0" is not whitespace, fields stay apart
     near = exact.casefold()
     for c in _TYPOGRAPHIC:
         if c in near:
@@ -241,19 +236,19 @@ class SplitScan:
 
     def _line(self, rel: str, lineno: int, line: str) -> None:
         record, reason = parse_line(line, self.fmt)
-        if record is None:
+        fields = required(record, self.fmt) if record is not None else []
+        if record is None or (reason := type_error(fields)):
             self.invalid.add(rel, lineno, reason or "unusable")
             return
         for key in record:
             self.fields[key] = self.fields.get(key, 0) + 1
         self.records += 1
-        self.lengths.append(math.ceil(record_chars(record, self.fmt) / self.chars_per_token))
-        fields = required(record, self.fmt)
+        self.lengths.append(math.ceil(record_chars(fields) / self.chars_per_token))
         if blank := empty_field(fields):
             self.empty.add(rel, lineno, blank)
             return
         parts = _parts(fields)
-        if self.fmt == "preference" and parts[1] == parts[2]:
+        if self.fmt == "preference" and _squash(parts[1]) == _squash(parts[2]):
             self.same.add(rel, lineno, "chosen == rejected")
             return
         self.usable += 1

@@ -133,6 +133,14 @@ def test_chat_duplicates_compare_roles_and_contents():
     assert (s.usable, s.unique, s.duplicates) == (3, 2, 1)
 
 
+def test_normalizing_spaces_never_merges_two_turns_or_two_fields():
+    a = {"messages": [{"role": "user", "content": "a assistant b"}, {"role": "assistant", "content": "c"}]}
+    b = {"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b assistant c"}]}
+    assert _scan("messages", [a, b]).unique == 2
+    s = _scan("prompt_completion", [{"prompt": "a b ", "completion": "c"}, {"prompt": "a", "completion": " b c"}])
+    assert (s.unique, s.near_duplicates) == (2, 0)
+
+
 def test_pairs_with_chosen_equal_to_rejected_are_not_usable():
     same = {"prompt": "p", "chosen": "Same answer.", "rejected": " Same  answer."}
     s = _scan("preference", [{"prompt": "p", "chosen": "c", "rejected": "r"}, same])
