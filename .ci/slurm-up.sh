@@ -2,7 +2,7 @@
 # Start a local Slurm test cluster on this machine (Debian 12, Slurm 22.05), for CI and for the
 # integration tests.  Run as root:  sudo .ci/slurm-up.sh
 #
-# The cluster (see /work/shared/notes/local-slurm.md, "Fake GPUs and a second node"):
+# The cluster (fake GPUs and a second node, so that GPU and 2-node scripts can be checked):
 #   <host>   this machine, runs slurmd; 8 fake H100 GPUs (gres.conf: File=/dev/tty[0-7]).
 #   <host>2  NodeAddr=127.0.0.2, the same shape, and no slurmd: it exists so that `sbatch
 #            --test-only` can check 2-node GPU scripts.  No job ever runs there.
