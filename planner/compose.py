@@ -235,6 +235,12 @@ def _hydra_error(exc: Exception, overrides: Sequence[str], root: str) -> ConfigE
                 path=full,
                 fix=f"pick the method first, e.g. method=lora {full}=..., (keys per method: docs/config-reference.md)",
             )
+        if full == "model.path":
+            return ConfigError(
+                "model.path is the key of model=local (a model read from its own config.json)",
+                path=full,
+                fix="write model=local model.path=<folder or hub id> (the catalog models carry their architecture)",
+            )
         hint = _known_key_hint(full, root)
         return ConfigError(
             f"unknown configuration key '{full}'.{hint}",

@@ -51,6 +51,7 @@ CASES = [
     param(["goal.gpu_hour_budget=lots"], 2, None, "goal.gpu_hour_budget", "valid number", id="wrong-type-float"),
     param(["goal.target_score=85"], 2, None, "goal.target_score", "set goal.target_score to a number from 0 to 1", id="score-not-fraction"),
     param(["model=llama-9b"], 2, None, "model", "unknown model 'llama-9b'", id="unknown-model-option"),
+    param(["model.path=/tmp"], 2, None, "model.path", "write model=local model.path=", id="model-path-without-local"),
     param(["inventory=dgx-h1000"], 2, None, "inventory", "Did you mean 'dgx-h100'", id="unknown-inventory-option"),
     param(["launch=maybe"], 2, None, "launch", "valid boolean", id="bad-run-option"),
     param(["goal.name=../../etc"], 2, None, "goal.name", "not a safe name", id="path-traversal-goal-name"),
