@@ -34,7 +34,7 @@ from schemas.plan import (
     ServingPlan,
     StageData,
 )
-from schemas.records import FORMATS
+from schemas.records import FORMATS, shape
 from schemas.spec import Spec
 
 GB = est.GB
@@ -123,7 +123,7 @@ def plan(spec: Spec, stats: DataStats) -> Plan:
     climbed = ladder_mod.climb(
         ladder_mod.Inputs(
             goal=spec.goal,
-            data_format=spec.data.format,
+            data_format=shape(spec.data.format),  # Alpaca is prompt/completion, ShareGPT messages
             stats=stats,
             knowledge=spec.knowledge,
             assess=assess_rung(spec, stats, selection),

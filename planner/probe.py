@@ -12,7 +12,7 @@ from pathlib import Path
 from planner.errors import ConfigError
 from planner.paths import samples_dir
 from schemas.data import Data, DataStats, SplitStats
-from schemas.records import VALIDATION_FORMAT, SplitScan
+from schemas.records import VALIDATION_FORMAT, SplitScan, UnreadableFile, data_files
 
 
 def resolve_path(data: Data, base: Path, samples: Path | None = None) -> Path:
@@ -49,11 +49,10 @@ def probe(data: Data, base: Path, chars_per_token: float = 4.0, samples: Path | 
         )
     root = _data_folder(data, base, samples)
     digest = hashlib.sha256()
-    root_files = tuple(sorted(p.name for p in root.glob("*.jsonl") if p.is_file()))
+    root_files = tuple(p.name for p in data_files(root))
     splits: dict[str, SplitStats | None] = {}
     for split in ("training", "validation"):
-        folder = root / split
-        files = sorted(p for p in folder.glob("*.jsonl") if p.is_file()) if folder.is_dir() else []
+        files = data_files(root / split)
         if split == "validation" and not files:
             splits[split] = None
             continue
@@ -73,7 +72,7 @@ def probe(data: Data, base: Path, chars_per_token: float = 4.0, samples: Path | 
     )
 
 
-_LAYOUT = "a folder holding training/*.jsonl (and optional validation/*.jsonl)"
+_LAYOUT = "a folder holding training/*.jsonl (or .csv, .parquet; and optional validation/)"
 
 
 def _data_folder(data: Data, base: Path, samples: Path | None) -> Path:
@@ -113,5 +112,8 @@ def _probe_split(root: Path, files: list[Path], fmt: str, chars_per_token: float
                 fix="make the file readable, or move it out of the dataset folder",
             ) from None
         digest.update(rel.encode() + b"\0" + blob)
-        scan.add(rel, blob)
+        try:
+            scan.add(rel, blob)
+        except UnreadableFile as exc:
+            raise ConfigError(str(exc), path="data.path", fix="install pyarrow, or fix or remove the file") from None
     return scan.stats()

@@ -12,6 +12,7 @@ from pathlib import Path
 from runtime.context import StageFailed
 from runtime.models import chat_turns, render_example
 from schemas.plan import PromptFormat, StageData
+from schemas.records import VALIDATION_FORMAT, UnreadableFile, data_files, records_of
 
 
 def stage_data(ctx) -> StageData:
@@ -49,8 +50,7 @@ def check_files(data: StageData) -> None:
                 "describes the data that trains"
             )
     for split in ("training", "validation"):
-        folder = root / split
-        for path in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
+        for path in data_files(root / split):
             if str(path) not in planned:
                 raise StageFailed(
                     f"data file {path} was added after planning: re-plan (python -m planner <the same "
@@ -58,28 +58,26 @@ def check_files(data: StageData) -> None:
                 )
 
 
-def read_split(root: Path, split: str) -> list[dict]:
-    """Every valid JSON object of <root>/<split>/*.jsonl, in file then line order."""
+def read_split(root: Path, split: str, fmt: str) -> list[dict]:
+    """Every record of <root>/<split>/ (.jsonl, .csv, .parquet) in file then line order, in the trainers' shape
+    (schemas.records.to_shape: Alpaca as prompt/completion, ShareGPT as messages). Lines that are not JSON objects
+    are left out: validate_data reports them with file:line; training skips them."""
+    if split == "validation":
+        fmt = VALIDATION_FORMAT.get(fmt, fmt)
     records: list[dict] = []
-    folder = root / split
-    for path in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
-        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # validate_data reports these with file:line; training skips them
-            if isinstance(record, dict):
-                records.append(record)
+    for path in data_files(root / split):
+        try:
+            records.extend(records_of(path.relative_to(root).as_posix(), path.read_bytes(), fmt))
+        except UnreadableFile as exc:
+            raise StageFailed(f"{exc}: install pyarrow, or fix the file and re-plan") from None
     return records
 
 
 def splits(data: StageData) -> tuple[list[dict], list[dict]]:
     """(train, validation): NeMo's rule, the planned share of training held out (seeded) without validation/."""
     root = Path(data.root)
-    train = read_split(root, "training")
-    validation = read_split(root, "validation")
+    train = read_split(root, "training", data.format)
+    validation = read_split(root, "validation", data.format)
     if not validation and train:
         order = list(range(len(train)))
         random.Random(data.holdout_seed).shuffle(order)

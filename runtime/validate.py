@@ -13,7 +13,7 @@ from pathlib import Path
 from runtime.context import RunContext, StageFailed
 from runtime.data import read_split, stage_data
 from runtime.status import write_json_atomic
-from schemas.records import VALIDATION_FORMAT, SplitScan
+from schemas.records import VALIDATION_FORMAT, SplitScan, UnreadableFile, data_files
 
 BUCKETS = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768)
 
@@ -23,10 +23,9 @@ def run(ctx: RunContext) -> None:
     data = stage_data(ctx)  # the planned files, unchanged since planning
     root = Path(data.root)
     report: dict = {"root": str(root), "format": data.format, "splits": {}, "errors": [], "warnings": []}
-    root_files = sorted(p.name for p in root.glob("*.jsonl") if p.is_file())
+    root_files = [p.name for p in data_files(root)]
     for split in ("training", "validation"):
-        folder = root / split
-        files = sorted(p for p in folder.glob("*.jsonl") if p.is_file()) if folder.is_dir() else []
+        files = data_files(root / split)
         if split == "validation" and not files:
             continue
         scan = SplitScan(
@@ -34,7 +33,10 @@ def run(ctx: RunContext) -> None:
             plan.spec.knowledge.estimator.chars_per_token,
         )
         for path in files:
-            scan.add(path.relative_to(root).as_posix(), path.read_bytes())
+            try:
+                scan.add(path.relative_to(root).as_posix(), path.read_bytes())
+            except UnreadableFile as exc:
+                raise StageFailed(f"{exc}: install pyarrow, or fix the file and re-plan") from None
         s = scan.stats()
         report["splits"][split] = {
             "files": list(s.files),
@@ -112,7 +114,7 @@ def _token_report(ctx: RunContext, stage: str, seq: int | None, root: Path) -> d
     check_chat(fmt, tok, plan.spec.model.name)
     data = plan.stage(stage).data
     assert data is not None
-    training, _ = rows(data, fmt, read_split(root, "training"))
+    training, _ = rows(data, fmt, read_split(root, "training", data.format))
     lengths = sorted(row_length(tok, row) for row in training)
     histogram: dict[str, int] = {}
     for n in lengths:

@@ -8,7 +8,16 @@ from pydantic import Field, model_validator
 
 from schemas.base import Frozen, SafeName
 
-DataFormat = Literal["prompt_completion", "messages", "preference", "unpaired_preference", "prompt_answer", "documents"]
+DataFormat = Literal[
+    "prompt_completion",
+    "messages",
+    "preference",
+    "unpaired_preference",
+    "prompt_answer",
+    "documents",
+    "alpaca",
+    "sharegpt",
+]
 
 LONGEST_KEPT = 256
 REMOTE_SCHEMES = ("hf://", "s3://", "gs://", "nds://", "https://")
@@ -23,7 +32,8 @@ class Declared(Frozen):
 
 
 class Data(Frozen):
-    """A dataset: `training/` (every .jsonl merged) and optional `validation/`, NeMo layout."""
+    """A dataset: `training/` (every .jsonl, .csv and .parquet file merged) and optional `validation/`, NeMo
+    layout."""
 
     name: SafeName = Field(description="Short name; part of the output model name.")
     description: str = ""
@@ -32,9 +42,12 @@ class Data(Frozen):
         "directory), or a remote location (hf://, s3://, gs://, nds://, https://) with `declared` counts."
     )
     format: DataFormat = Field(
-        description="prompt_completion {prompt, completion}; messages {messages}; preference "
-        "{prompt, chosen, rejected}; unpaired_preference {prompt, completion, label: true|false} (KTO; validation/ "
-        "holds preference pairs); prompt_answer {prompt, answer}; documents {text} (RAG)."
+        description="prompt_completion {prompt, completion}; messages {messages: [{role, content}]} (the OpenAI chat "
+        "format); preference {prompt, chosen, rejected}; unpaired_preference {prompt, completion, label: true|false} "
+        "(KTO; validation/ holds preference pairs); prompt_answer {prompt, answer}; documents {text} (RAG); alpaca "
+        "{instruction, input (optional), output}: trains as prompt/completion; sharegpt {conversations: [{from, "
+        "value}]}, from human, gpt or system: trains as messages. Files: .jsonl, .csv (a header row; cells are "
+        "strings) or .parquet."
     )
     declared: Declared | None = Field(None, description="Counts for remote data; ignored for local data.")
 
@@ -49,7 +62,16 @@ class Data(Frozen):
     @model_validator(mode="after")
     def _remote_needs_counts(self) -> Data:
         if self.is_remote and self.declared is None:
-            raise ValueError(f"remote data {self.path!r} needs declared counts: add declared.training")
+            get = (
+                f"huggingface-cli download --repo-type dataset {self.path.removeprefix('hf://')} --local-dir <dir>"
+                if self.path.startswith("hf://")
+                else "copy it"
+            )
+            raise ValueError(
+                f"remote data {self.path!r} needs declared counts: planning does not read remote data (it runs "
+                "offline); add +data.declared.training=<records> (and declared.validation, declared.p95_tokens), or "
+                f"download it ({get}) into a folder with training/ and validation/ and set data.path=<dir>"
+            )
         if self.is_builtin:
             rest = self.path.removeprefix("builtin:")
             if not rest or "/" in rest or ".." in rest:
@@ -58,7 +80,8 @@ class Data(Frozen):
 
 
 class BadLine(Frozen):
-    """A line with a problem (unusable, empty, a duplicate), with where it is."""
+    """A line with a problem (unusable, empty, a duplicate), with where it is: the line of a JSONL or CSV file (where
+    the CSV row starts), the row of a Parquet file (from 1)."""
 
     file: str
     line: int

@@ -11,7 +11,7 @@ from planner.ladder import LABELS
 from planner.methods import METHODS
 from schemas.data import BadLine
 from schemas.plan import Finding, Layout
-from schemas.records import FIELDS
+from schemas.records import FIELDS, shape
 
 check = Group()
 
@@ -40,7 +40,7 @@ def _empty(d: Draft, layout: Layout) -> Iterator[Finding]:
             "data-empty",
             "data.path",
             f"no usable records under training/ in {d.spec.data.path}{why}",
-            "add .jsonl files with one JSON record per line under training/",
+            "add .jsonl (one JSON record per line), .csv or .parquet files under training/",
         )
 
 
@@ -101,7 +101,7 @@ def _format_method(d: Draft, layout: Layout) -> Iterator[Finding]:
         return
     fmt = d.spec.data.format
     needed = METHODS[d.method_kind].formats
-    if fmt not in needed:
+    if shape(fmt) not in needed:
         yield finding(
             "error",
             "data-format-method",

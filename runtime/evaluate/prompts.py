@@ -11,7 +11,7 @@ from runtime.context import StageFailed
 from runtime.data import field, messages_text
 from runtime.models import chat_turns, render_example, render_prompt
 from schemas.plan import Evaluation, PromptFormat, StageData
-from schemas.records import VALIDATION_FORMAT
+from schemas.records import VALIDATION_FORMAT, shape
 
 FEW_SHOT_SEPARATOR = "\n\n"
 
@@ -28,7 +28,8 @@ class Item:
 
 
 def items_of(data: StageData, ev: Evaluation, records: list[dict]) -> list[Item]:
-    fmt = VALIDATION_FORMAT.get(data.format, data.format)  # what validation/ holds (KTO's feedback: pairs)
+    # what validation/ holds (KTO's feedback: pairs), in the trainers' shape (Alpaca: prompt/completion)
+    fmt = shape(VALIDATION_FORMAT.get(data.format, data.format))
     items: list[Item] = []
     for r in records:
         if fmt == "preference":

@@ -37,7 +37,7 @@ from runtime.trainer import (
 )
 from schemas.method import Lora, Sft
 from schemas.plan import PromptFormat, StageData
-from schemas.records import FORMATS
+from schemas.records import FORMATS, shape
 
 ANSWER_PREFIX = "Answer:"  # where runtime.rewards and the pass_at_1 metric read a final answer
 
@@ -55,7 +55,7 @@ def rows(data: StageData, fmt: PromptFormat, records: list[dict]) -> tuple[list[
         if data.format == "unpaired_preference" and record.get("label") is False:
             undesirable += 1
             continue
-        if data.format == "messages":
+        if shape(data.format) == "messages":  # ShareGPT too: its records come converted (runtime.data)
             row = _messages(fmt, record.get("messages"))
         elif data.format == "documents":
             text = first_text(record, ("text",))

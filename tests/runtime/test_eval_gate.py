@@ -121,7 +121,7 @@ def test_rag_retrieves_the_right_document(tmp_path, tiny_dir):
     from planner.paths import samples_dir
     from runtime.data import read_split
 
-    titles = [d["title"] for d in read_split(samples_dir() / "product_knowledge", "training")]
+    titles = [d["title"] for d in read_split(samples_dir() / "product_knowledge", "training", "documents")]
     for row in tuned:  # "What is the Cedar Headlamp made of?" -> the Cedar Headlamp's document comes first
         product = next(t for t in titles if t in row["prompt"])
         first = row["input"].split("Context:\n", 1)[1].split("\n")[0]

@@ -18,6 +18,8 @@ stay short and the mappings systematic, so a 2-layer model learns them with LoRA
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
 import random
 import sys
@@ -1339,8 +1341,61 @@ def safety_feedback_dataset() -> dict[str, list[dict]]:
     return {"training": train, "validation": pairs["validation"]}
 
 
+# 8. the same data in other formats and file types: what a team downloads (Alpaca, ShareGPT, OpenAI chat
+# messages; JSON lines or CSV), converted by schemas.records.to_shape to what the trainers read
+
+ALPACA_TONE = "Reply to this customer email in the house tone."
+SUPPORT_SYSTEM = "Answer support questions as 'Answer: ...' then 'Steps: 1. ... 2. ... 3. ...'."
+
+
+def alpaca_dataset() -> dict[str, list[dict]]:
+    """tone as Alpaca records: the instruction, the email as the input, the reply as the output."""
+    return {split: [{"instruction": ALPACA_TONE, "input": r["prompt"], "output": r["completion"]} for r in recs]
+            for split, recs in tone_dataset().items()}
+
+
+def legal_csv_dataset() -> dict[str, list[dict]]:
+    """The first 120 / 60 legal clauses as Alpaca rows of a CSV file: the instruction, the clause as the input,
+    the label as the output."""
+    out = {}
+    for (split, recs), n in zip(legal_dataset().items(), (120, 60)):
+        rows = []
+        for r in recs[:n]:
+            instruction, clause = r["prompt"].split("\n", 1)
+            rows.append({"instruction": instruction, "input": clause, "output": r["completion"]})
+        out[split] = rows
+    return out
+
+
+def support_chats(style: str) -> dict[str, list[dict]]:
+    """support_format as chats: a system turn with the format, the question, the answer. `style` messages:
+    OpenAI's {"messages": [{role, content}]}; sharegpt: {"conversations": [{from, value}]} (system, human, gpt)."""
+    out = {}
+    for split, recs in support_dataset().items():
+        chats = []
+        for r in recs:
+            turns = [("system", SUPPORT_SYSTEM), ("user", r["prompt"].rstrip("\n")), ("assistant", r["completion"])]
+            if style == "messages":
+                chats.append({"messages": [{"role": role, "content": text} for role, text in turns]})
+            else:
+                who = {"system": "system", "user": "human", "assistant": "gpt"}
+                chats.append({"conversations": [{"from": who[role], "value": text} for role, text in turns]})
+        out[split] = chats
+    return out
+
+
 def jsonl(records: list[dict]) -> str:
     return "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in records)
+
+
+def csv_text(records: list[dict]) -> str:
+    """A header row of the first record's keys, then one row per record ('\\n' line endings; cells with a
+    newline, comma or quote are quoted)."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(records[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(records)
+    return out.getvalue()
 
 
 def render_all() -> dict[str, str]:
@@ -1350,11 +1405,15 @@ def render_all() -> dict[str, str]:
         "tone": tone_dataset, "legal_classification": legal_dataset,
         "support_format": support_dataset, "product_knowledge": product_knowledge_dataset,
         "safety_alignment": safety_dataset, "math_reasoning": math_dataset,
-        "safety_feedback": safety_feedback_dataset,
+        "safety_feedback": safety_feedback_dataset, "alpaca": alpaca_dataset,
+        "support_messages": lambda: support_chats("messages"),
+        "support_sharegpt": lambda: support_chats("sharegpt"),
     }
     for name, build in datasets.items():
         for split, records in build().items():
             files[f"{name}/{split}/{name}.jsonl"] = jsonl(records)
+    for split, records in legal_csv_dataset().items():
+        files[f"legal_csv/{split}/legal_csv.csv"] = csv_text(records)
     corpus, bench = general_dataset()
     files["general/corpus.txt"] = corpus
     files["general/benchmark.jsonl"] = jsonl(bench)

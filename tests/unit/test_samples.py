@@ -5,6 +5,8 @@ Stdlib + pytest only (no torch). Regenerate with `python tests/tools/generate_sa
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
 import subprocess
@@ -124,6 +126,28 @@ def test_math_answers_are_integers():
             assert re.fullmatch(r"-?\d+", r["answer"]), r["answer"]
             int(r["answer"])
             assert "Answer:" in r["prompt"]
+
+
+def test_format_samples_hold_their_source_examples():
+    """alpaca is tone, legal_csv the first legal clauses, support_messages and support_sharegpt support_format:
+    the same examples in the Alpaca, CSV, OpenAI messages and ShareGPT shapes."""
+    for split, n in (("training", 120), ("validation", 60)):
+        text = (SAMPLES / "legal_csv" / split / "legal_csv.csv").read_text(encoding="utf-8")
+        assert "\r" not in text
+        rows = list(csv.DictReader(io.StringIO(text, newline="")))
+        legal = records("legal_classification", split)[:n]
+        assert [f"{r['instruction']}\n{r['input']}" for r in rows] == [r["prompt"] for r in legal]
+        assert [r["output"] for r in rows] == [r["completion"] for r in legal]
+        tone, support = records("tone", split), records("support_format", split)
+        alpaca = records("alpaca", split)
+        assert [(r["input"], r["output"]) for r in alpaca] == [(r["prompt"], r["completion"]) for r in tone]
+        assert {r["instruction"] for r in alpaca} == {"Reply to this customer email in the house tone."}
+        for r, chat in zip(support, records("support_messages", split), strict=True):
+            assert [m["role"] for m in chat["messages"]] == ["system", "user", "assistant"]
+            assert [m["content"] for m in chat["messages"][1:]] == [r["prompt"].rstrip("\n"), r["completion"]]
+        for r, chat in zip(support, records("support_sharegpt", split), strict=True):
+            assert [m["from"] for m in chat["conversations"]] == ["system", "human", "gpt"]
+            assert [m["value"] for m in chat["conversations"][1:]] == [r["prompt"].rstrip("\n"), r["completion"]]
 
 
 def test_general_corpus_and_benchmark():
