@@ -175,18 +175,24 @@ def answer_recall(outputs: Sequence[str], references: Sequence[str]) -> float:
     return _average(answer_recall_one, outputs, references)
 
 
-def choice_accuracy(items: Sequence[dict], scores: Sequence[float]) -> float:
-    """Multiple choice: the fraction of items whose highest-scored choice is item["answer"]; `scores` holds one
-    score per choice, item after item."""
+def choice_correct(items: Sequence[dict], scores: Sequence[float]) -> list[int]:
+    """Multiple choice, item by item: 1 where the highest-scored choice is item["answer"], else 0; `scores` holds
+    one score per choice, item after item."""
     if len(scores) != sum(len(item["choices"]) for item in items):
         raise ValueError(f"{len(scores)} scores for {sum(len(i['choices']) for i in items)} choices")
-    correct, offset = 0, 0
+    correct, offset = [], 0
     for item in items:
         n = len(item["choices"])
         chunk = scores[offset : offset + n]
         offset += n
-        correct += max(range(n), key=chunk.__getitem__) == item["answer"]
-    return correct / len(items)
+        correct.append(int(max(range(n), key=chunk.__getitem__) == item["answer"]))
+    return correct
+
+
+def choice_accuracy(items: Sequence[dict], scores: Sequence[float]) -> float:
+    """Multiple choice: the fraction of items whose highest-scored choice is item["answer"]."""
+    correct = choice_correct(items, scores)
+    return sum(correct) / len(correct)
 
 
 @dataclass(frozen=True)

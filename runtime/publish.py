@@ -1,19 +1,24 @@
 """publish: put the trained weights where the plan says, under the output model's name.
 
 Refuses unless the gate passed (plan.artifacts.gate exists and says "pass"). A LoRA adapter is
-copied in PEFT format (adapter_config.json + adapter_model.safetensors): it hot-swaps into a
-running multi-LoRA server. A full model is copied as safetensors + config + tokenizer, with a
-NOTE.md: it needs its own serving deployment. Both get model_card.json: the output model name,
-plan id, base model, method, data and a metrics summary. Written into a temporary folder and
-renamed into place, so a reader never sees half a model. No torch needed.
+copied in PEFT format (adapter_config.json + adapter_model.safetensors, its base_model_name_or_path
+set to the base model's Hub id, or its name when it has none: never this machine's path): it hot-swaps
+into a running multi-LoRA server. A full model is copied as safetensors + config + tokenizer, with a
+NOTE.md: it needs its own serving deployment. Both get a Hugging Face model card README.md (runtime.hub)
+and model_card.json: the output model name, plan id, base model, method, data and a metrics summary.
+publish.merge (LoRA) adds merged/: the base with the adapter folded in, as safetensors. Written into a
+temporary folder, made readable by everyone (files 0644, folders 0755: a server or another user reads
+them) and renamed into place, so a reader never sees half a model; then publish.push_to_hub uploads it.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
+from runtime import hub
 from runtime.context import RunContext, StageFailed
 from runtime.status import read_jsonl, write_json_atomic
 
@@ -55,10 +60,20 @@ def run(ctx: RunContext) -> dict:
     tmp.mkdir(parents=True)
     for f in files:
         shutil.copy2(f, tmp / f.name)
+    if lora:
+        _portable_adapter_config(tmp / "adapter_config.json", hub.base_model(plan)[0])
+    merged = None
+    if lora and plan.spec.publish.merge:
+        merged = "merged"
+        _merge(ctx, source, tmp / merged)
+        ctx.log(f"merged the adapter into {plan.spec.model.name}: {merged}/ (safetensors)")
     card = model_card(ctx, verdict, lora, [f.name for f in files])
+    card["merged"] = merged
     write_json_atomic(tmp / "model_card.json", card)
+    (tmp / "README.md").write_text(hub.readme(plan, card, verdict, lora=lora), encoding="utf-8")
     if not lora:
         (tmp / "NOTE.md").write_text(_note(plan), encoding="utf-8")
+    readable(tmp)
     if dest.exists():
         shutil.rmtree(dest)
     tmp.rename(dest)
@@ -69,7 +84,39 @@ def run(ctx: RunContext) -> dict:
     if not lora:
         ctx.log("full model: it needs its own serving deployment (see NOTE.md)")
     ctx.status.update(published=str(where), output_model=plan.artifacts.output_model)
+    repo = plan.spec.publish.push_to_hub
+    if repo is not None:
+        url = hub.push(dest, repo, private=plan.spec.publish.private, message=f"{plan.artifacts.output_model}")
+        ctx.log(f"pushed to the Hub: {repo} ({url})")
+        ctx.status.update(pushed=repo)
     return card
+
+
+def readable(folder: Path) -> None:
+    """Files 0644 and folders 0755 under `folder` (itself included): a temporary file or a umask of 077 leaves
+    them 0600, which a server running as another user cannot read."""
+    os.chmod(folder, 0o755)
+    for path in sorted(folder.rglob("*")):
+        os.chmod(path, 0o755 if path.is_dir() else 0o644)
+
+
+def _portable_adapter_config(path: Path, base: str) -> None:
+    """base_model_name_or_path: the Hub id (or the model's name), not the directory the base was loaded from here."""
+    config = json.loads(path.read_text(encoding="utf-8"))
+    config["base_model_name_or_path"] = base
+    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def _merge(ctx: RunContext, adapter: Path, out: Path) -> None:
+    """The base (the trained SFT base of a chain, when there is one) with the adapter folded in, as safetensors with
+    its config and tokenizer."""
+    from runtime.models import load_model, load_tokenizer
+
+    plan = ctx.plan
+    base = str(ctx.path(plan.artifacts.sft_base_dir)) if plan.artifacts.sft_base_dir else None
+    model = load_model(plan, base=base, adapter=str(adapter)).merge_and_unload()
+    model.save_pretrained(out, safe_serialization=True)
+    load_tokenizer(plan, base).save_pretrained(out)
 
 
 def _gate(ctx: RunContext) -> dict:

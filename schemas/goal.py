@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, SerializerFunctionWrapHandler, model_serializer
 
 from schemas.base import Frozen, SafeName
+
+DEFAULT_MAX_LORA_RANK = 16  # vLLM's --max-lora-rank default
 
 GapKind = Literal["format", "style", "task", "knowledge", "domain", "alignment", "reasoning"]
 Metric = Literal[
@@ -27,6 +29,21 @@ class Serving(Frozen):
         False, description="The result must hot-swap into a running multi-LoRA server (no new deployment)."
     )
     server: str | None = Field(None, description="The serving stack, for the report (e.g. 'vllm multi-lora').")
+    max_lora_rank: int = Field(
+        DEFAULT_MAX_LORA_RANK,
+        ge=1,
+        le=65_536,
+        description="The largest LoRA rank the running server accepts (vLLM: --max-lora-rank, default 16); with "
+        "hot_swap a LoRA adapter of a higher rank (method.lora.adapter_dim) is an error: the server refuses it.",
+    )
+
+    @model_serializer(mode="wrap")
+    def _without_default_rank(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # the default serialises (and hashes into the plan id) as before the key existed
+        data = handler(self)
+        if isinstance(data, dict) and data.get("max_lora_rank") == DEFAULT_MAX_LORA_RANK:
+            data.pop("max_lora_rank")
+        return data
 
 
 class Goal(Frozen):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Any
+
+from pydantic import Field, SerializerFunctionWrapHandler, model_serializer
 
 from schemas.base import MAX_TOKENS, Frozen
 from schemas.data import Data
@@ -13,6 +15,9 @@ from schemas.launcher import Launcher
 from schemas.layout import LayoutRequest
 from schemas.method import Method
 from schemas.model import Model
+from schemas.publish import Publish
+
+_DEFAULT_PUBLISH = Publish().model_dump(mode="json")
 
 
 class Eval(Frozen):
@@ -22,7 +27,12 @@ class Eval(Frozen):
         "builtin:general", description="Forgetting check: builtin:<name> or an lm_eval task."
     )
     forgetting_threshold: float = Field(
-        2.0, ge=0, le=100, description="Largest allowed drop in general score, in points."
+        2.0,
+        ge=0,
+        le=100,
+        description="Largest allowed drop in general score, in points. The gate fails when the whole 95% interval "
+        "of the drop (a paired bootstrap over the benchmark's items) lies above it; a drop above it whose interval "
+        "reaches below passes as inconclusive.",
     )
     max_examples: int | None = Field(None, ge=1, le=100_000_000, description="Cap on evaluated examples per split.")
     max_new_tokens: int = Field(96, ge=1, le=MAX_TOKENS)
@@ -43,3 +53,13 @@ class Spec(Frozen):
     layout: LayoutRequest = Field(default_factory=LayoutRequest)
     eval: Eval = Field(default_factory=Eval)
     knowledge: Knowledge
+    publish: Publish = Field(default_factory=Publish, description="What publish ships: a merged copy, a Hub upload.")
+
+    @model_serializer(mode="wrap")
+    def _without_default_publish(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # the default publish block serialises (and hashes into the plan id) as before the key existed: a plan that
+        # publishes only the local folder keeps its id
+        data = handler(self)
+        if isinstance(data, dict) and data.get("publish") == _DEFAULT_PUBLISH:
+            data.pop("publish")
+        return data

@@ -1,5 +1,5 @@
 """What the choice means: a cheaper rung the ladder prefers, the baseline to measure first, how the result
-is served."""
+is served (and whether the serving target accepts the adapter's rank)."""
 
 from __future__ import annotations
 
@@ -67,3 +67,26 @@ def _serving(d: Draft, layout: Layout) -> Iterator[Finding]:
             + (" but the goal requires hot-swap into the running server" if hot else ""),
             "use LoRA to hot-swap" if hot else "",
         )
+
+
+@check("serving-lora-rank")
+def _lora_rank(d: Draft, layout: Layout) -> Iterator[Finding]:
+    serving = d.spec.goal.serving
+    t = d.train
+    if not serving.hot_swap or t is None or t.finetuning_type != "lora":
+        return
+    rank = t.lora.adapter_dim
+    if rank > serving.max_lora_rank:
+        yield finding(
+            "error",
+            "serving-lora-rank",
+            "method.lora.adapter_dim",
+            f"adapter_dim {rank} is above the serving target's maximum LoRA rank {serving.max_lora_rank} "
+            "(goal.serving.max_lora_rank): the running server refuses the adapter, so it cannot hot-swap",
+            f"use method.lora.adapter_dim={_highest_power_of_two(serving.max_lora_rank)}, or start the server "
+            "with a larger --max-lora-rank and set goal.serving.max_lora_rank to match",
+        )
+
+
+def _highest_power_of_two(limit: int) -> int:
+    return 1 << (limit.bit_length() - 1)

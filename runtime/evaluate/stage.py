@@ -15,7 +15,8 @@ General score (forgetting): ``builtin:<name>`` is the shipped multiple-choice be
 by log-likelihood (as ``runtime.tiny.benchmark_accuracy``); any other name is an lm-evaluation-
 harness task, run when ``lm_eval`` is importable and reported as missing otherwise.
 
-Writes ``stage.outputs["scores"]`` (JSON) and ``predictions.jsonl`` next to it. This module is the stage;
+Writes ``stage.outputs["scores"]`` (JSON, with the per-item results the gate pairs: ``task_items`` and
+``general_items``) and ``predictions.jsonl`` next to it. This module is the stage;
 runtime.evaluate.prompts builds what the model is asked, runtime.evaluate.scoring generates and scores, and
 runtime.evaluate.benchmark runs the general benchmark.
 """
@@ -85,7 +86,9 @@ def _evaluate(ctx: RunContext, *, tuned: bool) -> dict:
     with threads_for(model):
         rows, task_score = _task(ctx, model, tok, items, metric, ev, fmt)
         t_task = time.perf_counter()
-        general_score, n_general, note = general(ctx, ev, model, tok, context_length(model, tok), tuned=tuned)
+        general_score, n_general, note, general_items = general(
+            ctx, ev, model, tok, context_length(model, tok), tuned=tuned
+        )
     t_general = time.perf_counter()
     scores = {
         "stage": ctx.stage.name,
@@ -101,6 +104,9 @@ def _evaluate(ctx: RunContext, *, tuned: bool) -> dict:
         "general_score": None if general_score is None else round(float(general_score), 6),
         "n_general": n_general,
         "general_note": note,
+        # per item, in order, so the gate can pair baseline and tuned (runtime.gate.stats)
+        "general_items": general_items,
+        "task_items": [round(float(r["score"]), 6) for r in rows],
         "examples": rows[:N_EXAMPLES],
         "seconds": round(t_general - t0, 3),
         "timings": {

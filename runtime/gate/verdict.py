@@ -3,8 +3,13 @@
 * improvement: the tuned task score beats the baseline measured with the same prompt;
 * target:      the tuned task score reaches goal.target_score (when one is set) -- separate from
                improvement, so a run that helps but falls short says exactly that;
-* forgetting:  the general score drops by at most eval.forgetting_threshold points (training
-               plans; prompting and RAG leave the weights alone);
+* forgetting:  the general score does not drop by more than eval.forgetting_threshold points (training
+               plans; prompting and RAG leave the weights alone), judged on the 95% interval of the drop
+               (runtime.gate.stats: a paired bootstrap over the benchmark's items): it fails only when the
+               interval's lower bound is above the threshold, i.e. the drop is beyond it with 97.5% confidence.
+               A drop whose point estimate is above the threshold but whose interval reaches below it passes,
+               marked inconclusive, with the benchmark size that would decide it: on 100 items a few flipped
+               answers are noise, and they must not decide the verdict;
 * curves:      loss-curve diagnostics (training plans): NaN, val loss rising for
                eval.diagnostics_window evaluations while train loss falls, no convergence.
 
@@ -17,7 +22,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from runtime.gate import stats
+
 OVERFIT_FIX = "learning rate too high or adapter overfit: try lr 5e-5 and a smaller adapter_dim"
+FORGETTING_RULE = (
+    "fail when the 95% interval's lower bound exceeds the threshold (the drop is beyond it with 97.5% confidence); "
+    "a point estimate above the threshold whose interval reaches below it passes as inconclusive"
+)
 RISE_TOLERANCE = 1e-4  # relative: a val loss this close to the previous one is not a rise
 CONVERGED_DROP = 0.02  # train loss must end at least 2% below where it started
 
@@ -99,6 +110,7 @@ def judge(
         "drop_points": None,
         "threshold_points": threshold,
     }
+    forgetting: dict = {"drop_points": None, "interval_95": None, "method": None, "n_items": 0}
     if records is None:
         general["tuned"] = general["tuned"] if general["tuned"] is not None else general["baseline"]
         general["drop_points"] = 0.0 if general["baseline"] is not None else None
@@ -109,17 +121,36 @@ def judge(
     else:
         drop = round((general["baseline"] - general["tuned"]) * 100, 4)
         general["drop_points"] = drop
-        where = f"general score {general['baseline']:.3f} -> {general['tuned']:.3f} on {general['benchmark']}"
-        if drop <= threshold:
-            check("forgetting", True, f"no forgetting beyond {threshold:g} points: {where} ({-drop:+.1f} points)")
-        else:
+        forgetting = forgetting_interval(baseline, tuned, threshold)
+        lo, hi = forgetting["interval_95"]
+        sized = (
+            f"95% interval {lo:+.1f} to {hi:+.1f}, {forgetting['method']} over {forgetting['n_items']} items"
+            if forgetting["n_items"]
+            else f"no interval: {forgetting['method']}"
+        )
+        where = (
+            f"general score {general['baseline']:.3f} -> {general['tuned']:.3f} on {general['benchmark']}, "
+            f"a drop of {drop:.1f} points ({sized})"
+        )
+        if lo > threshold:
             check(
                 "forgetting",
                 False,
-                f"forgetting: {where}, a drop of {drop:.1f} points > {threshold:g} "
+                f"forgetting: {where}: the whole interval is above {threshold:g} points "
                 "(eval.forgetting_threshold); lower the learning rate, train fewer epochs "
                 "or use LoRA with a smaller adapter_dim",
             )
+        elif drop > threshold:
+            forgetting["inconclusive"] = True
+            check(
+                "forgetting",
+                True,
+                f"inconclusive, passed: {where}: above {threshold:g} points but the interval reaches below it, so "
+                f"{forgetting['n_items']} items cannot tell it from noise; a larger general benchmark "
+                "(eval.general_benchmark) would decide it",
+            )
+        else:
+            check("forgetting", True, f"no forgetting beyond {threshold:g} points: {where}")
 
     diagnostics = diagnose(records, window, method=method) if records is not None else []
     if records is not None:
@@ -150,9 +181,66 @@ def judge(
         "improvement": round(delta, 6),
         "baseline": _summary(baseline),
         "tuned": _summary(tuned),
+        "improvement_interval": improvement_interval(baseline, tuned),
         "general": general,
+        "forgetting": forgetting,
         "diagnostics": diagnostics,
     }
+
+
+def forgetting_interval(baseline: dict, tuned: dict, threshold: float) -> dict:
+    """The general-score drop in points with its 95% interval: paired over the items when both score files list
+    them (right/wrong per item, same benchmark, same order), else the unpaired normal approximation."""
+    out: dict = {"threshold_points": threshold, "rule": FORGETTING_RULE}
+    paired = _paired(baseline.get("general_items"), tuned.get("general_items"))
+    if paired is not None:
+        b_items, t_items = paired
+        point, lo, hi = stats.paired_bootstrap(b_items, t_items)
+        out.update(method=stats.PAIRED, n_items=len(b_items), flips=stats.flips(b_items, t_items))
+        out["resamples"], out["seed"] = stats.RESAMPLES, stats.SEED
+    else:
+        b, t = number(baseline.get("general_score")) or 0.0, number(tuned.get("general_score")) or 0.0
+        n_b, n_t = int(number(baseline.get("n_general")) or 0), int(number(tuned.get("n_general")) or 0)
+        if n_b and n_t:
+            point, lo, hi = stats.unpaired_normal(b, t, n_b, n_t)
+            out.update(method=stats.UNPAIRED, n_items=min(n_b, n_t))
+        else:  # nothing to size an interval by: judge the point estimate, and say so
+            point = lo = hi = b - t
+            out.update(method="point estimate (the score files give no item count)", n_items=0)
+    out["drop_points"] = round(point * 100, 4)
+    out["interval_95"] = [round(lo * 100, 4), round(hi * 100, 4)]
+    out["inconclusive"] = False
+    return {k: out[k] for k in sorted(out)}
+
+
+def improvement_interval(baseline: dict, tuned: dict) -> dict:
+    """The task score's change (tuned - baseline) with its paired 95% interval, when the task score is the mean of
+    the per-example scores both files list (exact match, ROUGE-L, pass@1, preference accuracy); otherwise why not.
+    For the report: the improvement check itself compares the two scores."""
+    paired = _paired(baseline.get("task_items"), tuned.get("task_items"))
+    if paired is None:
+        return {"interval_95": None, "note": "no per-example scores on both sides"}
+    b_items, t_items = paired
+    for scores, items in ((baseline, b_items), (tuned, t_items)):
+        if abs(sum(items) / len(items) - (number(scores.get("task_score")) or 0.0)) > 1e-4:
+            return {"interval_95": None, "note": f"{scores.get('metric')} is not a mean of per-example scores"}
+    point, lo, hi = stats.paired_bootstrap(t_items, b_items)
+    return {
+        "change": round(point, 6),
+        "interval_95": [round(lo, 6), round(hi, 6)],
+        "method": stats.PAIRED,
+        "n_items": len(b_items),
+    }
+
+
+def _paired(a: Any, b: Any) -> tuple[list[float], list[float]] | None:
+    """Two per-item lists of numbers of the same length, or None."""
+    if not (isinstance(a, list) and isinstance(b, list) and len(a) == len(b) > 0):
+        return None
+    xs, ys = [number(x) for x in a], [number(y) for y in b]
+    if any(v is None for v in (*xs, *ys)):
+        return None
+    return [float(x or 0.0) for x in xs], [float(y or 0.0) for y in ys]
 
 
 def _summary(scores: dict) -> dict:

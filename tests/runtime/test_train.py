@@ -314,8 +314,21 @@ def test_published_adapter_loads_and_changes_the_outputs(lora_bundle, tiny_dir):
     assert _run(lora_bundle, "publish") == 0
     plan = Plan.model_validate_json((lora_bundle / "plan.json").read_text())
     published = lora_bundle / plan.artifacts.published_dir
-    assert sorted(p.name for p in published.iterdir()) == ["adapter_config.json", "adapter_model.safetensors",
-                                                           "model_card.json"]
+    assert sorted(p.name for p in published.iterdir()) == ["README.md", "adapter_config.json",
+                                                           "adapter_model.safetensors", "model_card.json"]
+    # what a server and the Hub accept: readable by everyone, no path of this machine, a model card with metadata
+    assert {oct(p.stat().st_mode & 0o777) for p in published.iterdir()} == {"0o644"}
+    assert oct(published.stat().st_mode & 0o777) == "0o755"
+    assert _json(published / "adapter_config.json")["base_model_name_or_path"] == "tiny-llama"
+    readme = (published / "README.md").read_text()
+    front = readme.split("---\n")[1]
+    assert readme.startswith("---\n") and front.startswith("base_model: tiny-llama  # built by this project")
+    import yaml
+
+    meta = yaml.safe_load(front)
+    assert meta["library_name"] == "peft" and {"lora", "peft", "tone"} <= set(meta["tags"])
+    assert meta["model-index"][0]["results"][0]["metrics"][0] == {"name": "rouge_l (tuned)", "type": "rouge_l",
+                                                                  "value": 0.4}
     card = _json(published / "model_card.json")
     assert card["name"] == plan.artifacts.output_model and card["plan_id"] == plan.id
     assert card["method"] == "lora" and card["base_model"]["name"] == "tiny-llama"
@@ -329,6 +342,57 @@ def test_published_adapter_loads_and_changes_the_outputs(lora_bundle, tiny_dir):
         tuned = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_dir), published).eval()
         after = tuned(input_ids=ids).logits
     assert (after - before).abs().max().item() > 1e-3
+
+
+def _published_with(lora_bundle: Path, root: Path, *overrides: str) -> Path:
+    """A bundle of the lora_bundle's plan plus `overrides` (publish options: a plan of its own), holding the
+    lora_bundle's trained adapter."""
+    import shutil
+
+    bundle = _bundle(root, "method=lora", *FEW, "method.learning_rate=1e-3", "method.warmup_steps=0", *overrides)
+    shutil.copytree(lora_bundle / "run/train", bundle / "run/train")
+    return bundle
+
+
+@pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")
+def test_publish_merge_writes_merged_safetensors_next_to_the_adapter(lora_bundle, tmp_path, tiny_dir):
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from schemas.plan import Plan
+
+    bundle = _published_with(lora_bundle, tmp_path, "publish.merge=true")
+    plan = Plan.model_validate_json((bundle / "plan.json").read_text())
+    assert plan.spec.publish.merge  # the plan carries it; publish reads it there
+    _gate(bundle, "pass")
+    assert _run(bundle, "publish") == 0
+    published = bundle / plan.artifacts.published_dir
+    merged = published / "merged"
+    assert (merged / "model.safetensors").is_file() and (merged / "config.json").is_file()
+    assert (merged / "tokenizer.json").is_file() or (merged / "tokenizer_config.json").is_file()
+    assert {oct(p.stat().st_mode & 0o777) for p in merged.iterdir()} == {"0o644"}
+    assert oct(merged.stat().st_mode & 0o777) == "0o755"
+    assert _json(published / "model_card.json")["merged"] == "merged"
+    ids = torch.tensor([[1, 470, 28, 201, 4051, 300, 301]])
+    with torch.no_grad():
+        adapted = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_dir), published).eval()
+        whole = AutoModelForCausalLM.from_pretrained(merged).eval()
+        assert torch.allclose(adapted(input_ids=ids).logits, whole(input_ids=ids).logits, atol=1e-4)
+
+
+def test_publish_push_to_hub_refuses_without_a_token(lora_bundle, tmp_path, monkeypatch):
+    from schemas.plan import Plan
+
+    bundle = _published_with(lora_bundle, tmp_path, "publish.push_to_hub=my-org/tone-adapter")
+    plan = Plan.model_validate_json((bundle / "plan.json").read_text())
+    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    _gate(bundle, "pass")
+    assert _run(bundle, "publish") == 1
+    error = _json(bundle / "run/publish/status.json")["error"]
+    assert "publish.push_to_hub=my-org/tone-adapter: no Hugging Face token" in error and "export HF_TOKEN" in error
+    assert (bundle / plan.artifacts.published_dir / "README.md").is_file()  # the local copy is written first
 
 
 def test_publish_full_model_adds_the_serving_note(tmp_path, tiny_dir):

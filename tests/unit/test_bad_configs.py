@@ -89,10 +89,13 @@ CASES = [
     param(["+goal=domain_shift", "launcher=torchrun"], 1, "launcher-multinode", "launcher.kind", "spans 2 nodes", id="multinode-on-torchrun"),
     param(["method=lora", "method.replay={data: 'builtin:nope'}"], 1, "replay-data", "method.replay.data", "builtin:general", id="replay-builtin-unknown"),
     param(["method=lora", "method.replay={data: /nonexistent/general.txt}"], 1, "replay-data", "method.replay.data", "does not exist", id="replay-file-missing"),
+    param(["method=lora", "method.lora.adapter_dim=32"], 1, "serving-lora-rank", "method.lora.adapter_dim", "maximum LoRA rank 16 (goal.serving.max_lora_rank)", id="rank-above-server-max-lora-rank"),
+    param(["goal.serving.max_lora_rank=0"], 2, None, "goal.serving.max_lora_rank", "greater than or equal to 1", id="max-lora-rank-zero"),
+    param(["publish.push_to_hub=not a repo"], 2, None, "publish.push_to_hub", "not a Hub repo id", id="push-to-hub-not-a-repo"),
     param(["goal.gpu_hour_budget=0.01", "method=lora"], 1, "budget", "goal.gpu_hour_budget", "> budget 0.01", id="over-budget"),
     # --- feasible with a warning: exit 0
     param(["method=lora", "method.learning_rate=1e-3"], 0, "lint-lora-lr", "method.learning_rate", "diverges", id="lora-lr-1e-3"),
-    param(["method=lora", "method.lora.adapter_dim=64"], 0, "lint-adapter-dim", "method.lora.adapter_dim", "overfit", id="adapter-dim-high-for-data"),
+    param(["method=lora", "method.lora.adapter_dim=64", "goal.serving.max_lora_rank=64"], 0, "lint-adapter-dim", "method.lora.adapter_dim", "overfit", id="adapter-dim-high-for-data"),
     param(["+goal=safety_alignment"], 0, "data-floor", "data", "below the 5,000 DPO needs", id="dpo-below-soft-floor"),
 ]
 

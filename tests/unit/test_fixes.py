@@ -38,6 +38,7 @@ CASES = [
     # findings: values that are valid alone but not with this model, data or run
     "method=lora method.lora.adapter_dim=8192",
     "method=lora method.lora.adapter_dim=12",
+    "method=lora method.lora.adapter_dim=32",
     "method=lora method.warmup_steps=100000",
     "layout.pipeline_parallel=64",
     "layout.tensor_parallel=3",
