@@ -118,6 +118,10 @@ def validate(raw: dict[str, Any], overrides: Sequence[str], roots: Sequence[str]
         from planner.hf_config import expand
 
         raw["model"] = expand(raw["model"])
+    if isinstance(raw.get("calibration"), str):  # calibration=<file>: read it here, at the edge
+        from planner.calibration import read
+
+        raw["calibration"] = read(raw["calibration"])
     try:
         spec = Spec.model_validate(raw)
     except ValidationError as exc:

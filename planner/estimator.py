@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from planner.methods import rules
+from schemas.calibration import DeviceCalibration
 from schemas.data import DataStats
 from schemas.inventory import Inventory
 from schemas.knowledge import Estimator
@@ -114,6 +115,29 @@ def activation_bytes_per_layer(
     return int(per * scale)
 
 
+def lora_dropout_bytes_per_layer(arch: Architecture, lora: LoraParams, s: int, b: int, tp: int, wbytes: int) -> int:
+    """What LoRA dropout adds per layer: PEFT applies dropout to the input of every adapted module separately and
+    keeps the dropped copy (wbytes per value, lora_A's weight gradient needs it) and the dropout mask (1 byte per
+    value): (wbytes + 1) * s * b * sum of the adapted modules' input widths (q, k, v and gate, up each get their
+    own copy of the h-wide input; o_proj's is q_dim wide, down_proj's i wide, both split by TP). None at dropout 0.
+    Measured: docs/estimator.md, "LoRA dropout"."""
+    if lora.adapter_dropout <= 0:
+        return 0
+    shapes = arch.linear_shapes()
+    targets = ALL_LINEAR if "all-linear" in lora.target_modules else lora.target_modules
+    width = sum(shapes[t][0] / (tp if t in ("o_proj", "down_proj") else 1) for t in targets if t in shapes)
+    return int((wbytes + 1) * s * b * width)
+
+
+LOGIT_LOSS_BYTES = 8  # fp32 log-softmax output kept by the loss + the fp32 gradient of the logits in the backward
+
+
+def logit_bytes_per_value(wbytes: int) -> int:
+    """Logits in the compute dtype, the loss's fp32 copy when they are not fp32 already, its fp32 log-softmax and
+    the fp32 gradient of the logits: 12 bytes per value in fp32 (measured), 14 in bf16."""
+    return wbytes + (4 if wbytes < 4 else 0) + LOGIT_LOSS_BYTES
+
+
 def grad_accum(shape: Shape) -> int:
     """Micro batches per optimizer step on each data-parallel rank (at least 1)."""
     return max(1, shape.global_batch // (shape.micro_batch * max(shape.dp, 1)))
@@ -206,12 +230,54 @@ def memory(
         activations += activation_bytes_per_layer(
             arch, seq, seqs, shape.tp, shape.sequence_parallel, shape.flash, False, wb
         )
-    # Logits: b*s*vocab in the compute dtype plus an fp32 copy in the loss, vocab split by TP.
-    logits = seqs * seq * arch.vocab_size * (wb + 4) / shape.tp
+    if lora:  # the dropped copies of each adapted module's input (recomputed too under checkpointing)
+        dropout = lora_dropout_bytes_per_layer(arch, method.lora, seq, seqs, shape.tp, wb)
+        layers = 1 if shape.checkpointing else math.ceil(arch.num_layers / shape.pp) * pipeline_in_flight(shape)
+        activations += dropout * layers
+    # Logits: b*s*vocab in the compute dtype, an fp32 copy for the loss (bf16 runs), the loss's fp32 log-softmax
+    # and, in the backward, the fp32 gradient of the logits (docs/estimator.md, 2.7), vocab split by TP.
+    logits = seqs * seq * arch.vocab_size * logit_bytes_per_value(wb) / shape.tp
     overhead = (prior.cpu_runtime_overhead_gb if is_cpu else prior.runtime_overhead_gb) * GB
     return Memory(
         *(int(x) for x in (weights, grads, optimizer, activations, logits, adapters, reference, kv_cache, overhead))
     )
+
+
+def calibrated(mem: Memory, cal: DeviceCalibration | None) -> Memory:
+    """The estimate with a calibration's measured corrections: each term times its factor (a term the file does
+    not list keeps its prior), the measured fixed overhead, and the allocator's fragmentation on the device part."""
+    if cal is None:
+        return mem
+    f = cal.memory_factors
+    terms = {k: getattr(mem, k) * f.get(k, 1.0) * cal.fragmentation for k in _DEVICE_TERMS}
+    overhead = cal.overhead_bytes if cal.overhead_bytes is not None else mem.overhead
+    return Memory(**{k: int(v) for k, v in terms.items()}, overhead=int(overhead))
+
+
+_DEVICE_TERMS = (
+    "weights",
+    "grads",
+    "optimizer",
+    "activations",
+    "logits",
+    "adapters",
+    "reference_model",
+    "kv_cache",
+)
+
+
+def calibrated_prior(prior: Estimator, cal: DeviceCalibration | None) -> Estimator:
+    """The priors with a calibration's measured MFU (its range: +-25% around it); unchanged without one."""
+    if cal is None or cal.mfu is None:
+        return prior
+    mfu = min(cal.mfu, 1.0)
+    return prior.model_copy(update={"mfu": mfu, "mfu_low": mfu * 0.75, "mfu_high": min(1.0, mfu * 1.25)})
+
+
+def tokens_per_second(arch: Architecture, method: TrainMethod, shape: Shape, inventory: Inventory, mfu: float) -> float:
+    """Trained tokens per second of the whole layout at this MFU (the compute model of time(), no fixed costs)."""
+    per_token = flops_per_token(arch, method) + (2 * arch.total_params if shape.checkpointing else 0)
+    return shape.gpus * inventory.gpu.bf16_tflops * 1e12 * mfu / per_token / pipeline_bubble(shape)
 
 
 def flops_per_token(arch: Architecture, method: TrainMethod) -> float:

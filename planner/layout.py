@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from planner import estimator as est
+from schemas.calibration import DeviceCalibration
 from schemas.data import DataStats
 from schemas.inventory import Inventory
 from schemas.knowledge import Engine, Estimator
@@ -88,6 +89,7 @@ class Context:
     seq: int
     headroom: float
     engine: Engine = field(default_factory=Engine)
+    calibration: DeviceCalibration | None = None  # measured corrections for this GPU type (planner.calibrate)
 
     @property
     def capacity(self) -> int:
@@ -116,7 +118,9 @@ class Result:
 
 
 def evaluate(ctx: Context, shape: est.Shape) -> Candidate:
-    mem = est.memory(ctx.arch, ctx.method, shape, ctx.precision, ctx.prior, is_cpu=ctx.is_cpu)
+    mem = est.calibrated(
+        est.memory(ctx.arch, ctx.method, shape, ctx.precision, ctx.prior, is_cpu=ctx.is_cpu), ctx.calibration
+    )
     return Candidate(shape=shape, memory=mem, time=_time(ctx, shape), capacity=ctx.capacity)
 
 

@@ -12,6 +12,7 @@ from planner import layout as layout_mod
 from planner import resolve
 from planner.draft import Selection, TrainStage, precision
 from planner.methods import METHODS
+from schemas.calibration import DeviceCalibration
 from schemas.data import DataStats
 from schemas.layout import LayoutRequest
 from schemas.method import TrainMethod
@@ -65,11 +66,12 @@ def layout_for(spec: Spec, stats: DataStats, selection: Selection, method: Train
         method=method,
         inventory=spec.inventory,
         stats=stats,
-        prior=spec.knowledge.estimator,
+        prior=est.calibrated_prior(spec.knowledge.estimator, device_calibration(spec)),
         precision=precision(spec, config),
         seq=seq,
         headroom=spec.knowledge.lints.memory_headroom,
         engine=spec.knowledge.engine,
+        calibration=device_calibration(spec),
     )
     option = (
         config.option(method.training_type, method.finetuning_type)
@@ -186,6 +188,33 @@ def _alternatives(result: layout_mod.Result | None, chosen: layout_mod.Candidate
     )
 
 
+def device_calibration(spec: Spec) -> DeviceCalibration | None:
+    """The calibration file's entry for the inventory's GPU type, if any."""
+    return spec.calibration.gpus.get(spec.inventory.gpu.name) if spec.calibration is not None else None
+
+
+def calibration_note(spec: Spec) -> str:
+    """Which numbers of the estimate are measured (calibrated) and which are priors."""
+    cal = device_calibration(spec)
+    gpu = spec.inventory.gpu.name
+    if cal is None:
+        where = (
+            f"the calibration file has no entry for {gpu} (it has {', '.join(sorted(spec.calibration.gpus)) or 'none'})"
+            if spec.calibration is not None
+            else "no calibration file"
+        )
+        return f"memory terms and MFU are priors, not calibrated ({where}; python -m planner.calibrate measures them)"
+    terms = ", ".join(f"{k} x{v:.2f}" for k, v in sorted(cal.memory_factors.items()))
+    source = spec.calibration.path if spec.calibration is not None and spec.calibration.path else "calibration file"
+    mfu = f"MFU {cal.mfu:.1%} measured" if cal.mfu is not None else "MFU a prior"
+    return (
+        f"calibrated on {gpu} ({cal.device}; {source}): memory {terms or 'priors'}"
+        f", fragmentation x{cal.fragmentation:.2f}, overhead "
+        + (f"{cal.overhead_bytes / GB:.2f} GB measured" if cal.overhead_bytes is not None else "a prior")
+        + f"; {mfu}"
+    )
+
+
 def stage_estimate(
     spec: Spec, stats: DataStats, cand: layout_mod.Candidate, train: TrainMethod, result: layout_mod.Result | None
 ) -> Estimate:
@@ -206,10 +235,12 @@ def stage_estimate(
     )
     t = cand.time
     hours, low, high = t.gpu_hours(cand.shape.gpus)
-    prior = spec.knowledge.estimator
+    cal = device_calibration(spec)
+    prior = est.calibrated_prior(spec.knowledge.estimator, cal)
     assumptions = [
         f"MFU {prior.mfu:.0%} (range {prior.mfu_low:.0%}-{prior.mfu_high:.0%}); fixed costs: load "
         f"{prior.load_minutes:g} min, eval {prior.eval_fraction:.0%} of training, checkpoint writes",
+        calibration_note(spec),
         f"sequence length {cand.shape.seq} tokens (the longest record, "
         f"{'declared' if stats.source == 'remote' else 'chars/4'} x {prior.seq_margin:g} + the prompt format, "
         "capped by the config)",
@@ -224,6 +255,9 @@ def stage_estimate(
         memory_per_gpu_bytes=mem,
         trainable_params=est.trainable_params(spec.model.architecture, train),
         tokens=t.tokens,
+        tokens_per_second=round(
+            est.tokens_per_second(spec.model.architecture, train, cand.shape, spec.inventory, prior.mfu), 1
+        ),
         steps=t.steps,
         flops=t.flops,
         gpu_hours=round(hours, 4),

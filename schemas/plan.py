@@ -113,6 +113,9 @@ class Estimate(Frozen):
     memory_per_gpu_bytes: MemoryBreakdown | None = None
     trainable_params: int | None = None
     tokens: int | None = None
+    tokens_per_second: float | None = Field(
+        None, description="Planned training throughput of the layout (all its GPUs) at the MFU used, fixed costs aside."
+    )
     steps: int | None = None
     flops: float | None = None
     gpu_hours: float | None = None

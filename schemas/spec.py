@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field, SerializerFunctionWrapHandler, model_serializer
+from pydantic import Field, SerializationInfo, SerializerFunctionWrapHandler, model_serializer
 
 from schemas.base import MAX_TOKENS, Frozen
+from schemas.calibration import Calibration
 from schemas.data import Data
 from schemas.goal import Goal
 from schemas.inventory import Inventory
@@ -54,12 +55,19 @@ class Spec(Frozen):
     eval: Eval = Field(default_factory=Eval)
     knowledge: Knowledge
     publish: Publish = Field(default_factory=Publish, description="What publish ships: a merged copy, a Hub upload.")
+    calibration: Calibration | None = Field(
+        None,
+        description="Measured corrections to the estimator's priors (`calibration=<file>` written by "
+        "python -m planner.calibrate); null: the estimate uses the priors.",
+    )
 
     @model_serializer(mode="wrap")
-    def _without_default_publish(self, handler: SerializerFunctionWrapHandler) -> Any:
-        # the default publish block serialises (and hashes into the plan id) as before the key existed: a plan that
-        # publishes only the local folder keeps its id
+    def _without_no_calibration(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> Any:
+        # an uncalibrated spec serialises (and hashes into the plan id) as it did before the key existed
         data = handler(self)
+        if isinstance(data, dict) and data.get("calibration", 0) is None:
+            data.pop("calibration")
+        # likewise the default publish block: a plan that publishes only the local folder keeps its id
         if isinstance(data, dict) and data.get("publish") == _DEFAULT_PUBLISH:
             data.pop("publish")
         return data

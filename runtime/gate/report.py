@@ -34,48 +34,9 @@ def rows(result: dict) -> list[tuple[str, str, str, str]]:
             _fmt(g.get("tuned")),
             "n/a" if drop is None else f"{-drop:+.1f} points (max drop {g['threshold_points']:g})",
         ),
-        *interval_rows(result),
         ("examples", str(b.get("n_examples")), str(t.get("n_examples")), ""),
         ("seconds", _fmt(b.get("seconds"), 1), _fmt(t.get("seconds"), 1), ""),
     ]
-
-
-def interval_rows(result: dict) -> list[tuple[str, str, str, str]]:
-    """The 95% intervals under the table: the general score's drop (what the forgetting check judges) and the task
-    score's change, when they were measured."""
-    out = []
-    task = result.get("improvement_interval") or {}
-    if task.get("interval_95"):
-        lo, hi = task["interval_95"]
-        out.append(("task change, 95% interval", "", "", f"{lo:+.3f} to {hi:+.3f} ({task['method']})"))
-    f = result.get("forgetting") or {}
-    if f.get("interval_95"):
-        lo, hi = f["interval_95"]
-        flips = f.get("flips")
-        moved = f", {flips['right_to_wrong']} right→wrong, {flips['wrong_to_right']} wrong→right" if flips else ""
-        out.append(
-            (
-                "general drop, 95% interval",
-                "",
-                "",
-                f"{lo:+.1f} to {hi:+.1f} points ({f['method']}, {f['n_items']} items{moved})",
-            )
-        )
-    return out
-
-
-def forgetting_rule(result: dict) -> str:
-    """How the forgetting check reads the interval, for the report; empty when it was not measured."""
-    f = result.get("forgetting") or {}
-    if not f.get("interval_95"):
-        return ""
-    verdict = " This run's drop is above the threshold but inconclusive." if f.get("inconclusive") else ""
-    return (
-        f"Forgetting is judged on the interval, not the point estimate: the check fails only when the whole 95% "
-        f"interval of the drop lies above {f['threshold_points']:g} points (eval.forgetting_threshold). On "
-        f"{f['n_items']} items a few flipped answers move the drop by a point each, so they cannot decide the "
-        f"verdict; a drop above the threshold whose interval reaches below it passes as inconclusive.{verdict}"
-    )
 
 
 def example_pairs(baseline: dict, tuned: dict) -> list[dict]:
@@ -95,6 +56,31 @@ def example_pairs(baseline: dict, tuned: dict) -> list[dict]:
             }
         )
     return out
+
+
+def measured_rows(result: dict) -> list[dict]:
+    """Measured against planned, per training stage: the table rows (text) and whether the memory is over."""
+    out = []
+    for m in result.get("measured") or []:
+        mem_ratio, tok_ratio = m.get("memory_ratio"), m.get("tokens_per_second_ratio")
+        out.append(
+            {
+                "stage": m["stage"],
+                "peak": _gb(m.get("peak_memory_bytes")),
+                "planned": _gb(m.get("estimated_memory_bytes")),
+                "memory_ratio": "n/a" if mem_ratio is None else f"{mem_ratio:.2f}",
+                "tokens": _fmt(m.get("tokens_per_second"), 0),
+                "planned_tokens": _fmt(m.get("estimated_tokens_per_second"), 0),
+                "tokens_ratio": "n/a" if tok_ratio is None else f"{tok_ratio:.2f}",
+                "warning": bool(m.get("memory_over_plan")),
+            }
+        )
+    return out
+
+
+def _gb(value: Any) -> str:
+    v = number(value)
+    return "n/a" if v is None else f"{v / 1e9:.2f} GB"
 
 
 # ----------------------------------------------------------------------------- markdown
@@ -117,8 +103,21 @@ def render_markdown(plan: Plan, result: dict, baseline: dict, tuned: dict) -> st
         "|---|---|---|---|",
     ]
     lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows(result)]
-    if forgetting_rule(result):
-        lines += ["", forgetting_rule(result)]
+    measured = measured_rows(result)
+    if measured:
+        lines += [
+            "",
+            "## Measured against the plan",
+            "",
+            "| stage | peak memory | planned | ratio | tokens/s | planned | ratio |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {m['stage']} | {m['peak']} | {m['planned']} | {m['memory_ratio']}"
+            f"{' ⚠️ warning: over 1.10' if m['warning'] else ''} | {m['tokens']} | {m['planned_tokens']} | "
+            f"{m['tokens_ratio']} |"
+            for m in measured
+        ]
     lines += ["", "## Checks", ""]
     lines += [f"- {'✅' if c['passed'] else '❌'} **{c['name']}**: {c['message']}" for c in result["checks"]]
     if result["diagnostics"]:
@@ -193,12 +192,12 @@ def render_html(plan: Plan, result: dict, baseline: dict, tuned: dict, png: Path
         target=_fmt(target) if target is not None else None,
         declared_baseline=_fmt(result["declared_baseline"]),
         rows=rows(result),
-        forgetting_rule=forgetting_rule(result),
         baseline_model=str(baseline.get("model", "")),
         baseline_prompting=str(baseline.get("prompting", "")),
         tuned_model=str(tuned.get("model", "")),
         tuned_prompting=str(tuned.get("prompting", "")),
         checks=result["checks"],
+        measured=measured_rows(result),
         diagnostics=result["diagnostics"],
         loss_curve=image,
         curves_section=bool(result["diagnostics"]) or png is not None,

@@ -15,6 +15,7 @@ from runtime.context import RunContext, StageFailed
 from runtime.gate.plot import plot_losses
 from runtime.gate.report import render_html, render_markdown
 from runtime.gate.verdict import judge
+from runtime.memory import WARN_RATIO, compare, planned
 from runtime.status import read_jsonl, write_json_atomic
 
 
@@ -40,6 +41,7 @@ def run(ctx: RunContext) -> dict:
         records=records,
         method=plan.decision.method,
     )
+    result["measured"] = against_plan(ctx)
     out = ctx.path(ctx.stage.outputs.get("verdict", plan.artifacts.gate))
     folder = out.parent
     png = None
@@ -53,12 +55,33 @@ def run(ctx: RunContext) -> dict:
     write_json_atomic(out, result)
     (folder / "report.md").write_text(render_markdown(plan, result, baseline, tuned), encoding="utf-8")
     (folder / "report.html").write_text(render_html(plan, result, baseline, tuned, png), encoding="utf-8")
+    for m in result["measured"]:
+        if m["memory_over_plan"]:
+            ctx.log(
+                f"warning: {m['stage']} peaked at {m['memory_ratio']:.2f}x its planned memory (over {WARN_RATIO:.2f}x)"
+            )
     for check in result["checks"]:
         ctx.log(f"{'ok  ' if check['passed'] else 'FAIL'} {check['name']}: {check['message']}")
     ctx.log(f"verdict: {result['verdict']} (report: {result['report']})")
     if result["verdict"] != "pass":
         raise StageFailed("gate failed: " + "; ".join(result["reasons"]))
     return result
+
+
+def against_plan(ctx: RunContext) -> list[dict]:
+    """Each training stage's measured peak memory and tokens/s (its status.json) beside the plan's estimate."""
+    out = []
+    for stage in ctx.plan.stages:
+        if stage.method is None:
+            continue
+        path = ctx.path(f"run/{stage.name}/status.json")
+        try:
+            status = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        except (OSError, json.JSONDecodeError):
+            status = {}
+        measured = {k: status.get(k) for k in ("peak_memory_bytes", "tokens_per_second")}
+        out.append({"stage": stage.name, **measured, **compare(measured, planned(stage.estimate))})
+    return out
 
 
 def read_scores(path: Path, stage: str) -> dict:

@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from runtime.checkpoints import checkpoints_dir, metrics_file, resume_point, source_for, trim_metrics
-from runtime.context import RunContext, rank
+from runtime.context import RunContext, peak_memory_bytes, rank
 from runtime.data import splits, stage_data
 from runtime.lifecycle import Lifecycle
+from runtime.memory import compare, planned, settle_allocator
 from runtime.models import check_chat, load_tokenizer, prompt_format
 from runtime.parallel import Parallel, stage_layout
 from runtime.status import Metrics
@@ -36,6 +37,7 @@ class Records:
 def records(ctx: RunContext, method: Any, *, left_padding: bool = False) -> Records:
     """Step 1 of a recipe: where the weights start, the tokenizer (left-padded for generation), and the records of
     the planned data files (checked against their hashes) in the stage's prompt format."""
+    settle_allocator(on_cpu=ctx.plan.spec.inventory.gpu.name == "cpu")  # before anything large is allocated
     source = source_for(ctx, method)
     tokenizer = load_tokenizer(ctx.plan, source)
     if left_padding:
@@ -89,6 +91,35 @@ def reference_copy(model: Any, reference: str) -> Any:
     return ref
 
 
+def against_plan(ctx: RunContext, lifecycle: Lifecycle) -> Any:
+    """A TrainerCallback that puts the measured peak memory and tokens/s beside the stage's estimate in
+    status.json (runtime.memory.compare), at the start (the plan's numbers) and at the end of training."""
+    from transformers import TrainerCallback
+
+    plan = planned(ctx.stage.estimate)
+
+    def write() -> None:
+        measured = {"peak_memory_bytes": peak_memory_bytes(), "tokens_per_second": lifecycle.tokens_per_second}
+        ctx.status.update(**measured, **compare(measured, plan))
+
+    class AgainstPlan(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            ctx.status.update(**plan)
+
+        def on_evaluate(self, args, state, control, **kwargs):
+            write()
+
+        def on_train_end(self, args, state, control, **kwargs):
+            write()
+            if rank() == 0 and ctx.status["memory_over_plan"]:
+                ctx.log(
+                    f"warning: peak memory {ctx.status['peak_memory_bytes'] / 1e9:.2f} GB is "
+                    f"{ctx.status['memory_ratio']:.2f}x the plan's {plan['estimated_memory_bytes'] / 1e9:.2f} GB"
+                )
+
+    return AgainstPlan()
+
+
 def trainer(
     trainer_cls: Any,
     model: Any,
@@ -111,7 +142,7 @@ def trainer(
             train_dataset=dataset(train_rows),
             eval_dataset=dataset(val_rows),
             peft_config=peft_config(method),
-            callbacks=[s.lifecycle.callback()],
+            callbacks=[s.lifecycle.callback(), against_plan(s.lifecycle.ctx, s.lifecycle)],
             **kwargs,
         )
     return built, prepare(built, s.tty)

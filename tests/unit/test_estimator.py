@@ -70,7 +70,14 @@ def act_layer(s, b, t=1, flash=True):
 
 
 def logits(s, b, t=1):
-    return b * s * V * (2 + 4) / t  # bf16 logits + an fp32 copy in the loss, vocab split by TP
+    # bf16 logits + an fp32 copy in the loss + its fp32 log-softmax + the fp32 gradient, vocab split by TP
+    return b * s * V * (2 + 4 + 4 + 4) / t
+
+
+def lora_dropout(s, b, wbytes=2):
+    """All-linear LoRA at dropout > 0, one Llama 8B layer: a dropped copy (wbytes) and a mask (1 byte) of each
+    adapted module's input: q, k, v, gate, up (h wide each), o (q_dim = h), down (i)."""
+    return (wbytes + 1) * s * b * (5 * H + H + 14_336)
 
 
 def test_act_layer_is_the_rederived_34():
@@ -110,11 +117,11 @@ def test_lora_bf16_base_one_gpu():
     assert m.weights == 2 * P == 16_060_522_496  # frozen bf16 base
     assert m.grads == m.optimizer == 0
     assert m.adapters == 16 * 41_943_040  # fp32 copy, grad, two moments per adapter parameter
-    assert m.activations == L * act_layer(512, 1) == 2_751_463_424
-    assert m.logits == logits(512, 1) == 394_002_432
+    assert m.activations == L * (act_layer(512, 1) + lora_dropout(512, 1)) == 4_664_066_048
+    assert m.logits == logits(512, 1) == 919_339_008
     assert m.reference_model == m.kv_cache == 0
     assert m.overhead == OVERHEAD
-    assert m.total == 2 * P + 16 * 41_943_040 + 2_751_463_424 + 394_002_432 + OVERHEAD
+    assert m.total == 2 * P + 16 * 41_943_040 + 4_664_066_048 + 919_339_008 + OVERHEAD
     assert m.total < 80 * GB * 0.9  # the seed: one H100 80GB
 
 
@@ -144,8 +151,8 @@ def test_pure_bf16_optimizer_is_8_bytes_in_all():
 def test_fp32_run_doubles_weights_and_activations():
     m = mem(Lora(lora=LoraParams(adapter_dim=16)), shape(seq=512), precision="fp32")
     assert m.weights == 4 * P
-    assert m.activations == L * act_layer(512, 1) * 2
-    assert m.logits == 1 * 512 * V * (4 + 4)
+    assert m.activations == L * (act_layer(512, 1) * 2 + lora_dropout(512, 1, wbytes=4))
+    assert m.logits == 1 * 512 * V * (4 + 4 + 4)  # fp32 logits (no copy), log-softmax, gradient
 
 
 def test_dpo_reference_copy_vs_adapters_disabled_vs_precomputed():
