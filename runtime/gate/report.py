@@ -34,9 +34,48 @@ def rows(result: dict) -> list[tuple[str, str, str, str]]:
             _fmt(g.get("tuned")),
             "n/a" if drop is None else f"{-drop:+.1f} points (max drop {g['threshold_points']:g})",
         ),
+        *interval_rows(result),
         ("examples", str(b.get("n_examples")), str(t.get("n_examples")), ""),
         ("seconds", _fmt(b.get("seconds"), 1), _fmt(t.get("seconds"), 1), ""),
     ]
+
+
+def interval_rows(result: dict) -> list[tuple[str, str, str, str]]:
+    """The 95% intervals under the table: the general score's drop (what the forgetting check judges) and the task
+    score's change, when they were measured."""
+    out = []
+    task = result.get("improvement_interval") or {}
+    if task.get("interval_95"):
+        lo, hi = task["interval_95"]
+        out.append(("task change, 95% interval", "", "", f"{lo:+.3f} to {hi:+.3f} ({task['method']})"))
+    f = result.get("forgetting") or {}
+    if f.get("interval_95"):
+        lo, hi = f["interval_95"]
+        flips = f.get("flips")
+        moved = f", {flips['right_to_wrong']} right→wrong, {flips['wrong_to_right']} wrong→right" if flips else ""
+        out.append(
+            (
+                "general drop, 95% interval",
+                "",
+                "",
+                f"{lo:+.1f} to {hi:+.1f} points ({f['method']}, {f['n_items']} items{moved})",
+            )
+        )
+    return out
+
+
+def forgetting_rule(result: dict) -> str:
+    """How the forgetting check reads the interval, for the report; empty when it was not measured."""
+    f = result.get("forgetting") or {}
+    if not f.get("interval_95"):
+        return ""
+    verdict = " This run's drop is above the threshold but inconclusive." if f.get("inconclusive") else ""
+    return (
+        f"Forgetting is judged on the interval, not the point estimate: the check fails only when the whole 95% "
+        f"interval of the drop lies above {f['threshold_points']:g} points (eval.forgetting_threshold). On "
+        f"{f['n_items']} items a few flipped answers move the drop by a point each, so they cannot decide the "
+        f"verdict; a drop above the threshold whose interval reaches below it passes as inconclusive.{verdict}"
+    )
 
 
 def example_pairs(baseline: dict, tuned: dict) -> list[dict]:
@@ -103,6 +142,8 @@ def render_markdown(plan: Plan, result: dict, baseline: dict, tuned: dict) -> st
         "|---|---|---|---|",
     ]
     lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows(result)]
+    if forgetting_rule(result):
+        lines += ["", forgetting_rule(result)]
     measured = measured_rows(result)
     if measured:
         lines += [
@@ -192,6 +233,7 @@ def render_html(plan: Plan, result: dict, baseline: dict, tuned: dict, png: Path
         target=_fmt(target) if target is not None else None,
         declared_baseline=_fmt(result["declared_baseline"]),
         rows=rows(result),
+        forgetting_rule=forgetting_rule(result),
         baseline_model=str(baseline.get("model", "")),
         baseline_prompting=str(baseline.get("prompting", "")),
         tuned_model=str(tuned.get("model", "")),
