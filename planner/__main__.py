@@ -6,6 +6,8 @@ table over the runs, or one JSON array with report=json). conf/config.yaml keeps
 working folder.
 
 Exit codes: 0 feasible (warnings allowed), 1 not feasible, 2 invalid configuration; a sweep exits with the worst.
+With launch=true: the run script's exit code (a stage's), or 75 when the bundle is running already (launch=true and
+overwrite=true refuse: planner.bundle.running).
 """
 
 from __future__ import annotations
@@ -77,9 +79,16 @@ def _job(
     row = _summary(plan, options.goal)
     code = 0 if plan.feasible else 1
     if not options.dry_run:  # written before the report is printed: a bundle that cannot be written is only an error
-        from planner.bundle import launch, remove_results, write_bundle
+        from planner.bundle import BUSY, busy_message, launch, remove_results, running, write_bundle
         from planner.render import render
 
+        if options.launch or options.overwrite:  # a live run of this bundle: touch nothing of it
+            target = Path(options.out_dir) / plan.name
+            live = running(target)
+            if live is not None:
+                action = "overwrite=true" if options.overwrite else "a second launch"
+                sys.stderr.write(printable(busy_message(target, *live, action)))
+                return BUSY, {**row, "error": f"running (pid {live[0]})"}
         try:
             files = render(plan, RENDERERS["markdown"](plan), scripts=plan.feasible)
             bundle = write_bundle(files, Path(options.out_dir), plan.name)

@@ -9,13 +9,17 @@ written before anything is replaced, so a failure leaves the bundle as it was. `
 (overwrite=true) is the one way to drop run/ and logs/. `launch` runs the bundle's own script (its
 launcher's run_script: run_local.sh, run_torchrun.sh, submit.sh for Slurm), so what runs is exactly
 what a person would run by hand; stages that already completed for this plan skip themselves (runtime).
+`running` says whether a run of the bundle is live (its run script holds run/.lock, or a stage run by hand holds
+run/<stage>/.lock): launch=true and overwrite=true refuse then (BUSY), and the run script itself refuses too.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -37,6 +41,8 @@ COMPILED_DIRS = ("launch",)
 # read it). Re-planning keeps it in the new launch/, so running jobs stay findable.
 JOBS = "launch/jobs.json"
 RESULTS = ("run", "logs")
+# Exit code of a launch refused because the bundle is running (the run scripts and runtime.context.BUSY use it too).
+BUSY = 75
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -197,6 +203,37 @@ def launch(bundle_dir: Path, plan: Plan, stdout_is_data: bool = False) -> int:
     return code
 
 
+def running(bundle: Path) -> tuple[str, str] | None:
+    """(pid, what) of a live run of the bundle: the run script holding run/.lock, or a stage holding
+    run/<stage>/.lock; None when no lock is held (the kernel drops a lock when its holder dies, even by SIGKILL)."""
+    run = Path(bundle) / "run"
+    for path in [run / ".lock", *sorted(run.glob("*/.lock"))]:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                pid = os.read(fd, 32).decode("ascii", "replace").strip() or "?"
+                return pid, "its run script" if path.parent == run else f"its stage {path.parent.name}"
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+    return None
+
+
+def busy_message(bundle: Path, pid: str, what: str, action: str) -> str:
+    """Why `action` is refused while the bundle runs, with the commands that watch and stop the run."""
+    quoted = shlex.quote(str(bundle))
+    return (
+        f"error: {bundle} is running ({what}, pid {pid}): {action} would overwrite its checkpoints and status.\n"
+        f"  watch it: python -m planner.status {quoted}\n"
+        f"  stop it: python -m planner.cancel {quoted} (or kill -TERM {pid}), then run this again\n"
+    )
+
+
 def _remove(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path, ignore_errors=True)
@@ -204,4 +241,4 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
-__all__ = ["launch", "remove_results", "write_bundle"]
+__all__ = ["BUSY", "busy_message", "launch", "remove_results", "running", "write_bundle"]

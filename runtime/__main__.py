@@ -4,7 +4,8 @@ The plan is the contract: this reads plan.json and nothing else (no Hydra config
 from the environment). Each stage writes run/<stage>/status.json through its lifecycle:
 created -> running -> completed | failed | cancelled. A stage that already completed for this plan
 (runtime.context.already_completed) is skipped with exit 0, so relaunching a bundle resumes it.
-Exit codes: 0 completed (or skipped), 1 failed, 2 bad invocation, 143 cancelled (SIGTERM).
+Exit codes: 0 completed (or skipped), 1 failed, 2 bad invocation, 75 the stage is running already in another
+process (run/<stage>/.lock: the message names its pid and how to stop it), 143 cancelled (SIGTERM).
 """
 
 from __future__ import annotations
@@ -32,7 +33,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stage", required=True, choices=sorted(STAGES))
     args = parser.parse_args(argv)
 
-    from runtime.context import RunContext, StageFailed, already_completed, run_stage
+    from runtime.context import (
+        BUSY,
+        Busy,
+        RunContext,
+        StageFailed,
+        already_completed,
+        hold_stage_lock,
+        release_stage_lock,
+        run_stage,
+    )
 
     try:
         ctx = RunContext.load(args.plan, args.stage)
@@ -41,8 +51,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if already_completed(ctx):
         return 0
+    try:
+        hold_stage_lock(ctx)  # before the first write to status.json: a refused start changes nothing
+    except Busy as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return BUSY
     module, _, func = STAGES[args.stage].partition(":")
-    return run_stage(ctx, lambda: getattr(importlib.import_module(module), func)(ctx))
+    try:
+        return run_stage(ctx, lambda: getattr(importlib.import_module(module), func)(ctx))
+    finally:
+        release_stage_lock(ctx)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ it resumes from after a kill, its metrics file, and the atomic save of the adapt
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any
 from runtime.context import RunContext, StageFailed, rank
 from runtime.models import model_dir
 from runtime.parallel import Parallel
-from runtime.status import Metrics
+from runtime.status import Metrics, replace_jsonl, write_json_atomic
 from schemas.plan import ResolvedMethod
 
 
@@ -65,7 +66,8 @@ def short_name(ctx: RunContext, source: str) -> str:
 
 
 def last_checkpoint(folder: Path) -> str | None:
-    """The newest complete checkpoint (trainer_state.json is written last); rank 0 removes torn ones."""
+    """The newest complete checkpoint; rank 0 removes torn ones. The Trainer writes trainer_state.json last, so a
+    checkpoint is complete when that file holds the state of its own step (a kill mid-write leaves it cut short)."""
     if not folder.is_dir():
         return None
     found: list[tuple[int, Path]] = []
@@ -73,11 +75,19 @@ def last_checkpoint(folder: Path) -> str | None:
         suffix = path.name.removeprefix("checkpoint-")
         if not path.is_dir() or not suffix.isdigit():
             continue
-        if (path / "trainer_state.json").is_file():
+        if _complete(path, int(suffix)):
             found.append((int(suffix), path))
         elif rank() == 0:  # killed while saving: nothing in it can be trusted
             shutil.rmtree(path, ignore_errors=True)
     return str(max(found)[1]) if found else None
+
+
+def _complete(path: Path, step: int) -> bool:
+    try:
+        state = json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(state, dict) and state.get("global_step") == step
 
 
 def resume_point(ctx: RunContext, checkpoints: Path, par: Parallel) -> str | None:
@@ -93,15 +103,62 @@ def resume_point(ctx: RunContext, checkpoints: Path, par: Parallel) -> str | Non
 
 
 def trim_metrics(metrics: Metrics, resume: str | None) -> None:
-    """A fresh run starts a new metrics file; a resumed one drops what came after its checkpoint."""
+    """A fresh run starts a new metrics file; a resumed one drops what came after its checkpoint (and a line a kill
+    cut short), replacing the file atomically: a kill now keeps the old lines or the trimmed ones."""
     if resume is None:
         metrics.path.unlink(missing_ok=True)
         return
     step = int(Path(resume).name.rsplit("-", 1)[-1])
-    kept = [r for r in metrics.read() if int(r.get("step", 0)) <= step]
-    metrics.path.unlink(missing_ok=True)
-    for record in kept:
-        metrics.write(**record)
+    replace_jsonl(metrics.path, [r for r in metrics.read() if int(r.get("step", 0)) <= step])
+
+
+# ----------------------------------------------------------------------------- the logging window
+
+
+# What the Trainer accumulates between two logging steps and a checkpoint does not keep: the loss summed since the
+# last logged step (Trainer._tr_loss) and that step, and TRL's per-step metrics waiting to be
+# averaged into the next log line (DPO's rewards, GRPO's reward, ...). Saved into each checkpoint before the
+# Trainer's own files (trainer_state.json last marks it complete) and put back on resume, so the first line logged
+# after a resume averages the same steps, with the same values, as an uninterrupted run. One file per rank: each
+# rank's loss is its own until the log line averages them.
+def window_file(folder: Path) -> Path:
+    return folder / f"logging_window-rank{rank()}.json"
+
+
+def save_window(trainer: Any, folder: Path) -> None:
+    metrics = getattr(trainer, "_metrics", None)
+    window = {
+        "tr_loss": float(trainer._tr_loss.item()),
+        "last_logged": trainer._globalstep_last_logged,
+        "metrics": {k: list(v) for k, v in metrics["train"].items()} if isinstance(metrics, dict) else None,
+        "total_train_tokens": getattr(trainer, "_total_train_tokens", None),
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(window_file(folder), window)
+
+
+def load_window(checkpoint: str | None) -> dict[str, Any] | None:
+    if checkpoint is None:
+        return None
+    try:
+        window = json.loads(window_file(Path(checkpoint)).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None  # a checkpoint from before this file: the first log after the resume averages fewer steps
+    return window if isinstance(window, dict) else None
+
+
+def restore_window(trainer: Any, window: dict[str, Any]) -> None:
+    """Put a checkpoint's logging window back (right before the first training step after the resume)."""
+    import torch
+
+    trainer._tr_loss = torch.tensor(window["tr_loss"], dtype=trainer._tr_loss.dtype, device=trainer._tr_loss.device)
+    trainer._globalstep_last_logged = int(window["last_logged"])
+    metrics = getattr(trainer, "_metrics", None)
+    if isinstance(metrics, dict) and window.get("metrics") is not None:
+        metrics["train"].clear()
+        metrics["train"].update({k: list(v) for k, v in window["metrics"].items()})
+    if window.get("total_train_tokens") is not None and hasattr(trainer, "_total_train_tokens"):
+        trainer._total_train_tokens = window["total_train_tokens"]
 
 
 # ----------------------------------------------------------------------------- save

@@ -8,6 +8,8 @@ plan (already_completed), and the exact commands that resume a stopped one (resu
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import os
 import shlex
@@ -51,6 +53,7 @@ class RunContext:
     stop_requested: bool = False
     stop_signal: str = "SIGTERM"  # what asked the stage to stop, as the log and status.json name it
     requeue: bool = False  # stopping at Slurm's time-limit warning: requeue, do not cancel (run_stage)
+    lock_fd: int | None = None  # run/<stage>/.lock, held while the stage runs (hold_stage_lock)
 
     @classmethod
     def load(cls, plan_path: Path, stage_name: str) -> RunContext:
@@ -114,6 +117,45 @@ def peak_memory_bytes() -> int:
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # Linux reports KiB
 
 
+def free_bytes(path: Path) -> int | None:
+    """Space left to this user on the filesystem of `path` (its nearest existing folder); None if unknown."""
+    for folder in (path, *path.parents):
+        if folder.exists():
+            try:
+                st = os.statvfs(folder)
+            except OSError:
+                return None
+            return st.f_bavail * st.f_frsize
+    return None
+
+
+def disk_full(exc: BaseException, path: Path | None = None) -> bool:
+    """Whether `exc` (or what caused it) is a full disk: ENOSPC/EDQUOT, the text of one (safetensors and torch.save
+    wrap the OSError in their own errors, torch.save without any errno), or under 1 MiB left where it wrote."""
+    seen: BaseException | None = exc
+    for _ in range(10):
+        if seen is None:
+            break
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if "No space left on device" in str(seen) or "Disk quota exceeded" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    free = free_bytes(path) if path is not None else None
+    return free is not None and free < 1 << 20
+
+
+def human_bytes(n: int | None) -> str:
+    if n is None:
+        return "an unknown amount"
+    size = float(n)
+    for unit in ("B", "KiB", "MiB"):
+        if size < 1024:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GiB"
+
+
 # Slurm's time-limit warning (`#SBATCH --signal=USR1@<lead>` on a training stage, schemas.plan.Stop): scancel
 # sends SIGTERM, so the two are told apart by the signal itself.
 WARNING_SIGNAL = signal.SIGUSR1
@@ -124,6 +166,45 @@ def slurm_start() -> str | None:
     the job only when status.json names this very start (templates/slurm/stage.sbatch.j2)."""
     job = os.environ.get("SLURM_JOB_ID")
     return f"{job}/{os.environ.get('SLURM_RESTART_COUNT') or 0}" if job else None
+
+
+# Exit code of a stage (and of the bundle's run script) that refuses to start because the same stage (the same
+# bundle) is running already (sysexits' EX_TEMPFAIL: try again once it has ended).
+BUSY = 75
+LOCK = ".lock"
+
+
+class Busy(Exception):
+    """The stage is running in another process; the message names it and how to stop it."""
+
+
+def hold_stage_lock(ctx: RunContext) -> None:
+    """Take run/<stage>/.lock (flock, held until this process ends: the kernel releases it even after a SIGKILL) and
+    write this pid into it; Busy if another process holds it. Rank 0 takes it for a multi-process stage."""
+    if rank() != 0:
+        return
+    path = ctx.dir / LOCK
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode("ascii", "replace").strip() or "?"
+        os.close(fd)
+        bundle = shlex.quote(str(ctx.bundle))
+        raise Busy(
+            f"stage {ctx.stage.name} of {ctx.bundle} is already running (pid {holder}); a second run would overwrite "
+            f"its checkpoints and status. Watch it: python -m planner.status {bundle}; stop it: python -m "
+            f"planner.cancel {bundle} (or kill -TERM {holder}); then run this again"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    ctx.lock_fd = fd  # kept open (and locked) until release_stage_lock, or the end of the process
+
+
+def release_stage_lock(ctx: RunContext) -> None:
+    if ctx.lock_fd is not None:
+        os.close(ctx.lock_fd)  # closing the descriptor drops the flock
+        ctx.lock_fd = None
 
 
 def run_stage(ctx: RunContext, body: Callable[[], object]) -> int:
@@ -160,20 +241,17 @@ def run_stage(ctx: RunContext, body: Callable[[], object]) -> int:
         ctx.log(f"cancelled: {reason}")
         return 143
     except StageFailed as exc:
-        ctx.status.update(
-            state="failed", error=str(exc), elapsed_seconds=_elapsed(ctx), peak_memory_bytes=peak_memory_bytes()
-        )
-        sys.stderr.write(f"[{ctx.stage.name}] failed: {exc}\n")
-        return 1
-    except Exception as exc:  # our bug or the library's: keep the traceback
-        ctx.status.update(
-            state="failed",
-            error=f"{type(exc).__name__}: {exc}",
-            elapsed_seconds=_elapsed(ctx),
-            peak_memory_bytes=peak_memory_bytes(),
-        )
-        traceback.print_exc()
-        return 1
+        return _failed(ctx, str(exc))
+    except Exception as exc:
+        if disk_full(exc):  # the user's disk, not our bug: what to do, no traceback
+            where = human_bytes(free_bytes(ctx.dir))
+            return _failed(
+                ctx,
+                f"no space left on device ({type(exc).__name__}: {exc}; {where} free under {ctx.dir}): free some "
+                f"space, then {resume_hint(ctx)}",
+            )
+        traceback.print_exc()  # our bug or the library's: keep the traceback
+        return _failed(ctx, f"{type(exc).__name__}: {exc}", quiet=True)
     finally:
         signal.signal(signal.SIGTERM, previous)
         signal.signal(signal.SIGINT, previous_int)
@@ -184,6 +262,20 @@ def run_stage(ctx: RunContext, body: Callable[[], object]) -> int:
     )
     ctx.log("completed")
     return 0
+
+
+def _failed(ctx: RunContext, reason: str, quiet: bool = False) -> int:
+    """Record a failure in status.json and say it on stderr, the reason as the last word (exit 1). A status that
+    cannot be written (a full disk) is said too, and does not hide the reason."""
+    try:
+        ctx.status.update(
+            state="failed", error=reason, elapsed_seconds=_elapsed(ctx), peak_memory_bytes=peak_memory_bytes()
+        )
+    except OSError as exc:
+        sys.stderr.write(f"[{ctx.stage.name}] could not record the failure in {ctx.status.path}: {exc}\n")
+    if not quiet:
+        sys.stderr.write(f"[{ctx.stage.name}] failed: {reason}\n")
+    return 1
 
 
 def _requeued(ctx: RunContext, exc: Cancelled) -> int:

@@ -63,7 +63,11 @@ class Lifecycle:
     # ------------------------------------------------------------------ events (the trainer's, via callback())
 
     def train_begin(self, state: Any) -> None:
-        self._last_logged_step = self.start_step = state.global_step
+        self.start_step = state.global_step
+        # a resumed run weighs its first logged loss from the last step logged before the checkpoint, as the Trainer
+        # (whose logging window the checkpoint restores) averages it
+        logged = [int(h["step"]) for h in state.log_history if "loss" in h and "step" in h]
+        self._last_logged_step = max(logged, default=0)
         self._history(state)
         self._status(state, force=True, resumed_from=self.resumed_from, stopped_early=False)
 

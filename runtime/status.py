@@ -1,7 +1,14 @@
-"""status.json (atomic rewrite) and metrics.jsonl (append), written by rank 0 only."""
+"""status.json (atomic rewrite) and metrics.jsonl (append), written by rank 0 only.
+
+What a SIGKILL may leave: status.json and every other JSON file are replaced whole (a temporary file in the same
+folder + os.replace), so a reader sees the old or the new content, never a torn one. metrics.jsonl gets each line
+in one write(2) on an O_APPEND descriptor; a line cut short by a kill can only be the last one, and readers
+(read_jsonl) skip it; a resumed stage rewrites the file (replace_jsonl) before it appends again.
+"""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -48,12 +55,16 @@ class Status:
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """`text` as the whole of `path`: written to a temporary file beside it, then renamed over it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2, sort_keys=True)
-            fh.write("\n")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -61,8 +72,13 @@ def write_json_atomic(path: Path, data: Any) -> None:
         raise
 
 
+def replace_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
+    """`records` as the whole of a .jsonl file, replaced atomically (a kill keeps the old file or the new one)."""
+    write_text_atomic(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
+
+
 class Metrics:
-    """metrics.jsonl: one JSON object per logging step or epoch, appended and flushed."""
+    """metrics.jsonl: one JSON object per logging step or epoch, each line appended in one write(2)."""
 
     def __init__(self, path: Path, writer: bool = True):
         self.path = path
@@ -72,8 +88,14 @@ class Metrics:
         if not self.writer:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a") as fh:
-            fh.write(json.dumps(record, sort_keys=True) + "\n")
+        line = (json.dumps(record, sort_keys=True) + "\n").encode("utf-8")
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            written = os.write(fd, line)
+            if written != len(line):  # a full disk mid-line: fail here (readers skip the torn line)
+                raise OSError(errno.ENOSPC, f"wrote {written} of {len(line)} bytes of a metrics line", str(self.path))
+        finally:
+            os.close(fd)
 
     def read(self) -> list[dict[str, Any]]:
         return read_jsonl(self.path)

@@ -10,13 +10,23 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import shutil
 import sys
 import warnings
 from pathlib import Path
 from typing import Any
 
-from runtime.checkpoints import save_weights
-from runtime.context import Cancelled, RunContext, StageFailed, rank, world_size
+from runtime.checkpoints import last_checkpoint, load_window, restore_window, save_weights, save_window
+from runtime.context import (
+    Cancelled,
+    RunContext,
+    StageFailed,
+    disk_full,
+    free_bytes,
+    human_bytes,
+    rank,
+    world_size,
+)
 from runtime.lifecycle import Lifecycle, NonFiniteLoss
 from runtime.parallel import Parallel, stage_layout
 from schemas.plan import ResolvedMethod
@@ -184,16 +194,56 @@ def dataset(rows: list[dict]) -> Any:
     return datasets.Dataset.from_list(rows) if rows else None
 
 
+class DiskFull(Exception):
+    """A checkpoint could not be written for lack of space; the message says what is left to resume from."""
+
+
 def guarded(trainer_cls: type) -> type:
-    """`trainer_cls` refusing a non-finite loss at the step it appears (the NaN guard of every training stage)."""
+    """`trainer_cls` with what every training stage needs on top of it: the NaN guard (a non-finite loss stops at the
+    step it appears), checkpoints that fail cleanly (a full disk: the partial folder removed, the previous checkpoint
+    kept, DiskFull), and an exact resume (the logging window put back: runtime.checkpoints.save_window)."""
     import torch
 
     class Guarded(trainer_cls):
+        _window: dict[str, Any] | None = None
+
+        def train(self, resume_from_checkpoint=None, **kwargs):
+            if isinstance(resume_from_checkpoint, str):
+                self._window = load_window(resume_from_checkpoint)
+            return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+
         def training_step(self, *args, **kwargs):
+            if self._window is not None:  # the first step after a resume: the Trainer has just zeroed its window
+                restore_window(self, self._window)
+                self._window = None
             loss = super().training_step(*args, **kwargs)
             if not bool(torch.isfinite(loss).all()):
                 raise NonFiniteLoss(self.state.global_step + 1, float(loss.detach().float().mean()))
             return loss
+
+        def _save_checkpoint(self, model, trial):
+            folder = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
+            try:
+                save_window(self, folder)  # before trainer_state.json, which marks the checkpoint complete
+                super()._save_checkpoint(model, trial)
+            except Exception as exc:
+                full = disk_full(exc, folder)
+                free = free_bytes(folder)
+                if rank() == 0:
+                    shutil.rmtree(folder, ignore_errors=True)  # half a checkpoint: useless, and it holds the space
+                if not full:
+                    raise
+                previous = last_checkpoint(folder.parent)
+                kept = (
+                    f"the last complete checkpoint, {Path(previous).name}, is intact: free some space and rerun to "
+                    "resume from it"
+                    if previous
+                    else "there is no earlier checkpoint: free some space and rerun (training starts over)"
+                )
+                raise DiskFull(
+                    f"no space left on device while saving {folder.name} to {folder.parent} ({human_bytes(free)} "
+                    f"free there; {type(exc).__name__}: {exc}); the partial {folder.name} was removed; {kept}"
+                ) from exc
 
     Guarded.__name__ = f"Guarded{trainer_cls.__name__}"
     return Guarded
@@ -255,6 +305,8 @@ def fit(
         raise StageFailed(
             f"{exc}: training diverged (learning rate {method.learning_rate:g}); lower method.learning_rate and rerun"
         ) from None
+    except DiskFull as exc:
+        raise StageFailed(f"{exc}; {ctx.resume_hint()}") from None
     state = trainer.state
     if lifecycle.cancelled:
         folder = checkpoints.relative_to(ctx.bundle)

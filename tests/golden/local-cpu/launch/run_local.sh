@@ -6,6 +6,19 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+# run/.lock: one run of this bundle at a time. flock holds it while this script lives (the kernel drops it when
+# the script ends, even by SIGKILL, so a killed run never blocks the next); the stages do not inherit it. A second
+# launch refuses with exit 75 and names the running one.
+mkdir -p run
+exec 9>>run/.lock
+if ! flock -n 9; then
+    holder=$(tr -dc '0-9' <run/.lock)
+    printf 'error: %s is already running (pid %s): a second run would overwrite its checkpoints and status\n' "$PWD" "${holder:-?}" >&2
+    printf 'watch it: python -m planner.status %q; stop it: python -m planner.cancel %q (or kill -TERM %s); then launch again\n' "$PWD" "$PWD" "${holder:-<pid>}" >&2
+    exit 75
+fi
+printf '%d\n' "$$" >run/.lock
+
 # launch/jobs.json: this run's pid, written atomically, for python -m planner.status and planner.cancel.
 tmp=$(mktemp launch/.jobs.json.XXXXXX)
 printf '{\n  "host": "%s",\n  "launcher": "local",\n  "pid": %d,\n  "plan_id": "c837b0ba6e",\n  "started_at": "%s"\n}\n' \
@@ -28,7 +41,7 @@ run_stage() {
         exit 143
     fi
     printf '==> stage %s\n' "$name"
-    "$@" &
+    "$@" 9>&- &
     stage_pid=$!
     wait "$stage_pid" || rc=$?
     while kill -0 "$stage_pid" 2>/dev/null; do  # a signal interrupted the wait: the stage is still stopping
