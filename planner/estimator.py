@@ -33,6 +33,13 @@ _STATE_BYTES = {
     ("fp32", "sgd"): (4, 4, 0),
 }
 ADAPTER_BYTES = 16  # fp32 copy, fp32 grad, two fp32 moments per trainable adapter parameter
+# QLoRA (Dettmers et al. 2023, arXiv:2305.14314): NF4 weights are 4 bits; double quantization stores each block of
+# 64 weights' absmax in 8 bits plus one fp32 constant per 256 of those: 8/64 + 32/(64*256) = 0.127 bits per
+# parameter (the paper's section 3, "Double Quantization"). prepare_model_for_kbit_training casts every weight
+# bitsandbytes leaves unquantized (embeddings, norms, lm_head) to fp32.
+NF4_BYTES = 0.5
+QUANT_CONSTANT_BYTES = (8 / 64 + 32 / (64 * 256)) / 8
+UNQUANTIZED_BYTES = 4
 
 
 @dataclass(frozen=True)
@@ -89,6 +96,24 @@ def trainable_params(arch: Architecture, method: TrainMethod) -> int:
 
 def _is_lora(method: TrainMethod) -> bool:
     return method.finetuning_type == "lora"
+
+
+def quantized_params(arch: Architecture) -> int:
+    """The weights bitsandbytes quantizes: every nn.Linear but lm_head, i.e. the decoder's seven projections
+    (biases stay unquantized)."""
+    return arch.num_layers * sum(d_in * d_out for d_in, d_out in arch.linear_shapes().values())
+
+
+def qlora_frozen_bytes(arch: Architecture) -> float:
+    """The frozen 4-bit base of one whole model: NF4 linear weights with their double-quantized constants, the
+    rest (embeddings, norms, lm_head) in fp32."""
+    q = quantized_params(arch)
+    return q * (NF4_BYTES + QUANT_CONSTANT_BYTES) + (arch.total_params - q) * UNQUANTIZED_BYTES
+
+
+def dequant_buffer_bytes(arch: Architecture, wbytes: int, tp: int = 1) -> float:
+    """bitsandbytes dequantizes one weight at a time to the compute dtype for its matmul: the largest."""
+    return max(d_in * d_out for d_in, d_out in arch.linear_shapes().values()) * wbytes / tp
 
 
 def activation_bytes_per_layer(
@@ -195,7 +220,11 @@ def memory(
     shard_g = dp if shape.sharding in ("fsdp", "zero2") else 1
     shard_o = dp if shape.sharding in ("fsdp", "zero1", "zero2") else 1
 
-    if lora:
+    if lora and method.lora.quantization == "4bit":  # QLoRA (docs/estimator.md, 2.2b)
+        weights = qlora_frozen_bytes(arch) / model_split / shard_w + dequant_buffer_bytes(arch, wb, shape.tp)
+        grads = optimizer = 0.0
+        adapters = ADAPTER_BYTES * lora_trainable(arch, method.lora) / model_split
+    elif lora:
         weights = wb * p / model_split / shard_w
         grads = optimizer = 0.0
         adapters = ADAPTER_BYTES * lora_trainable(arch, method.lora) / model_split

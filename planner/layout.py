@@ -91,6 +91,12 @@ class Context:
     engine: Engine = field(default_factory=Engine)
     calibration: DeviceCalibration | None = None  # measured corrections for this GPU type (planner.calibrate)
 
+    def __post_init__(self) -> None:
+        # bitsandbytes' 4-bit weights are not split by transformers' tensor-parallel plans: a QLoRA layout
+        # splits the model by FSDP (or not at all), never by TP
+        if self.method.finetuning_type == "lora" and self.method.lora.quantization is not None:
+            object.__setattr__(self, "engine", self.engine.model_copy(update={"tensor_parallel": False}))
+
     @property
     def capacity(self) -> int:
         return int(self.inventory.gpu.memory_gb * GB * self.headroom)
@@ -152,13 +158,14 @@ def from_option(ctx: Context, option: TrainingOption, request: LayoutRequest) ->
         sharding=sharding if sharding != "auto" else "none",
         checkpointing=_checkpointing(ctx, request, default=False),
     )
-    if shape.pp > 1 and not ctx.engine.pipeline_parallel:
+    if (shape.pp > 1 and not ctx.engine.pipeline_parallel) or (shape.tp > 1 and not ctx.engine.tensor_parallel):
         return executable(ctx, shape, request)
     return evaluate(ctx, shape)
 
 
 def executable(ctx: Context, published: est.Shape, request: LayoutRequest) -> Candidate:
-    """The nearest layout without pipeline parallel on the published option's GPUs.
+    """The nearest layout without pipeline parallel (and without tensor parallel where the engine runs none, as
+    for a QLoRA base) on the published option's GPUs.
 
     First choice: fold PP into TP (TP x PP -> TP), when the heads divide and it stays within a node
     and the engine runs TP. The model is split as many ways as published, so the data-parallel size,
@@ -194,12 +201,13 @@ def executable(ctx: Context, published: est.Shape, request: LayoutRequest) -> Ca
                 s.checkpointing,
             )
         )
-    dp = s.dp * s.pp
+    tp = s.tp if engine.tensor_parallel else 1
+    dp = s.gpus // tp
     pinned = request.sharding if request.sharding != "auto" else ctx.method.sharding
-    sharding = pinned if pinned != "auto" else max(engine.shardings(s.tp, ctx.is_cpu), key=SHARDING_ORDER.__getitem__)
+    sharding = pinned if pinned != "auto" else max(engine.shardings(tp, ctx.is_cpu), key=SHARDING_ORDER.__getitem__)
     micro = [request.micro_batch] if request.micro_batch else range(s.micro_batch, 0, -1)
     mb = next((m for m in micro if s.global_batch % (m * dp) == 0), s.micro_batch)  # else the batch check says
-    replicas = est.Shape(s.nodes, s.gpus_per_node, s.tp, 1, mb, s.global_batch, s.seq, sharding, s.checkpointing)
+    replicas = est.Shape(s.nodes, s.gpus_per_node, tp, 1, mb, s.global_batch, s.seq, sharding, s.checkpointing)
     if not tries or s.global_batch % (mb * dp) == 0:
         tries.append(replicas)
     cands = [evaluate(ctx, t) for t in tries]
@@ -207,7 +215,8 @@ def executable(ctx: Context, published: est.Shape, request: LayoutRequest) -> Ca
     if cand.shape.tp == folded_tp:
         why = "PP folded into TP: the model split as many ways, within the node"
     else:
-        why = f"the pipeline stages as data-parallel replicas; {no_fold or f'TP{folded_tp} does not fit memory'}"
+        split = "the pipeline stages" if s.pp > 1 else f"the TP{s.tp} split"
+        why = f"{split} as data-parallel replicas; {no_fold or f'TP{folded_tp} does not fit memory'}"
     return dataclasses.replace(cand, note=f"{cand.describe()} ({why})")
 
 

@@ -79,8 +79,9 @@ class Parallel:
         return ", ".join(parts)
 
 
-def load_for_training(plan: Plan, source: str, lora: bool, par: Parallel) -> Any:
-    """The starting weights from `source` (a folder or a hub name), laid out as `par` says."""
+def load_for_training(plan: Plan, source: str, lora: bool, par: Parallel, quantization: str | None = None) -> Any:
+    """The starting weights from `source` (a folder or a hub name), laid out as `par` says; with quantization
+    (method.lora.quantization=4bit) a QLoRA base: NF4 linear weights, prepared for k-bit training."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -89,6 +90,8 @@ def load_for_training(plan: Plan, source: str, lora: bool, par: Parallel) -> Any
     # LoRA keeps a frozen base in the compute dtype; all weights keep fp32 master weights (autocast does bf16).
     dtype = torch_dtype(plan) if lora else torch.float32
     kwargs: dict[str, Any] = {"dtype": dtype}
+    if quantization is not None:
+        kwargs["quantization_config"] = quantization_config(quantization, dtype, par)
     if par.sharded_at_load:
         # transformers' own distributed loading: the model's tp plan over the "tp" mesh dimension and FSDP2
         # (fully_shard) over "fsdp", applied as the weights load; the rest of the processes replicate.
@@ -97,6 +100,47 @@ def load_for_training(plan: Plan, source: str, lora: bool, par: Parallel) -> Any
         replicas = par.world // (par.tp * par.fsdp)
         kwargs["distributed_config"] = DistributedConfig(tp_size=par.tp, fsdp_size=par.fsdp, dp_replicate_size=replicas)
     try:
-        return AutoModelForCausalLM.from_pretrained(source, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
     except OSError as exc:
         raise StageFailed(f"cannot load {plan.spec.model.name} from {source!r}: {exc}") from None
+    if quantization is not None:
+        from peft import prepare_model_for_kbit_training
+
+        # casts the unquantized weights (embeddings, norms, lm_head) to fp32, as the plan's estimate prices them;
+        # activation checkpointing stays the layout's
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=bool(plan.layout.activation_checkpointing)
+        )
+    return model
+
+
+def quantization_config(quantization: str, dtype: Any, par: Parallel) -> Any:
+    """bitsandbytes NF4 with double quantization, computing in the plan's dtype; refused where it cannot run."""
+    if quantization != "4bit":
+        raise StageFailed(f"method.lora.quantization={quantization!r}: the runtime knows only 4bit")
+    if not par.cuda:
+        raise StageFailed(
+            "method.lora.quantization=4bit: bitsandbytes' 4-bit (NF4) kernels need a CUDA GPU and this stage runs "
+            "on CPU; re-plan without it (method.lora.quantization=null) or for a GPU inventory"
+        )
+    if par.sharded_at_load and par.tp > 1:
+        raise StageFailed(
+            f"method.lora.quantization=4bit with tensor parallel {par.tp}: transformers does not split 4-bit "
+            "weights by tensor parallel; re-plan (the planner splits a QLoRA base with FSDP)"
+        )
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        raise StageFailed(
+            "method.lora.quantization=4bit needs the bitsandbytes package, which is not installed: "
+            "pip install 'ladder-planner[qlora]' (or pip install bitsandbytes)"
+        ) from None
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=dtype,
+        bnb_4bit_quant_storage=dtype,  # FSDP shards 4-bit weights stored in the compute dtype
+    )

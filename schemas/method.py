@@ -10,7 +10,15 @@ import difflib
 import re
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from schemas.base import MAX_LR, MAX_STEPS, MAX_TOKENS, Frozen, accepts
@@ -33,6 +41,22 @@ class LoraParams(Frozen):
     target_modules: tuple[str, ...] = Field(
         ("all-linear",), description="Module names to adapt, or 'all-linear' (q,k,v,o,gate,up,down)."
     )
+    quantization: Literal["4bit"] | None = Field(
+        None,
+        description="QLoRA: 4bit loads the frozen base's decoder linear weights as bitsandbytes NF4 with double "
+        "quantization, computing in the plan's precision (bf16 or fp32); embeddings, norms and lm_head stay "
+        "unquantized (fp32 once prepared for k-bit training); no tensor parallel (FSDP splits it). Needs a CUDA "
+        "GPU and the bitsandbytes package (pip install '.[qlora]'); a CPU plan refuses it. Null: the base in the "
+        "compute dtype (plain LoRA). Only with finetuning_type lora.",
+    )
+
+    @model_serializer(mode="wrap")
+    def _without_no_quantization(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # an unquantized LoRA serialises (and hashes into the plan id) as it did before the key existed
+        data = handler(self)
+        if isinstance(data, dict) and data.get("quantization", 0) is None:
+            data.pop("quantization")
+        return data
 
     @property
     def effective_alpha(self) -> int:
@@ -113,6 +137,17 @@ class _Train(Frozen):
     @property
     def effective_min_lr(self) -> float:
         return self.min_learning_rate if self.min_learning_rate is not None else 0.1 * self.learning_rate
+
+    @model_validator(mode="after")
+    def _quantized_lora_only(self) -> _Train:
+        # a quantized base is frozen: only adapters train on it (full fine-tuning of NF4 weights does not exist)
+        ft = getattr(self, "finetuning_type", "lora")
+        if self.lora.quantization is not None and ft != "lora":
+            raise ValueError(
+                f"lora.quantization={self.lora.quantization} quantizes a frozen base for LoRA adapters; "
+                f"finetuning_type {ft} trains every weight: remove lora.quantization or use finetuning_type lora"
+            )
+        return self
 
 
 class Lora(_Train):

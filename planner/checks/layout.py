@@ -101,7 +101,13 @@ def _pp_executable(d: Draft, layout: Layout) -> Iterator[Finding]:
             f"=false), so every process would hold all {arch.num_layers} layers, not 1/{pinned} of them",
             f"set layout.pipeline_parallel=1; to split the model use {split}",
         )
-    elif d.candidate is not None and d.candidate.note and d.option is not None and d.config is not None:
+    elif (
+        d.candidate is not None
+        and d.candidate.note
+        and d.option is not None
+        and d.config is not None
+        and d.option.pipeline_parallel_size > 1
+    ):
         o = d.option
         yield finding(
             "info",

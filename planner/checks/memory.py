@@ -100,7 +100,7 @@ def _smallest_fix(d: Draft, train: TrainMethod, cand: layout_mod.Candidate) -> s
                 est.Shape(s.nodes, s.gpus_per_node, s.tp, s.pp, 1, s.global_batch, s.seq, s.sharding, s.checkpointing),
             )
         )
-    engine = d.spec.knowledge.engine
+    engine = base.engine  # without TP for a QLoRA base (layout.Context)
     if s.dp > 1 and s.sharding != "fsdp" and "fsdp" in engine.sharding:
         trials.append(
             (
@@ -154,6 +154,15 @@ def _smallest_fix(d: Draft, train: TrainMethod, cand: layout_mod.Candidate) -> s
                 return "8-bit AdamW (method.optimizer=adamw_8bit" + (
                     " layout.activation_checkpointing=true)" if ckpt and not s.checkpointing else ")"
                 )
+    if train.finetuning_type == "lora" and train.lora.quantization is None and not base.is_cpu:
+        # QLoRA is the user's call (a 4-bit base changes the model that trains): suggested, never chosen silently
+        qlora = train.model_copy(update={"lora": train.lora.model_copy(update={"quantization": "4bit"})})
+        found = layout_mod.search(dataclasses.replace(base, method=qlora), d.spec.layout).chosen
+        if found is not None and found.fits:
+            return (
+                f"QLoRA, a 4-bit NF4 base (method.lora.quantization=4bit; a CUDA GPU and bitsandbytes): "
+                f"{found.memory.total / GB:.1f} GB per GPU with {found.describe()}"
+            )
     frozen = d.spec.model.architecture.total_params * est.weight_bytes(d.precision)
     if frozen > inv.gpu.memory_gb * GB:
         return (

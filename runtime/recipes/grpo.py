@@ -142,7 +142,7 @@ def run(ctx: RunContext, method: Grpo) -> None:
     # 3. the trainer
     from trl import GRPOTrainer
 
-    model = load_for_training(plan, r.source, lora, sched.par)
+    model = load_for_training(plan, r.source, lora, sched.par, method.lora.quantization if lora else None)
     with threads_for(model):
         trainer, _ = common.trainer(
             GRPOTrainer, model, method, r, sched, train_rows, val_rows, reward_funcs=reward_funcs

@@ -143,7 +143,7 @@ def run(ctx: RunContext, method: Kto) -> None:
     # 3. the policy, its reference, the trainer
     from trl import KTOTrainer
 
-    model = load_for_training(plan, r.source, lora, sched.par)
+    model = load_for_training(plan, r.source, lora, sched.par, method.lora.quantization if lora else None)
     ref_model = common.reference_copy(model, reference)
     with threads_for(model):
         trainer, _ = common.trainer(KTOTrainer, model, method, r, sched, train_rows, val_rows, ref_model=ref_model)

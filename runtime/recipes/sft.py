@@ -184,7 +184,7 @@ def run(ctx: RunContext, method: Lora | Sft) -> None:
     args, par = sched.args, sched.par
 
     # 3. the trainer
-    model = load_for_training(plan, r.source, lora, par)
+    model = load_for_training(plan, r.source, lora, par, method.lora.quantization if lora else None)
     with threads_for(model):
         trainer, distributed = common.trainer(trainer_class(), model, method, r, sched, train_rows, val_rows)
         replayed = ""
