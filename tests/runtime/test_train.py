@@ -170,7 +170,27 @@ def test_train_sft_stage_builds_the_dpo_base(tmp_path, tiny_dir, monkeypatch):
 
 
 def test_non_finite_loss_fails_with_the_step(tmp_path, tiny_dir):
-    bundle = _bundle(tmp_path, "method=lora", "method.max_steps=20", "method.learning_rate=1e30")
+    """A loss that turns nan stops the stage at that step. The schema refuses a learning rate that would diverge
+    (above 1), so the nan comes from the checkpoint: the tiny model with a final norm of nan, planned from its
+    folder (model=local)."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    broken = tmp_path / "broken-model"
+    shutil.copytree(tiny_dir, broken)
+    weights = next(broken.glob("*.safetensors"))
+    tensors = load_file(weights)
+    tensors["model.norm.weight"] = torch.full_like(tensors["model.norm.weight"], float("nan"))
+    save_file(tensors, weights, metadata={"format": "pt"})
+    from tests.unit.helpers import make_plan
+
+    plan = make_plan("+goal=tone", "model=local", f"model.path={broken}", "inventory=local", "method=lora",
+                     "method.max_steps=20")
+    bundle = tmp_path / plan.name
+    bundle.mkdir()
+    (bundle / "plan.json").write_text(plan.model_dump_json(indent=2))
     assert _run(bundle, "train") == 1
     status = _json(bundle / "run/train/status.json")
     assert status["state"] == "failed"
