@@ -90,22 +90,16 @@ def accepts(field: Any) -> str:
     noun = _NOUNS.get(base, "") if isinstance(base, type) else ""
     if not noun:
         return f"a value of type {getattr(field.annotation, '__name__', field.annotation)}".replace("typing.", "")
-    low = high = ""
-    for m in field.metadata:
-        if isinstance(m, at.Ge):
-            low = f"from {m.ge}"
-        elif isinstance(m, at.Gt):
-            low = f"> {m.gt}"
-        elif isinstance(m, at.Le):
-            high = f"to {m.le}" if low.startswith("from") else f"<= {m.le}"
-        elif isinstance(m, at.Lt):
-            high = f"< {m.lt}"
-        elif isinstance(m, at.MaxLen):
-            high = f"of at most {m.max_length} characters"
-    if low.startswith("from") and not high:
-        low = f">= {low.removeprefix('from ')}"
-    if low.startswith("from") and high and not high.startswith("to"):
-        low = f">= {low.removeprefix('from ')}"
-    parts = " and ".join(p for p in (low, high) if p).replace(" and to ", " to ")
+    bound = {
+        name: getattr(m, name)
+        for m in field.metadata
+        for name in ("ge", "gt", "le", "lt", "max_length")
+        if isinstance(m, (at.Ge, at.Gt, at.Le, at.Lt, at.MaxLen)) and hasattr(m, name)
+    }
+    if "ge" in bound and "le" in bound:
+        parts = f"from {bound['ge']} to {bound['le']}"
+    else:
+        signs = {"ge": ">= {}", "gt": "> {}", "le": "<= {}", "lt": "< {}", "max_length": "of at most {} characters"}
+        parts = " and ".join(text.format(bound[name]) for name, text in signs.items() if name in bound)
     optional = " (or null)" if type(None) in typing.get_args(field.annotation) else ""
     return f"{noun} {parts}".strip() + optional

@@ -91,7 +91,7 @@ def _applied(path: str, fix: str) -> list[str]:
     the key the error is at."""
     written = re.findall(r"\b((?:method|layout|inventory|goal|eval|launcher|model|data)(?:\.\w+)*=[\w.+-]+)", fix)
     if written:
-        return [w if "." in w.split("=")[0] else w for w in written]
+        return written
     if m := re.match(r"leave ([\w.]+) null", fix):
         return [f"{m.group(1)}=null"]
     if m := re.match(r"set ([\w.]+) to (.*)", fix):
