@@ -171,7 +171,8 @@ def save_weights(trainer: Any, out: Path, lora: bool) -> None:
         shutil.rmtree(tmp)
     trainer.accelerator.wait_for_everyone()
     if lora:
-        if trainer.is_fsdp_enabled or trainer.is_distributed_loading_by_transformers:
+        # is_distributed_loading_by_transformers: transformers >= 5.20 (tensor parallelism applied at load)
+        if trainer.is_fsdp_enabled or getattr(trainer, "is_distributed_loading_by_transformers", False):
             trainer.save_model(str(tmp))
         elif rank() == 0:
             trainer.accelerator.unwrap_model(trainer.model).save_pretrained(str(tmp), safe_serialization=True)

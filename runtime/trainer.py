@@ -32,6 +32,17 @@ from runtime.parallel import Parallel, stage_layout
 from schemas.plan import ResolvedMethod
 
 OPTIMIZERS = {"adamw": "adamw_torch", "adamw_8bit": "adamw_bnb_8bit", "adamw_bf16": "adamw_torch", "sgd": "sgd"}
+
+
+def checkpointing_args(enabled: bool) -> dict[str, Any]:
+    """The training argument that turns activation checkpointing on: ``activation_checkpointing`` since
+    transformers 5.23, ``gradient_checkpointing`` before (now its deprecated alias)."""
+    from transformers import TrainingArguments
+
+    fields = TrainingArguments.__dataclass_fields__
+    return {"activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing": enabled}
+
+
 # peft and TRL read model.is_gradient_checkpointing, deprecated in transformers 5.x
 GRADIENT_CHECKPOINTING_NOTICE = "`is_gradient_checkpointing` is deprecated"
 
@@ -90,7 +101,7 @@ def training_args(
         data_seed=method.seed,
         bf16=precision.startswith("bf16") and cuda,
         fp16=precision.startswith("fp16") and cuda,
-        activation_checkpointing=layout.activation_checkpointing and not fsdp,
+        **checkpointing_args(layout.activation_checkpointing and not fsdp),
         max_length=method.max_seq_length,
         packing=method.sequence_packing,
         **strategy,

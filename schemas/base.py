@@ -28,7 +28,9 @@ class Frozen(BaseModel):
     """Immutable, strict about unknown keys: a typo is an error, never silently ignored. Numbers are finite (no
     inf or nan anywhere) and a boolean is not a number (`adapter_dim: true` is refused, not read as 1)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True, allow_inf_nan=False)
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", populate_by_name=True, allow_inf_nan=False, protected_namespaces=()
+    )
     _numeric_fields: ClassVar[dict[type, frozenset[str]]] = {}
 
     @model_validator(mode="before")

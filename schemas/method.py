@@ -315,7 +315,7 @@ class Auto(Frozen):
     (`method.learning_rate=5e-5`, `method.lora.adapter_dim=16`) override the chosen rung's recipe and keep
     the rest of it; a key the chosen rung does not have is reported and ignored."""
 
-    model_config = ConfigDict(frozen=True, extra="allow", populate_by_name=True)
+    model_config = ConfigDict(frozen=True, extra="allow", populate_by_name=True, protected_namespaces=())
 
     kind: Literal["auto"] = "auto"
 

@@ -106,6 +106,7 @@ def test_completion_only_loss_masks_the_prompt(tiny_dir):
 
     from runtime.data import splits
     from runtime.recipes.sft import rows
+    from runtime.trainer import checkpointing_args
 
     stage = make_plan("+goal=tone", *TINY).stage("train")
     assert stage.data is not None and stage.prompt is not None
@@ -114,7 +115,7 @@ def test_completion_only_loss_masks_the_prompt(tiny_dir):
     assert skipped == 0 and set(data[0]) == {"prompt", "completion"}
     tok = AutoTokenizer.from_pretrained(tiny_dir)
     args = SFTConfig(output_dir="/tmp/unused", report_to="none", use_cpu=True, max_length=256,
-                     activation_checkpointing=False)
+                     **checkpointing_args(False))
     from transformers import AutoModelForCausalLM
 
     trainer = SFTTrainer(model=AutoModelForCausalLM.from_pretrained(tiny_dir), args=args,
@@ -437,13 +438,14 @@ def test_cpu_loss_path_equals_trls_fused_loss(tmp_path, tiny_dir):
     from trl import SFTConfig, SFTTrainer
 
     from runtime.recipes.sft import trainer_class
+    from runtime.trainer import checkpointing_args
 
     tok = AutoTokenizer.from_pretrained(tiny_dir)
     model = AutoModelForCausalLM.from_pretrained(tiny_dir)
     rows = [{"prompt": f"From: Ann Berg {i}\nReply:", "completion": f" Dear Ann, thank you for order {i}{i}."}
             for i in range(8)]
     args = SFTConfig(output_dir=str(tmp_path), per_device_train_batch_size=8, use_cpu=True, report_to="none",
-                     max_length=64, disable_tqdm=True, activation_checkpointing=False)
+                     max_length=64, disable_tqdm=True, **checkpointing_args(False))
     trainer = trainer_class()(model=model, args=args, train_dataset=datasets.Dataset.from_list(rows),
                               processing_class=tok)
     batch = next(iter(trainer.get_train_dataloader()))
