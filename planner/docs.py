@@ -1,5 +1,6 @@
 """Generate docs/config.schema.json, docs/config-reference.md and conf/method/<kind>.yaml from the schemas'
-fields and their docs: the schema is the one source of the defaults.
+fields and their docs: the schema is the one source of the defaults. docs/openapi.json is the job service's API
+(planner.service; skipped, with a note, where the service extra is not installed).
 
     python -m planner.docs          # write
     python -m planner.docs --check  # exit 1 when the committed files are stale (CI)
@@ -158,6 +159,12 @@ def _files() -> dict[Path, typing.Callable[[], str]]:
     }
     for kind in BY_KIND:
         files[ROOT / "conf" / "method" / f"{kind}.yaml"] = functools.partial(method_yaml, kind)
+    try:
+        from planner.service.app import openapi_json
+    except ImportError as exc:
+        sys.stderr.write(f"note: docs/openapi.json not checked: the service extra is not installed ({exc.name})\n")
+    else:
+        files[DOCS / "openapi.json"] = openapi_json
     return files
 
 
