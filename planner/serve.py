@@ -20,6 +20,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--datasets-root", default="datasets", help="<namespace>/<name>/training/ live here")
     parser.add_argument("--inventory", default="local", help="the inventory option jobs are planned for and run on")
     parser.add_argument(
+        "--launcher",
+        default="auto",
+        choices=["auto", "local", "torchrun", "slurm"],
+        help="how jobs run (default auto: Slurm for an inventory with a scheduler, else local processes); slurm "
+        "submits each job's launch/submit.sh to the Slurm cluster this machine reaches",
+    )
+    parser.add_argument(
         "--max-running",
         type=int,
         default=None,
@@ -53,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write("error: --max-running takes 0 or more\n")
         return 2
     settings = Settings.from_env(
-        datasets_root=args.datasets_root, inventory=args.inventory, max_running=args.max_running
+        datasets_root=args.datasets_root, inventory=args.inventory, launcher=args.launcher, max_running=args.max_running
     )
     try:
         load_inventory(settings.inventory)

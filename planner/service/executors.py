@@ -3,18 +3,22 @@
 An executor starts the bundle's own run script (what `python -m planner ... launch=true` runs), returns a handle
 (JSON, kept in the store), says whether a handle's run is still alive and how it ended, and cancels it. The server
 never trains in its own process, and a run outlives the server: a restarted server polls the same handles
-(reconciliation). EXECUTORS maps a plan's launcher to its executor; a new one (Slurm: submit.sh, sacct) is a class
-with these four methods and one line there.
+(reconciliation). EXECUTORS maps a plan's launcher to its executor; a new one is a class with these methods and one
+line there.
 
 The local executor runs `bash launch/run_local.sh` (or run_torchrun.sh) in a session of its own (a new process
 group: a signal to the server or its terminal does not reach it) under a small wrapper that records its pid and,
 when the script ends, its exit code, in the job folder (jobs/<id>/pid, exit_code; output in run.log).
+
+The Slurm executor runs `bash launch/submit.sh` (one sbatch job per stage, afterok in DAG order) and keeps the job
+ids; Slurm's states (sacct, else squeue, else scontrol) and the stages' status files say how the run stands.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import signal
 import socket
@@ -25,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from planner.bundle import JOBS as JOBS_FILE
 from planner.bundle import RUN_SCRIPT
 from schemas.inventory import Inventory
 from schemas.plan import Plan
@@ -164,8 +169,110 @@ class LocalExecutor:
         return "nothing to cancel: the run has ended"
 
 
+# Slurm job states after which a job will not run again.
+_SLURM_OK = "COMPLETED"
+
+
+class SlurmExecutor:
+    """Runs bundles compiled for the slurm launcher: `bash launch/submit.sh` queues one sbatch job per stage, in DAG
+    order (afterok; a failed stage cancels the ones after it), and records them in launch/jobs.json. The handle is
+    those job ids. A run lives while any of its jobs may still run (planner.status.slurm_states: sacct, else
+    squeue, else `scontrol show job`); it ended well (exit code 0) when every job completed. A job Slurm no longer
+    knows (purged after MinJobAge on a cluster without accounting) counts by its stage's status.json. The run
+    outlives the server: a restarted server polls the same job ids."""
+
+    kind = "slurm"
+    SUBMIT = "launch/submit.sh"
+    SUBMIT_TIMEOUT = 300
+
+    def capacity(self, inventory: Inventory) -> int:
+        return max(1, inventory.nodes * inventory.gpus_per_node)  # Slurm queues the rest itself
+
+    def start(self, job_id: str, bundle: Path, plan: Plan, folder: Path) -> dict[str, Any]:
+        folder.mkdir(parents=True, exist_ok=True)
+        env = {k: v for k, v in os.environ.items() if k not in _PRIVATE_ENV}  # sbatch passes its environment on
+        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])  # this venv's python
+        env["PYTHONUNBUFFERED"] = "1"
+        try:
+            with open(folder / "run.log", "ab") as log:
+                done = subprocess.run(
+                    ["bash", str(bundle / self.SUBMIT)],
+                    cwd=bundle,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=log,
+                    env=env,
+                    timeout=self.SUBMIT_TIMEOUT,
+                    check=False,
+                )
+        except subprocess.TimeoutExpired:
+            raise OSError(f"{self.SUBMIT} did not finish within {self.SUBMIT_TIMEOUT} s (is slurmctld up?)") from None
+        out = done.stdout.decode(errors="replace")
+        with open(folder / "run.log", "a", encoding="utf-8") as log:
+            log.write(out)
+        if done.returncode != 0:
+            tail = (folder / "run.log").read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
+            raise OSError(f"{self.SUBMIT} exited with {done.returncode}: {tail[0]}")
+        jobs = dict(line.split(" ", 1) for line in out.splitlines() if line.count(" ") == 1)
+        return {"jobs": jobs, "host": socket.gethostname()}
+
+    def adopt(self, folder: Path) -> dict[str, Any] | None:
+        for recorded in folder.glob(f"*/{JOBS_FILE}"):
+            try:
+                raw = json.loads(recorded.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            jobs = raw.get("jobs") if isinstance(raw, dict) and raw.get("launcher") == "slurm" else None
+            if isinstance(jobs, dict) and jobs:
+                return {"jobs": {s: str(v["job_id"]) for s, v in jobs.items() if isinstance(v, dict)}, "adopted": True}
+        return None
+
+    def poll(self, handle: dict[str, Any], bundle: Path, folder: Path) -> RunState:
+        from planner.service.progress import read_json
+        from planner.status import GONE, LIVE, slurm_states
+
+        jobs: dict[str, str] = dict(handle.get("jobs") or {})
+        if not jobs:
+            return RunState(alive=False, exit_code=None, detail="no Slurm job was submitted")
+        states = slurm_states(sorted(set(jobs.values()), key=int))
+        live = [
+            (stage, job) for stage, job in jobs.items() if states.get(job, ("UNKNOWN", ""))[0] in LIVE | {"UNKNOWN"}
+        ]
+        if live:
+            stage, job = live[0]
+            state, reason = states.get(job, ("UNKNOWN", ""))
+            why = f" ({reason})" if reason and reason != "None" else ""
+            return RunState(alive=True, detail=f"Slurm job {job} (stage {stage}) is {state}{why}")
+        bad = []
+        for stage, job in jobs.items():
+            state, reason = states[job]
+            if state == GONE:  # purged without accounting: the stage's own status says how it ended
+                status = read_json(bundle / "run" / stage / "status.json")
+                state = (
+                    "COMPLETED"
+                    if status.get("state") == "completed"
+                    else f"GONE, stage {status.get('state', 'not run')}"
+                )
+            if state != _SLURM_OK:
+                bad.append(f"{stage} (job {job}) {state}{f': {reason}' if reason and reason != 'None' else ''}")
+        if not bad:
+            return RunState(alive=False, exit_code=0)
+        return RunState(alive=False, exit_code=1, detail="Slurm: " + "; ".join(bad))
+
+    def cancel(self, handle: dict[str, Any], bundle: Path) -> str:
+        """planner.cancel's way: scancel every job that may still run, the later stages first (a training stage
+        gets SIGTERM, saves a checkpoint and ends cancelled)."""
+        from planner.cancel import cancel_slurm
+        from planner.status import load
+
+        out = io.StringIO()
+        with _STDOUT, contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+            cancel_slurm(load(bundle))
+        return out.getvalue().strip()
+
+
 _STDOUT = threading.Lock()  # redirect_stdout is process-wide: one capture at a time
-EXECUTORS: dict[str, type[Executor]] = {"local": LocalExecutor, "torchrun": LocalExecutor}
+EXECUTORS: dict[str, type[Executor]] = {"local": LocalExecutor, "torchrun": LocalExecutor, "slurm": SlurmExecutor}
 
 
-__all__ = ["EXECUTORS", "Executor", "LocalExecutor", "RunState"]
+__all__ = ["EXECUTORS", "Executor", "LocalExecutor", "RunState", "SlurmExecutor"]

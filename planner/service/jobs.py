@@ -93,7 +93,7 @@ class JobService:
 
     def plan(self, body: JobCreate) -> Planned:
         with self._planning:
-            return plan_body(body, self.settings.datasets_root, self.settings.inventory)
+            return plan_body(body, self.settings.datasets_root, self.settings.inventory, self.settings.launcher)
 
     def create(self, body: JobCreate, namespace: str) -> dict[str, Any]:
         from planner.bundle import write_bundle
@@ -175,7 +175,8 @@ class JobService:
         self.store.insert(row, "created", f"plan {plan.id} is feasible; bundle {bundle}")
         self._plans[job_id] = plan
         self._wake.set()
-        return self.get(job_id)
+        # the job as created: Customizer's POST answers status created, though the watcher may have moved it on
+        return {**row, "started_at": None, "finished_at": None}
 
     # ------------------------------------------------------------------ watching and starting
 
@@ -226,7 +227,7 @@ class JobService:
         self.store.update(
             row["id"],
             {"handle": handle, "started_at": now(), "status": "running"},
-            ("running", f"started {Path(row['bundle']).name} (pid {handle.get('pid')})"),
+            ("running", f"started {Path(row['bundle']).name} ({_run_of(handle)})"),
         )
 
     def refresh(self, row: dict[str, Any], reconcile: bool = False) -> dict[str, Any]:
@@ -243,7 +244,7 @@ class JobService:
             fields: dict[str, Any] = {}
             events: list[tuple[str, str | None]] = []
             if reconcile and run.alive:
-                events.append((row["status"], f"the server restarted; pid {row['handle'].get('pid')} still runs"))
+                events.append((row["status"], f"the server restarted; {_run_of(row['handle'])} still runs"))
             if derived.status != row["status"]:
                 fields["status"] = derived.status
                 events.append((derived.status, derived.detail))
@@ -367,6 +368,13 @@ class JobService:
             "planner_command": s["planner_command"],
             "gate": details["gate"],
         }
+
+
+def _run_of(handle: dict[str, Any]) -> str:
+    """A run's handle in words: the local process, or the Slurm jobs of its stages."""
+    if handle.get("jobs"):
+        return "Slurm jobs " + ", ".join(f"{job} ({stage})" for stage, job in handle["jobs"].items())
+    return f"pid {handle.get('pid')}"
 
 
 def _option_key(training_type: str, finetuning_type: str) -> tuple[str, str]:

@@ -10,6 +10,7 @@ is the one `planner.compose.load(translation.cli())` gives). A change to conf/ i
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import shlex
 import threading
@@ -69,11 +70,14 @@ class Planned:
         return "python -m planner " + " ".join(shlex.quote(o) for o in self.translation.cli())
 
 
-def plan_body(body: JobCreate, datasets_root: Path, inventory: str) -> Planned:
+def plan_body(body: JobCreate, datasets_root: Path, inventory: str, launcher: str = "auto") -> Planned:
     """The plan of a job body. ApiError 400 for a versionless URN, 422 for a body the planner refuses as invalid
     (ConfigError: the CLI's exit 2), with key paths in the API's terms. An infeasible plan is returned: the caller
-    decides (a job refuses it, a dry run shows it)."""
+    decides (a job refuses it, a dry run shows it). A launcher other than auto is the server's choice
+    (--launcher), one more group selection."""
     t = translate(body, datasets_root, inventory)
+    if launcher != "auto":
+        t = dataclasses.replace(t, groups=(*t.groups, f"launcher={launcher}"))
     try:
         spec = spec_of(t)
         stats = probe(spec.data, datasets_root, spec.knowledge.estimator.chars_per_token)

@@ -44,6 +44,7 @@ class Settings:
     data_dir: Path
     database_url: str
     inventory: str = "local"
+    launcher: str = "auto"  # auto: slurm for an inventory with a scheduler, else local (or torchrun)
     token: str | None = field(default=None, repr=False)
     poll_seconds: float = 1.0
     max_running: int | None = None  # None: from the inventory (GPUs in it)
@@ -53,13 +54,16 @@ class Settings:
         return self.data_dir / "jobs"
 
     @classmethod
-    def from_env(cls, datasets_root: str | Path = "datasets", inventory: str = "local", **kw: object) -> Settings:
+    def from_env(
+        cls, datasets_root: str | Path = "datasets", inventory: str = "local", launcher: str = "auto", **kw: object
+    ) -> Settings:
         folder = data_dir()
         return cls(
             datasets_root=Path(datasets_root).expanduser().resolve(),
             data_dir=folder,
             database_url=database_url(os.environ.get("DATABASE_URL"), folder),
             inventory=inventory,
+            launcher=launcher,
             token=os.environ.get("LADDER_API_TOKEN") or None,
             **kw,  # type: ignore[arg-type]
         )
