@@ -1,7 +1,7 @@
 """The job service under test: a real `python -m planner.serve` (uvicorn) on a free port, in a data folder of its
 own, driven over HTTP with httpx. `Server` starts, stops and restarts it (the same port, folder and database),
-so a test can restart it in the middle of a job. The store is SQLite unless TEST_DATABASE_URL names another
-database (PostgreSQL in CI).
+so a test can restart it in the middle of a job. A test that takes `database` runs against SQLite and against
+the PostgreSQL server TEST_DATABASE_URL names (.ci/run starts one in CI).
 
 Nothing here imports torch; the tests that load the trained adapter are marked runtime.
 """
@@ -120,14 +120,26 @@ def datasets(tmp_path: Path) -> Path:
     return root
 
 
-@pytest.fixture
-def database() -> Iterator[dict[str, str]]:
-    """The server's store: SQLite in its data folder ({}), or, with TEST_DATABASE_URL (a PostgreSQL server the
-    tests may create databases on), a fresh database of its own, dropped afterwards."""
-    url = os.environ.get("TEST_DATABASE_URL")
-    if not url:
+NO_POSTGRES = (
+    "TEST_DATABASE_URL is not set: start PostgreSQL with `sudo .ci/postgres-up.sh` and export the URL it prints "
+    "as TEST_DATABASE_URL"
+)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
+    """The server's store; every test that takes it runs once per database. sqlite: the server's default, a file
+    in its data folder ({}). postgresql: a fresh database of its own on the server TEST_DATABASE_URL names (one the
+    tests may create databases on), dropped afterwards. Without TEST_DATABASE_URL the PostgreSQL runs skip, except
+    in CI (CI=true; .ci/run starts PostgreSQL and sets it), where a missing database fails them."""
+    if request.param == "sqlite":
         yield {}
         return
+    url = os.environ.get("TEST_DATABASE_URL")
+    if not url:
+        if os.environ.get("CI", "").strip().lower() in {"1", "true", "yes", "on"}:
+            pytest.fail(f"CI runs the job service's store tests against PostgreSQL too: {NO_POSTGRES}")
+        pytest.skip(NO_POSTGRES)
     import psycopg
     from sqlalchemy.engine import make_url
 
