@@ -57,6 +57,7 @@ def _job(
     from planner.compose import _hydra_error, validate
     from planner.core import plan as make_plan
     from planner.errors import ConfigError
+    from planner.host import probe as probe_host
     from planner.printable import printable
     from planner.probe import probe
     from planner.report import RENDERERS
@@ -72,7 +73,7 @@ def _job(
             raise _hydra_error(exc, overrides, str(conf_dir())) from None
         spec, options = validate(raw, overrides, roots)
         stats = probe(spec.data, Path.cwd(), spec.knowledge.estimator.chars_per_token)
-        plan = make_plan(spec, stats)
+        plan = make_plan(spec, stats, probe_host())
     except ConfigError as exc:
         sys.stderr.write(exc.render() + "\n")
         return 2, {**row, "feasible": False, "error": exc.summary()}

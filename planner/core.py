@@ -18,6 +18,7 @@ from planner import ladder as ladder_mod
 from planner.checks import run_checks
 from planner.dag import build_stages
 from planner.draft import Draft, Selection, TrainStage, needs_sft_stage, precision, resolve_launcher
+from planner.host import Host
 from planner.stages import lay_out, layout_for, pipeline_estimate, train_stage
 from schemas.data import DataStats
 from schemas.method import TRAIN_KINDS, Prompting, Rag, TrainMethod
@@ -116,8 +117,9 @@ def train_stages(
     return tuple(lay_out(spec, stats, selection, stage) for stage in stages)
 
 
-def plan(spec: Spec, stats: DataStats) -> Plan:
-    """The plan for a validated spec and probed data. Pure and deterministic."""
+def plan(spec: Spec, stats: DataStats, host: Host | None = None) -> Plan:
+    """The plan for a validated spec and probed data. Pure and deterministic. `host` (planner.host.probe at the
+    edge) only adds warnings about the planning machine; it is not part of the plan id."""
     selection = select_config(spec)
     config = selection.config
     climbed = ladder_mod.climb(
@@ -137,7 +139,7 @@ def plan(spec: Spec, stats: DataStats) -> Plan:
     main = stages[-1] if stages else None
     train = main.recipe.method if main else None
     pipeline = tuple(s.kind for s in stages)
-    layout = Layout(source="none", precision=precision(spec, config))
+    layout = Layout(source="none", precision=precision(spec, config), attention_implementation=resolve.attention(spec))
     estimate = Estimate(assumptions=("no training: evaluation only",)) if train is None else Estimate()
     gpu_hours = wall_hours = None
     if main is not None and main.layout is not None:  # laid out, so estimated too
@@ -155,6 +157,7 @@ def plan(spec: Spec, stats: DataStats) -> Plan:
         stages=stages,
         gpu_hours=gpu_hours,
         wall_hours=wall_hours,
+        host=host or Host(),
     )
     findings = tuple(run_checks(draft, layout))
     pid = plan_id(spec, stats)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import typing
 
 from planner import layout as layout_mod
+from planner import resolve
 from planner.draft import precision
 from schemas.data import DataStats
 from schemas.layout import LayoutRequest
@@ -79,6 +80,7 @@ def fewest_gpus(spec: Spec, method: TrainMethod, seq: int) -> TrainingOption | N
         seq=seq,
         headroom=spec.knowledge.lints.memory_headroom,
         engine=spec.knowledge.engine,
+        attention=resolve.attention(spec),
     )
     sizes = sorted(
         {(1, g) for g in _pow2(inv.gpus_per_node)} | {(n, inv.gpus_per_node) for n in range(1, inv.nodes + 1)}

@@ -6,10 +6,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from planner import layout as layout_mod
 from planner import resolve
+from planner.host import Host
 from planner.ladder import LadderResult
 from planner.methods import rules
 from schemas.data import DataStats
@@ -65,6 +66,8 @@ class Draft:
     stages: tuple[TrainStage, ...] = ()
     gpu_hours: float | None = None  # the whole pipeline (an SFT base stage included)
     wall_hours: float | None = None
+    # the planning machine, probed at the edge (warnings only); unknown by default
+    host: Host = field(default_factory=Host)
 
     @property
     def config(self) -> CustomizationConfig | None:

@@ -14,6 +14,7 @@ from schemas.calibration import DeviceCalibration
 from schemas.data import DataStats
 from schemas.inventory import Inventory
 from schemas.knowledge import Estimator
+from schemas.layout import AttentionImplementation
 from schemas.method import LoraParams, TrainMethod
 from schemas.model import Architecture
 
@@ -56,7 +57,7 @@ class Shape:
     sharding: str  # none | zero1 | zero2 | fsdp
     checkpointing: bool
     sequence_parallel: bool = False
-    flash: bool = True
+    attention: AttentionImplementation = "flash_attention_2"  # layout.attention_implementation, resolved
 
     @property
     def gpus(self) -> int:
@@ -117,27 +118,42 @@ def dequant_buffer_bytes(arch: Architecture, wbytes: int, tp: int = 1) -> float:
 
 
 def activation_bytes_per_layer(
-    arch: Architecture, s: int, b: int, tp: int, sp: bool, flash: bool, checkpointing: bool, wbytes: int
+    arch: Architecture, s: int, b: int, tp: int, sp: bool, attention: str, checkpointing: bool, wbytes: int
 ) -> int:
     """Activations one decoder layer keeps for backward, re-derived for SwiGLU and GQA, no dropout.
 
     At 2 bytes per value: every norm's input (2*s*b*h each; 2 norms in Llama/Qwen/Mistral, 4 in
     Gemma 2), the QKV input and the gate/up input (2*s*b*h each), Q and the o_proj input (2*s*b*q_dim
-    each), K and V (2*s*b*kv_dim each), the softmax output 2*a*s^2*b unless flash attention
-    recomputes it, and the MLP's gate output, up output, SiLU output and down input (8*s*b*i).
-    With q_dim = h, kv_dim = g*h (g = kv_heads/heads) and two norms this is (12 + 4g)*s*b*h + 8*s*b*i.
-    With tensor parallel t, the norm and projection inputs stay whole unless sequence parallel
-    splits them; the rest divides by t. Full recompute keeps only each layer's input, 2*s*b*h.
-    Scaled by wbytes/2 for fp32 runs. Derivation: docs/estimator.md.
+    each), K and V (2*s*b*kv_dim each), and the MLP's gate output, up output, SiLU output and down
+    input (8*s*b*i). With q_dim = h, kv_dim = g*h (g = kv_heads/heads) and two norms this is
+    (12 + 4g)*s*b*h + 8*s*b*i. With tensor parallel t, the norm and projection inputs stay whole
+    unless sequence parallel splits them; the rest divides by t. Full recompute keeps only each
+    layer's input, 2*s*b*h. Scaled by wbytes/2 for fp32 runs. Plus what the attention kernel keeps
+    of the s x s scores (score_bytes_per_layer). Derivation: docs/estimator.md.
     """
-    h, i, a = arch.hidden_size, arch.intermediate_size, arch.num_heads
+    h, i = arch.hidden_size, arch.intermediate_size
     scale = wbytes / 2
     if checkpointing:
         return int(2 * s * b * h / (tp if sp else 1) * scale)
     whole = (2 * arch.norms_per_layer + 4) * s * b * h
-    split = (4 * arch.q_dim + 4 * arch.kv_dim) * s * b + 8 * s * b * i + (0 if flash else 2 * a * s * s * b)
+    split = (4 * arch.q_dim + 4 * arch.kv_dim) * s * b + 8 * s * b * i
     per = (whole / tp if sp else whole) + split / tp
-    return int(per * scale)
+    return int(per * scale + score_bytes_per_layer(arch, s, b, tp, attention, wbytes))
+
+
+def score_bytes_per_layer(arch: Architecture, s: int, b: int, tp: int, attention: str, wbytes: int) -> float:
+    """What one layer's attention keeps of the s x s scores for the backward (measured: docs/estimator.md, 2.6).
+
+    eager: the softmax output, computed in fp32 (4 bytes a score) and its copy in the compute dtype that the
+    product with V keeps (2 more in bf16; none in fp32, where the cast is a no-op): a*s^2*b scores, split by
+    heads under TP. sdpa: no scores, but a micro batch of more than one sequence pads to its longest and the
+    kernel keeps the padding mask as an additive bias, b*s^2 values in the compute dtype per layer, whole on
+    every TP rank. flash_attention_2: nothing (padding is removed before the kernel)."""
+    if attention == "eager":
+        return arch.num_heads * s * s * b * (4 + (wbytes if wbytes < 4 else 0)) / tp
+    if attention == "sdpa" and b > 1:
+        return b * s * s * wbytes
+    return 0.0
 
 
 def lora_dropout_bytes_per_layer(arch: Architecture, lora: LoraParams, s: int, b: int, tp: int, wbytes: int) -> int:
@@ -252,12 +268,12 @@ def memory(
     # With 1F1B the first pipeline stage holds pp micro batches of its L/pp layers: all L layers
     # (fewer when a step has fewer than pp micro batches). Without PP: L layers of one micro batch.
     per_layer = activation_bytes_per_layer(
-        arch, seq, seqs, shape.tp, shape.sequence_parallel, shape.flash, shape.checkpointing, wb
+        arch, seq, seqs, shape.tp, shape.sequence_parallel, shape.attention, shape.checkpointing, wb
     )
     activations = per_layer * math.ceil(arch.num_layers / shape.pp) * pipeline_in_flight(shape)
     if shape.checkpointing:  # one layer is recomputed at a time: its full activations come back
         activations += activation_bytes_per_layer(
-            arch, seq, seqs, shape.tp, shape.sequence_parallel, shape.flash, False, wb
+            arch, seq, seqs, shape.tp, shape.sequence_parallel, shape.attention, False, wb
         )
     if lora:  # the dropped copies of each adapted module's input (recomputed too under checkpointing)
         dropout = lora_dropout_bytes_per_layer(arch, method.lora, seq, seqs, shape.tp, wb)

@@ -17,7 +17,7 @@ from schemas.calibration import DeviceCalibration
 from schemas.data import DataStats
 from schemas.inventory import Inventory
 from schemas.knowledge import Engine, Estimator
-from schemas.layout import LayoutRequest
+from schemas.layout import AttentionImplementation, LayoutRequest
 from schemas.method import TrainMethod
 from schemas.model import Architecture, TrainingOption
 
@@ -90,6 +90,7 @@ class Context:
     headroom: float
     engine: Engine = field(default_factory=Engine)
     calibration: DeviceCalibration | None = None  # measured corrections for this GPU type (planner.calibrate)
+    attention: AttentionImplementation = "sdpa"  # layout.attention_implementation resolved: every shape runs it
 
     def __post_init__(self) -> None:
         # bitsandbytes' 4-bit weights are not split by transformers' tensor-parallel plans: a QLoRA layout
@@ -124,6 +125,8 @@ class Result:
 
 
 def evaluate(ctx: Context, shape: est.Shape) -> Candidate:
+    if shape.attention != ctx.attention:
+        shape = dataclasses.replace(shape, attention=ctx.attention)
     mem = est.calibrated(
         est.memory(ctx.arch, ctx.method, shape, ctx.precision, ctx.prior, is_cpu=ctx.is_cpu), ctx.calibration
     )

@@ -84,6 +84,7 @@ def layout_text(lay: Layout | None, full: bool) -> str:
         f"sharding {lay.sharding}",
         f"checkpointing {'on' if lay.activation_checkpointing else 'off'}",
         lay.precision,
+        f"attention {lay.attention_implementation}",
     ]
     if not full:  # the recipe's max_seq_length row has the sequence length
         return ", ".join(parts)

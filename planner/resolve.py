@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from planner.methods import rules
 from schemas.data import DataStats
+from schemas.layout import AttentionImplementation
 from schemas.method import BY_KIND, TRAIN_KINDS, TrainMethod
 from schemas.model import CustomizationConfig
 from schemas.plan import Layout, PromptFormat
@@ -104,6 +105,18 @@ def finalize(r: Recipe, layout: Layout, seq: int, replay_path: str | None) -> Re
             sources[key] = "derived"
     method = type(m).model_validate(data)
     return Recipe(method=method, sources=sources, ignored=r.ignored)
+
+
+def attention(spec: Spec) -> AttentionImplementation:
+    """layout.attention_implementation, resolved: auto is flash_attention_2 on a GPU whose compute capability
+    flash-attn 2 supports (knowledge engine.flash_attention_2), sdpa elsewhere (a CPU, an older or newer GPU,
+    one whose catalog entry has no compute capability). Whether flash_attn is installed does not decide it: the
+    compute nodes are not the planning machine (planner.checks.attention warns when this one lacks it)."""
+    asked = spec.layout.attention_implementation
+    if asked != "auto":
+        return asked
+    cc = spec.inventory.gpu.compute_capability
+    return "flash_attention_2" if cc is not None and cc in spec.knowledge.engine.flash_attention_2 else "sdpa"
 
 
 def prompt_format(spec: Spec, config: CustomizationConfig | None) -> PromptFormat:

@@ -72,6 +72,7 @@ def layout_for(spec: Spec, stats: DataStats, selection: Selection, method: Train
         headroom=spec.knowledge.lints.memory_headroom,
         engine=spec.knowledge.engine,
         calibration=device_calibration(spec),
+        attention=resolve.attention(spec),
     )
     option = (
         config.option(method.training_type, method.finetuning_type)
@@ -169,6 +170,7 @@ def layout_of(cand: layout_mod.Candidate, source: str, precision: str) -> Layout
         activation_checkpointing=s.checkpointing,
         precision=precision,
         seq_length=s.seq,
+        attention_implementation=s.attention,
         source=source,
     )
 

@@ -82,7 +82,10 @@ def run_case(case: dict[str, Any], device: str) -> dict[str, Any]:
     overhead = current_rss() if on_cpu else int(torch.cuda.memory_reserved())
     torch.manual_seed(0)
     dtype = torch.float32 if case["precision"] == "fp32" or case["method"] == "sft" else torch.bfloat16
-    model = AutoModelForCausalLM.from_config(hf_config(case["arch"], case["num_layers"]), dtype=dtype)
+    # SDPA on full-length rows (no padding mask), as planner.calibrate prices the case
+    model = AutoModelForCausalLM.from_config(
+        hf_config(case["arch"], case["num_layers"]), dtype=dtype, attn_implementation="sdpa"
+    )
     if case["method"] == "lora":
         from peft import LoraConfig, get_peft_model
 

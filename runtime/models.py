@@ -54,13 +54,39 @@ def torch_dtype(plan: Plan):
     return torch.float32
 
 
+def attention_implementation(name: str) -> str:
+    """The plan's attention kernel for from_pretrained(attn_implementation=...), refused here with the fix where it
+    cannot run (flash_attention_2 without a CUDA GPU or without the flash_attn package), not deep in transformers."""
+    if name != "flash_attention_2":
+        return name
+    import importlib.util
+
+    import torch
+
+    fix = "re-plan with layout.attention_implementation=sdpa"
+    if not torch.cuda.is_available():
+        raise StageFailed(
+            f"the plan's layout says attention_implementation=flash_attention_2, which runs on CUDA GPUs only, and "
+            f"this stage has none; {fix}"
+        )
+    if importlib.util.find_spec("flash_attn") is None:
+        raise StageFailed(
+            "the plan's layout says attention_implementation=flash_attention_2, and the flash_attn package is not "
+            f"installed here: pip install flash-attn --no-build-isolation (built for this torch and CUDA), or {fix}"
+        )
+    return name
+
+
 def load_model(plan: Plan, base: str | None = None, adapter: str | None = None) -> Any:
-    """The causal LM (optionally with a PEFT adapter applied) in eval mode."""
+    """The causal LM (optionally with a PEFT adapter applied) in eval mode, with the plan's attention kernel."""
     from transformers import AutoModelForCausalLM
 
     source = model_dir(plan, base)
+    attention = attention_implementation(plan.layout.attention_implementation)
     try:
-        model: Any = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype(plan))
+        model: Any = AutoModelForCausalLM.from_pretrained(
+            source, dtype=torch_dtype(plan), attn_implementation=attention
+        )
     except OSError as exc:
         raise StageFailed(f"cannot load {plan.spec.model.name} from {source!r}: {exc}") from None
     if adapter is not None:

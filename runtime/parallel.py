@@ -28,6 +28,7 @@ class Parallel:
         world = world_size()
         self.world, self.tp, self.fsdp = world, 1, 1
         self.cuda = torch.cuda.is_available()
+        self.attention = layout.attention_implementation  # the kernel the stage's layout names (and priced)
         self.reshard = False
         if world == 1:
             return
@@ -85,11 +86,11 @@ def load_for_training(plan: Plan, source: str, lora: bool, par: Parallel, quanti
     import torch
     from transformers import AutoModelForCausalLM
 
-    from runtime.models import torch_dtype
+    from runtime.models import attention_implementation, torch_dtype
 
     # LoRA keeps a frozen base in the compute dtype; all weights keep fp32 master weights (autocast does bf16).
     dtype = torch_dtype(plan) if lora else torch.float32
-    kwargs: dict[str, Any] = {"dtype": dtype}
+    kwargs: dict[str, Any] = {"dtype": dtype, "attn_implementation": attention_implementation(par.attention)}
     if quantization is not None:
         kwargs["quantization_config"] = quantization_config(quantization, dtype, par)
     if par.sharded_at_load:

@@ -27,6 +27,13 @@ class Gpu(Frozen):
     classes: tuple[str, ...] = Field(
         description="Customization-config GPU classes this GPU satisfies (the URN suffix after '+')."
     )
+    compute_capability: float | None = Field(
+        None,
+        ge=1,
+        le=100,
+        description="CUDA compute capability, e.g. 8.0 (A100), 8.9 (L40S), 9.0 (H100); null for a CPU or when "
+        "unknown. Decides whether flash_attention_2 runs (layout.attention_implementation).",
+    )
 
 
 class Inventory(Frozen):

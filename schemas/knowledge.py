@@ -142,6 +142,14 @@ class Engine(Frozen):
         "reshard_after_forward=True there, so zero2 would run as fsdp; only these levels are planned for such layouts.",
     )
 
+    flash_attention_2: tuple[float, ...] = Field(
+        (8.0, 8.6, 8.7, 8.9, 9.0),
+        min_length=1,
+        description="CUDA compute capabilities flash-attn 2 supports (Ampere, Ada, Hopper, per its README): "
+        "layout.attention_implementation=auto picks flash_attention_2 on these, sdpa elsewhere. Below the lowest "
+        "the kernels refuse to run (an error); a newer GPU not listed is a warning.",
+    )
+
     @model_validator(mode="after")
     def _runs_unsharded(self) -> Engine:
         if "none" not in self.sharding or "none" not in self.sharding_at_load:

@@ -8,6 +8,7 @@ from pydantic import Field, field_validator
 
 from schemas.base import Frozen
 from schemas.data import DataFile, DataFormat, DataStats
+from schemas.layout import AttentionImplementation
 from schemas.method import TrainMethod
 from schemas.spec import Spec
 
@@ -74,6 +75,9 @@ class Layout(Frozen):
     activation_checkpointing: bool = False
     precision: str = "bf16-mixed"
     seq_length: int = 0
+    attention_implementation: AttentionImplementation = Field(
+        "sdpa", description="The attention kernel the runtime loads the model with (layout.attention_implementation)."
+    )
     source: Literal["pinned", "search", "none"] = "none"
 
     @property

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from planner.checks import config, consequences, data, degenerate, hyperparameters, memory, quantization
+from planner.checks import attention, config, consequences, data, degenerate, hyperparameters, memory, quantization
 from planner.checks import layout as layout_checks
 from planner.checks.base import Check, Group
 from planner.draft import Draft
@@ -19,6 +19,7 @@ GROUPS: tuple[Group, ...] = (
     config.check,
     layout_checks.check,
     quantization.check,
+    attention.check,
     data.check,
     hyperparameters.check,
     degenerate.check,

@@ -83,6 +83,7 @@ def _smallest_fix(d: Draft, train: TrainMethod, cand: layout_mod.Candidate) -> s
         seq=cand.shape.seq,
         headroom=d.spec.knowledge.lints.memory_headroom,
         engine=d.spec.knowledge.engine,
+        attention=cand.shape.attention,
     )
     s = cand.shape
     trials: list[tuple[str, est.Shape]] = []

@@ -10,6 +10,7 @@ parameter), never by calling the function under test a second time.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -60,12 +61,12 @@ def mem(method, sh, arch=LLAMA8, precision="bf16-mixed") -> est.Memory:
     return est.memory(arch, method, sh, precision, PRIOR)
 
 
-def act_layer(s, b, t=1, flash=True):
-    """One Llama 8B layer, SwiGLU + GQA, no dropout, 2 bytes a value: (12 + 4g)*sbh + 8*sbi (+ 2*a*s^2*b).
+def act_layer(s, b, t=1):
+    """One Llama 8B layer, SwiGLU + GQA, no dropout, 2 bytes a value: (12 + 4g)*sbh + 8*sbi, flash attention.
     Under TP without sequence parallel the two norm inputs, the QKV input and the gate/up input stay whole
     (8*sbh); Q, K, V, the o_proj input and the four MLP intermediates divide by t."""
     whole = 8 * s * b * H
-    split = (4 + 4 * G) * s * b * H + 8 * s * b * I + (0 if flash else 2 * A * s * s * b)
+    split = (4 + 4 * G) * s * b * H + 8 * s * b * I
     return whole + split / t
 
 
@@ -226,14 +227,39 @@ def test_activation_checkpointing_keeps_layer_inputs_plus_one_layer():
     assert m.activations == L * 2 * 2048 * 1 * H + act_layer(2048, 1)
 
 
-def test_without_flash_attention_the_score_matrix_comes_back():
-    no_flash = est.activation_bytes_per_layer(LLAMA8, 2048, 1, 1, False, False, False, 2)
-    assert no_flash == act_layer(2048, 1, flash=False)
-    assert no_flash - act_layer(2048, 1) == 2 * A * 2048 * 2048
+def test_eager_attention_keeps_the_score_matrix():
+    # the fp32 softmax output (4 bytes a score) and its bf16 copy that the product with V keeps (2): measured
+    eager = est.activation_bytes_per_layer(LLAMA8, 2048, 1, 1, False, "eager", False, 2)
+    assert eager - act_layer(2048, 1) == 6 * A * 2048 * 2048
+    # in fp32 the cast is a no-op: one 4-byte copy, against 4 bytes a value for everything else
+    eager32 = est.activation_bytes_per_layer(LLAMA8, 2048, 1, 1, False, "eager", False, 4)
+    assert eager32 - 2 * act_layer(2048, 1) == 4 * A * 2048 * 2048
+    # split by heads under TP
+    assert est.activation_bytes_per_layer(LLAMA8, 2048, 1, 4, False, "eager", False, 2) - act_layer(2048, 1, 4) == (
+        6 * A * 2048 * 2048 / 4
+    )
+
+
+def test_sdpa_keeps_only_a_padding_mask_and_flash_nothing():
+    flash = est.activation_bytes_per_layer(LLAMA8, 2048, 4, 1, False, "flash_attention_2", False, 2)
+    assert flash == act_layer(2048, 4)
+    # one sequence: no padding, no mask
+    assert est.activation_bytes_per_layer(LLAMA8, 2048, 1, 1, False, "sdpa", False, 2) == act_layer(2048, 1)
+    # four padded to the longest: the mask as a bf16 bias, b*s^2 per layer, whole on every TP rank
+    sdpa = est.activation_bytes_per_layer(LLAMA8, 2048, 4, 2, False, "sdpa", False, 2)
+    assert sdpa - act_layer(2048, 4, 2) == 4 * 2048 * 2048 * 2
+
+
+def test_memory_prices_the_plans_attention():
+    sh = shape(seq=4096, mb=2)
+    kernels = ("flash_attention_2", "sdpa", "eager")
+    by = {a: mem(Sft(), dataclasses.replace(sh, attention=a)).activations for a in kernels}
+    assert by["flash_attention_2"] < by["sdpa"] < by["eager"]
+    assert by["eager"] - by["flash_attention_2"] == L * 6 * A * 4096 * 4096 * 2
 
 
 def test_sequence_parallel_splits_the_whole_part():
-    sp = est.activation_bytes_per_layer(LLAMA8, 1024, 1, 4, True, True, False, 2)
+    sp = est.activation_bytes_per_layer(LLAMA8, 1024, 1, 4, True, "flash_attention_2", False, 2)
     assert sp == act_layer(1024, 1) / 4
 
 
@@ -242,7 +268,7 @@ def test_gemma_uses_its_own_head_width_and_four_norms():
     s, b = 1024, 1
     h, i, q, kv = 3584, 14336, 16 * 256, 8 * 256
     expected = (2 * 4 + 4) * s * b * h + (4 * q + 4 * kv) * s * b + 8 * s * b * i
-    assert est.activation_bytes_per_layer(GEMMA9, s, b, 1, False, True, False, 2) == expected
+    assert est.activation_bytes_per_layer(GEMMA9, s, b, 1, False, "flash_attention_2", False, 2) == expected
 
 
 def test_pipeline_first_stage_holds_all_layers_when_the_pipe_is_full():
