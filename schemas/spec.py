@@ -17,8 +17,10 @@ from schemas.layout import LayoutRequest
 from schemas.method import Method
 from schemas.model import Model
 from schemas.publish import Publish
+from schemas.tracking import Tracking
 
 _DEFAULT_PUBLISH = Publish().model_dump(mode="json")
+_DEFAULT_TRACKING = Tracking().model_dump(mode="json")
 
 
 class Eval(Frozen):
@@ -55,6 +57,11 @@ class Spec(Frozen):
     eval: Eval = Field(default_factory=Eval)
     knowledge: Knowledge
     publish: Publish = Field(default_factory=Publish, description="What publish ships: a merged copy, a Hub upload.")
+    tracking: Tracking = Field(
+        default_factory=Tracking,
+        description="Where every stage logs its metrics and the plan's hyperparameters (tracking=none|tensorboard|"
+        "mlflow|wandb). Not part of the plan id: it observes the run and changes nothing in it.",
+    )
     calibration: Calibration | None = Field(
         None,
         description="Measured corrections to the estimator's priors (`calibration=<file>` written by "
@@ -70,4 +77,7 @@ class Spec(Frozen):
         # likewise the default publish block: a plan that publishes only the local folder keeps its id
         if isinstance(data, dict) and data.get("publish") == _DEFAULT_PUBLISH:
             data.pop("publish")
+        # and no tracking: plan.json reads as it did before tracking existed (tracking never enters the plan id)
+        if isinstance(data, dict) and data.get("tracking") == _DEFAULT_TRACKING:
+            data.pop("tracking")
         return data
