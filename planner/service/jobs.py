@@ -235,6 +235,12 @@ class JobService:
         if row["handle"] is None or row["finished_at"] is not None:
             return row
         with self._lock:
+            # read again under the lock: a request's row may predate a change the watcher (or a cancel) just made,
+            # and deriving from it would record that change a second time
+            current = self.store.get(row["id"])
+            if current is None or current["handle"] is None or current["finished_at"] is not None:
+                return current or row
+            row = current
             plan = self.plan_of(row)
             bundle = Path(row["bundle"])
             run = self._executor(row).poll(row["handle"], bundle, self._folder(row))
