@@ -108,6 +108,21 @@ def test_the_tutorial_job_runs_to_completion_across_a_restart(server):
     assert model.peft_config["default"].r == 8
 
 
+def test_cancelling_a_running_job_stops_its_run(server):
+    with server.client() as c:
+        job = c.post(f"{API}/jobs", json=tutorial_body()).json()
+        wait_for(c, job["id"], {"running"}, timeout=60)
+        reply = c.post(f"{API}/jobs/{job['id']}/cancel")
+        assert reply.status_code == 200 and reply.json()["status"] in ("cancelling", "cancelled")
+        done = wait_for(c, job["id"], {"cancelled"}, timeout=120)
+        assert [log["message"] for log in done["status_logs"]][-2:] == ["cancelling", "cancelled"]
+        assert "SIGTERM" in done["status_logs"][-2]["detail"]
+        assert done["gate"]["verdict"] == "not_run" and not done["gate"]["published"]
+        assert c.post(f"{API}/jobs/{job['id']}/cancel").status_code == 400
+    pid = int((server.home / "jobs" / job["id"] / "pid").read_text())
+    assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split(")")[1][:3]
+
+
 def test_twenty_concurrent_posts_lose_no_job_and_tokens_guard_every_route(tmp_path, datasets, database):
     tokens = {"LADDER_API_TOKEN": "s3cret", "LADDER_API_TOKENS": "team-token=team-a"}
     srv = Server(tmp_path / "home", datasets, "--max-running", "0", env={**tokens, **database})
