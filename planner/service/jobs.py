@@ -215,7 +215,11 @@ class JobService:
                 used, running = used + row["gpus"], running + 1
 
     def _start(self, row: dict[str, Any]) -> None:
-        plan = self.plan_of(row)
+        try:
+            plan = self.plan_of(row)
+        except (OSError, ValueError) as exc:
+            self._bundle_gone(row, exc)
+            return
         try:
             handle = self._executor(row).start(row["id"], Path(row["bundle"]), plan, self._folder(row))
         except OSError as exc:
@@ -230,6 +234,14 @@ class JobService:
             ("running", f"started {Path(row['bundle']).name} ({_run_of(handle)})"),
         )
 
+    def _bundle_gone(self, row: dict[str, Any], exc: Exception) -> dict[str, Any]:
+        """The job's bundle was removed or damaged: nothing more to run or follow; it fails, saying so."""
+        at = now()
+        why = f"cannot read the job's plan.json ({exc}): the bundle {row['bundle']} was removed or damaged"
+        gone = {"status": "failed", "error": why, "finished_at": at}
+        self.store.update(row["id"], gone, ("failed", why), at)
+        return {**row, **gone, "updated_at": at}
+
     def refresh(self, row: dict[str, Any], reconcile: bool = False) -> dict[str, Any]:
         """Derive the job's status from its run and its bundle; record a change (and the end of the run)."""
         if row["handle"] is None or row["finished_at"] is not None:
@@ -241,7 +253,10 @@ class JobService:
             if current is None or current["handle"] is None or current["finished_at"] is not None:
                 return current or row
             row = current
-            plan = self.plan_of(row)
+            try:
+                plan = self.plan_of(row)
+            except (OSError, ValueError) as exc:
+                return self._bundle_gone(row, exc)
             bundle = Path(row["bundle"])
             run = self._executor(row).poll(row["handle"], bundle, self._folder(row))
             statuses = progress.stage_statuses(plan, bundle)
@@ -322,9 +337,12 @@ class JobService:
 
     def details(self, row: dict[str, Any]) -> dict[str, Any]:
         """Customizer's status details, with the stages and the gate (ours)."""
-        plan = self.plan_of(row)
+        try:
+            plan: Plan | None = self.plan_of(row)
+        except (OSError, ValueError):  # a removed bundle: the store's record is all there is
+            plan = None
         bundle = Path(row["bundle"])
-        statuses = progress.stage_statuses(plan, bundle)
+        statuses = progress.stage_statuses(plan, bundle) if plan is not None else {}
         started, finished = row["started_at"], row["finished_at"]
         elapsed = ((finished or now()) - started).total_seconds() if started else None
         out: dict[str, Any] = {
@@ -340,6 +358,10 @@ class JobService:
                 for e in self.store.events(row["id"])
             ],
         }
+        if plan is None:
+            reason = f"the bundle {row['bundle']} is gone"
+            out.update(stages=[], gate={"verdict": "not_run", "reasons": [reason], "published": False})
+            return out
         out.update({k: v for k, v in progress.training(plan, bundle, statuses).items() if v is not None})
         out["stages"] = progress.stages(plan, statuses)
         out["gate"] = progress.gate(plan, bundle, statuses, finished is not None, row["output_model"])

@@ -171,3 +171,25 @@ def test_another_interface_without_a_token_is_refused(tmp_path):
         env={"PATH": "/usr/bin:/bin", "LADDER_HOME": str(tmp_path)},
     )
     assert proc.returncode == 2 and "LADDER_API_TOKEN" in proc.stderr
+
+
+def test_a_job_whose_bundle_is_gone_fails_and_says_why(tmp_path, datasets, database):
+    import shutil
+
+    srv = Server(tmp_path / "home", datasets, "--max-running", "0", env=database)
+    srv.start()
+    try:
+        with srv.client() as c:
+            job = c.post(f"{API}/jobs", json=tutorial_body()).json()
+        shutil.rmtree(Path(job["bundle"]))
+        srv.args = ()  # the queue opens: the job's start finds no bundle
+        srv.restart()
+        with srv.client() as c:
+            status = wait_for(c, job["id"], {"failed"}, timeout=30)
+            assert "was removed or damaged" in status["status_logs"][-1]["detail"]
+            assert status["gate"]["verdict"] == "not_run" and status["stages"] == []
+            assert c.get(f"{API}/jobs/{job['id']}").json()["status"] == "failed"
+            assert c.get(f"{API}/jobs").status_code == 200
+    finally:
+        srv.stop()
+        kill_runs(tmp_path / "home")
