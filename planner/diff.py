@@ -234,7 +234,11 @@ def plan_goal(source: Source, goal: str, overrides: Sequence[str], cache: dict) 
         try:
             spec, _ = load([f"+goal={goal}", *overrides], config_dir=str(source.conf))
             stats = probe(
-                spec.data, Path.cwd(), spec.knowledge.estimator.chars_per_token, samples=source.conf / "samples"
+                spec.data,
+                Path.cwd(),
+                spec.knowledge.estimator.chars_per_token,
+                samples=source.conf / "samples",
+                lints=spec.knowledge.lints,
             )
             cache[key] = make_plan(spec, stats)
         except ConfigError as exc:

@@ -99,8 +99,11 @@ def _sample_roots(plan: Plan) -> set[str]:
     from planner.paths import samples_dir
 
     roots = {str(samples_dir())}  # builtin replay text and benchmarks
-    if plan.spec.data.path.startswith("builtin:") and plan.data_stats.root:
+    if plan.spec.data.is_builtin and plan.data_stats.root:
         roots.add(str(Path(plan.data_stats.root).parent))  # the side's own builtin data
+    for part in plan.data_stats.mixture:  # a mixture's builtin datasets
+        if part.path.startswith("builtin:") and part.stats.root:
+            roots.add(str(Path(part.stats.root).parent))
     return roots
 
 

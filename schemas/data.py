@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import Field, model_validator
+from pydantic_core import PydanticCustomError
 
 from schemas.base import Frozen, SafeName
 
@@ -24,22 +26,39 @@ REMOTE_SCHEMES = ("hf://", "s3://", "gs://", "nds://", "https://")
 
 
 class Declared(Frozen):
-    """Counts declared for data that is not on this machine (remote datasets)."""
+    """Counts declared for data that is not on this machine (remote datasets): used as declared, not measured."""
 
     training: int = Field(ge=0)
     validation: int | None = Field(None, ge=0)
     p95_tokens: int | None = Field(None, gt=0, description="95th percentile of record length in tokens, if known.")
 
 
-class Data(Frozen):
-    """A dataset: `training/` (every .jsonl, .csv and .parquet file merged) and optional `validation/`, NeMo
-    layout."""
+class HubSplits(Frozen):
+    """Which splits of a Hugging Face Hub dataset train and validate."""
 
-    name: SafeName = Field(description="Short name; part of the output model name.")
-    description: str = ""
-    path: str = Field(
-        description="builtin:<name> for a shipped sample, a local directory (relative to the working "
-        "directory), or a remote location (hf://, s3://, gs://, nds://, https://) with `declared` counts."
+    training: str = Field("train", min_length=1, description="The split that trains.")
+    validation: str | None = Field(
+        None,
+        min_length=1,
+        description="The split that validates. Null: `validation` where the dataset has one, else the hold-out "
+        "(knowledge.lints.holdout_fraction of training, seeded).",
+    )
+
+
+_HUB_REPO = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9._-]*/)?[A-Za-z0-9][A-Za-z0-9._-]*$")
+_HUB_REVISION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
+StoppingStrategy = Literal["first_exhausted", "all_exhausted"]
+
+
+class Source(Frozen):
+    """Where one dataset is and how to read it: what `data` and each part of `data.mixture` share."""
+
+    path: str | None = Field(
+        None,
+        description="builtin:<name> for a shipped sample, a local directory (relative to the working directory), "
+        "hf://<org>/<name>[@<revision>] for a Hugging Face Hub dataset (its counts read with `datasets` from the hub "
+        "or the local datasets cache, or `declared`), or another remote location (s3://, gs://, nds://, https://) "
+        "with `declared` counts. Null only for a mixture (data.mixture names its datasets).",
     )
     format: DataFormat = Field(
         description="prompt_completion {prompt, completion}; messages {messages: [{role, content}]} (the OpenAI chat "
@@ -47,36 +66,185 @@ class Data(Frozen):
         "(KTO; validation/ holds preference pairs); prompt_answer {prompt, answer}; documents {text} (RAG); alpaca "
         "{instruction, input (optional), output}: trains as prompt/completion; sharegpt {conversations: [{from, "
         "value}]}, from human, gpt or system: trains as messages. Files: .jsonl, .csv (a header row; cells are "
-        "strings) or .parquet."
+        "strings) or .parquet. A mixture: the format the mix trains as (prompt_completion, messages, ...); each part "
+        "has its own."
     )
-    declared: Declared | None = Field(None, description="Counts for remote data; ignored for local data.")
+    declared: Declared | None = Field(
+        None,
+        description="Counts for remote data, used as declared (not measured): required for s3://, gs://, nds://, "
+        "https://; for hf:// they stand in for reading the dataset (planning offline). Ignored for local data.",
+    )
+    subset: str | None = Field(None, min_length=1, description="hf:// only: the dataset's configuration name.")
+    splits: HubSplits = Field(default_factory=HubSplits, description="hf:// only: the splits that train and validate.")
 
     @property
     def is_remote(self) -> bool:
-        return self.path.startswith(REMOTE_SCHEMES)
+        return self.path is not None and self.path.startswith(REMOTE_SCHEMES)
 
     @property
     def is_builtin(self) -> bool:
-        return self.path.startswith("builtin:")
+        return self.path is not None and self.path.startswith("builtin:")
+
+    @property
+    def is_hub(self) -> bool:
+        return self.path is not None and self.path.startswith("hf://")
+
+    @property
+    def hub_repo(self) -> str:
+        """org/name of an hf:// path."""
+        return (self.path or "").removeprefix("hf://").partition("@")[0]
+
+    @property
+    def hub_revision(self) -> str | None:
+        """The revision after @ of an hf:// path (a branch, tag or commit), if pinned."""
+        return (self.path or "").partition("@")[2] or None
 
     @model_validator(mode="after")
-    def _remote_needs_counts(self) -> Data:
-        if self.is_remote and self.declared is None:
-            get = (
-                f"huggingface-cli download --repo-type dataset {self.path.removeprefix('hf://')} --local-dir <dir>"
-                if self.path.startswith("hf://")
-                else "copy it"
-            )
+    def _remote_needs_counts(self) -> Source:
+        if self.is_hub:
+            if not _HUB_REPO.match(self.hub_repo) or ".." in self.hub_repo:
+                raise PydanticCustomError(
+                    "hub_id",
+                    f"{self.path!r} is not a Hugging Face dataset id: hf://<org>/<name>, optionally @<revision>",
+                    {"field": "path"},
+                )
+            rev = self.hub_revision
+            if (self.path or "").endswith("@") or (rev is not None and not _HUB_REVISION.match(rev)):
+                raise PydanticCustomError(
+                    "hub_id",
+                    f"{self.path!r}: the revision after @ is a branch, tag or commit (letters, digits, . _ - /)",
+                    {"field": "path"},
+                )
+        elif self.is_remote and self.declared is None:
             raise ValueError(
                 f"remote data {self.path!r} needs declared counts: planning does not read remote data (it runs "
                 "offline); add +data.declared.training=<records> (and declared.validation, declared.p95_tokens), or "
-                f"download it ({get}) into a folder with training/ and validation/ and set data.path=<dir>"
+                "copy it into a folder with training/ and validation/ and set data.path=<dir>"
             )
         if self.is_builtin:
-            rest = self.path.removeprefix("builtin:")
+            rest = (self.path or "").removeprefix("builtin:")
             if not rest or "/" in rest or ".." in rest:
                 raise ValueError(f"builtin data is named, not a path: builtin:<name>, got {self.path!r}")
         return self
+
+
+class MixturePart(Source):
+    """One dataset of a mixture and its weight."""
+
+    path: str = Field(description="Where the dataset is: builtin:<name>, a local directory or hf://<org>/<name>.")
+    weight: float = Field(
+        1.0,
+        gt=0,
+        le=1_000_000,
+        description="Its share of the mix: weights are sampling proportions (normalized to sum to 1); "
+        "data.stopping_strategy says how large the mix is.",
+    )
+
+
+class _Named(Frozen):
+    name: SafeName = Field(description="Short name; part of the output model name.")
+    description: str = ""
+
+
+class Data(Source, _Named):  # _Named last: its keys come first
+    """A dataset: `training/` (every .jsonl, .csv and .parquet file merged) and optional `validation/`, NeMo
+    layout; a Hugging Face Hub dataset (hf://); or a mixture of several with weights."""
+
+    mixture: tuple[MixturePart, ...] = Field(
+        (),
+        description="Several datasets mixed by weight (data.path null). Each part's training records (usable ones, "
+        "less its hold-out without a validation split) are drawn in proportion to the weights, seeded; validation "
+        "is every part's validation split (or hold-out), concatenated. Formats may differ where they train alike "
+        "(alpaca and prompt_completion; sharegpt and messages).",
+    )
+    stopping_strategy: StoppingStrategy = Field(
+        "first_exhausted",
+        description="How large a mixture is (as datasets.interleave_datasets): first_exhausted stops when the first "
+        "part runs out, so no record repeats and the other parts are downsampled; all_exhausted goes on until every "
+        "record of every part is drawn once, so the smaller shares repeat records (upsampling).",
+    )
+
+    @model_validator(mode="after")
+    def _path_or_mixture(self) -> Data:
+        from schemas.records import shape  # schemas.records builds on this module
+
+        if self.mixture:
+            if self.path is not None:
+                raise PydanticCustomError(
+                    "path_and_mixture",
+                    "data.path and data.mixture are both set: a mixture names its datasets in data.mixture[i].path "
+                    "(or drop data.mixture)",
+                    {"field": "path", "accepts": "null"},
+                )
+            if len(self.mixture) < 2:
+                raise PydanticCustomError(
+                    "mixture_of_one",
+                    "a mixture of one dataset: set data.path (and format) to it instead of data.mixture",
+                    {"field": "mixture"},
+                )
+            if shape(self.format) != self.format:
+                raise PydanticCustomError(
+                    "mixture_format",
+                    f"a mixture's format is the one the mix trains as: {self.format} trains as "
+                    f"{shape(self.format)}, so set data.format={shape(self.format)}",
+                    {"field": "format"},
+                )
+            for i, part in enumerate(self.mixture):
+                if shape(part.format) != self.format:
+                    raise PydanticCustomError(
+                        "mixture_format",
+                        f"{part.format} records train as {shape(part.format)}, the mixture as {self.format} "
+                        "(data.format): every part must train alike",
+                        {"field": f"mixture.{i}.format"},
+                    )
+        elif self.path is None:
+            raise PydanticCustomError(
+                "path_missing",
+                "data.path is required (or data.mixture, a list of datasets with weights)",
+                {"field": "path", "accepts": "a dataset folder, builtin:<name> or hf://<org>/<name>"},
+            )
+        return self
+
+
+# --- how a stage reads the data (StageData in schemas.plan)
+
+
+class HubSource(Frozen):
+    """A Hugging Face Hub dataset as a stage loads it: datasets.load_dataset(repo, subset, revision=, split=), from
+    the local datasets cache (HF_DATASETS_CACHE) or the Hub."""
+
+    repo: str = Field(description="org/name.")
+    revision: str | None = Field(None, description="The revision pinned in data.path (hf://org/name@revision).")
+    subset: str | None = None
+    training_split: str
+    validation_split: str | None = Field(description="Null: the hold-out validates.")
+    training_rows: int | None = Field(
+        description="Rows of the training split when planned; the stage refuses another count (the dataset changed: "
+        "re-plan). Null for declared counts: not checked."
+    )
+
+
+class PartData(Frozen):
+    """One dataset of a mixture as a stage reads it, and how many of its records the mix draws."""
+
+    key: str = Field(description="data.mixture[<i>].")
+    format: DataFormat
+    root: str | None = Field(None, description="Absolute dataset folder; null for a Hub dataset.")
+    files: tuple[DataFile, ...] = ()
+    hub: HubSource | None = None
+    holdout: bool = Field(description="It has no validation split: holdout_fraction of its usable records validate.")
+    pool: int = Field(description="Usable training records it gives the mix, as planned (after the hold-out).")
+    drawn: int = Field(description="Records of the mix drawn from it (the plan's data_stats.mixture[i].drawn).")
+
+
+class Mixture(Frozen):
+    """How a stage builds a mixture: each part's usable training records (its seeded hold-out removed), `drawn`
+    of them (a seeded sample without repeats, or every record drawn // pool times and a seeded sample of the rest),
+    all shuffled with `seed`; validation is the parts' validation records (and hold-outs), concatenated."""
+
+    stopping_strategy: StoppingStrategy
+    seed: int
+    parts: tuple[PartData, ...]
 
 
 class BadLine(Frozen):
@@ -165,10 +333,30 @@ class SplitStats(Frozen):
         return n, exact
 
 
+class HubStats(Frozen):
+    """A Hugging Face Hub dataset as planned: which splits, and how much of them was read."""
+
+    repo: str = Field(description="org/name.")
+    revision: str | None = Field(None, description="The pinned revision (hf://org/name@revision), if any.")
+    subset: str | None = None
+    training_split: str
+    validation_split: str | None = Field(description="Null: the hold-out validates.")
+    sampled: int = Field(0, ge=0, description="Records read per split to measure quality and tokens (0: declared).")
+    training_rows: int | None = Field(
+        None, ge=0, description="Rows of the training split, every row (records or not); null for declared counts."
+    )
+
+
 class DataStats(Frozen):
     """Everything the planner knows about the data. Probed once; the only I/O before planning."""
 
-    source: Literal["local", "builtin", "remote"]
+    source: Literal["local", "builtin", "remote", "hub", "mixture"]
+    counts: Literal["measured", "sampled", "declared"] = Field(
+        "measured",
+        description="measured: every record was read; sampled: the record counts are the dataset's own (Hub "
+        "metadata), quality and token lengths come from the first records of each split; declared: data.declared, "
+        "nothing was read.",
+    )
     root_files: tuple[str, ...] = Field((), description="Data files in the dataset root instead of training/.")
     training: SplitStats = Field(default_factory=SplitStats)
     validation: SplitStats | None = None
@@ -179,8 +367,37 @@ class DataStats(Frozen):
         "Not part of the plan id.",
     )
     token_estimate: Literal["chars/4", "declared", "none"] = "chars/4"
+    hub: HubStats | None = None
+    mixture: tuple[PartStats, ...] = Field(
+        (),
+        description="A mixture's datasets, each probed on its own; `training` and `validation` above are the mix.",
+    )
 
     @property
     def examples(self) -> int:
         """Training examples as the data floors and the ladder count them: usable and unique."""
         return self.training.examples
+
+
+class PartStats(Frozen):
+    """One dataset of a mixture as probed, and its share of the mix."""
+
+    key: str = Field(description="Its key path: data.mixture[<i>].")
+    path: str
+    format: DataFormat
+    weight: float
+    share: float = Field(description="weight / the sum of the weights: its sampling proportion.")
+    stats: DataStats
+    pool: int = Field(
+        ge=0, description="Training records it can give: the usable ones (the count where not read), less held_out."
+    )
+    held_out: int = Field(0, ge=0, description="Training records held out for validation (it has no validation).")
+    drawn: int = Field(
+        ge=0,
+        description="Records the mix draws from it: fewer than pool is a seeded sample without repeats "
+        "(downsampling); more repeats its records (each one drawn // pool times, then a seeded sample of the "
+        "rest: upsampling).",
+    )
+
+
+DataStats.model_rebuild()

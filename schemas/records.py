@@ -15,7 +15,7 @@ import io
 import json
 import math
 import string
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -273,6 +273,21 @@ def _chat_error(name: str, turns: object) -> str | None:
     return None
 
 
+def unusable(record: dict, fmt: str) -> str | None:
+    """Why a record (an object, in `fmt`) is not one a trainer learns from, as SplitScan counts it (wrong fields or
+    types, blank text, a pair with chosen == rejected); None when usable."""
+    reason = parse_line(record, fmt)[1] or record_error(record, fmt)
+    if reason:
+        return reason
+    if blank := empty_field(required(record, fmt)):
+        return blank
+    if fmt == "preference":
+        parts = _parts(required(record, fmt))
+        if _squash(parts[1]) == _squash(parts[2]):
+            return "chosen == rejected"
+    return None
+
+
 def empty_field(fields: list[tuple[str, Any]]) -> str | None:
     """Which required text of a well-typed record is blank; None when every one has text."""
     for name, value in fields:
@@ -368,6 +383,13 @@ class SplitScan:
         self.files.append(DataFile(path=rel, bytes=len(blob), sha256=hashlib.sha256(blob).hexdigest()))
         for lineno, line in entries(rel, blob):
             self._line(rel, lineno, line)
+
+    def add_rows(self, rel: str, rows: Iterable[dict]) -> int:
+        """Scan records that are objects already (a Hub dataset's rows), located as rel:row (from 1); how many."""
+        n = 0
+        for n, row in enumerate(rows, start=1):
+            self._line(rel, n, row)
+        return n
 
     def _line(self, rel: str, lineno: int, line: str | dict) -> None:
         record, reason = parse_line(line, self.fmt)

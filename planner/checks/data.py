@@ -4,62 +4,92 @@ trains on, the floors of every training stage, and quality."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from planner.checks.base import Group, finding
 from planner.draft import Draft
 from planner.ladder import LABELS
 from planner.methods import METHODS
-from schemas.data import BadLine
+from schemas.data import BadLine, DataStats, Declared
 from schemas.plan import Finding, Layout
 from schemas.records import FIELDS, shape
 
 check = Group()
 
 
+@dataclass(frozen=True)
+class Dataset:
+    """One dataset the checks look at: the data, or a part of its mixture (key data.mixture[i])."""
+
+    key: str
+    path: str
+    format: str
+    stats: DataStats
+    declared: Declared | None
+
+
+def datasets(d: Draft) -> list[Dataset]:
+    """The data, or each dataset of its mixture: where the problems of the files are."""
+    data = d.spec.data
+    if d.stats.mixture:
+        return [
+            Dataset(p.key, p.path, p.format, p.stats, part.declared)
+            for p, part in zip(d.stats.mixture, data.mixture, strict=True)
+        ]
+    return [Dataset("data", data.path or "", data.format, d.stats, data.declared)]
+
+
 @check("data-root-files")
 def _root_files(d: Draft, layout: Layout) -> Iterator[Finding]:
-    if d.stats.root_files:
-        files = ", ".join(d.stats.root_files[:5])
-        yield finding(
-            "error",
-            "data-root-files",
-            "data.path",
-            f"{files} sit in the dataset root, where nothing is read: only training/ and validation/ are "
-            "(the classic 'empty dataset')",
-            "move the training files into training/ and the validation files into validation/",
-        )
+    for ds in datasets(d):
+        if ds.stats.root_files:
+            files = ", ".join(ds.stats.root_files[:5])
+            yield finding(
+                "error",
+                "data-root-files",
+                f"{ds.key}.path",
+                f"{files} sit in the dataset root, where nothing is read: only training/ and validation/ are "
+                "(the classic 'empty dataset')",
+                "move the training files into training/ and the validation files into validation/",
+            )
 
 
 @check("data-empty")
 def _empty(d: Draft, layout: Layout) -> Iterator[Finding]:
-    t = d.stats.training
-    if t.examples == 0 and not d.stats.root_files:
-        why = f" ({t.records:,} records, every one with an empty field or chosen == rejected)" if t.records else ""
-        yield finding(
-            "error",
-            "data-empty",
-            "data.path",
-            f"no usable records under training/ in {d.spec.data.path}{why}",
-            "add .jsonl (one JSON record per line), .csv or .parquet files under training/",
-        )
+    for ds in datasets(d):
+        t = ds.stats.training
+        if t.examples == 0 and not ds.stats.root_files:
+            why = f" ({t.records:,} records, every one with an empty field or chosen == rejected)" if t.records else ""
+            yield finding(
+                "error",
+                "data-empty",
+                f"{ds.key}.path",
+                f"no usable records under training/ in {ds.path}{why}",
+                "add .jsonl (one JSON record per line), .csv or .parquet files under training/",
+            )
 
 
 @check("data-invalid-lines")
 def _invalid(d: Draft, layout: Layout) -> Iterator[Finding]:
-    for split in ("training", "validation"):
-        stats = getattr(d.stats, split)
-        if stats is None or not stats.invalid_total:
-            continue
-        yield finding(
-            "error",
-            "data-invalid-lines",
-            "data.path",
-            f"{stats.invalid_total} unusable line(s) in {split}/: {_where(stats.invalid, stats.invalid_total)}",
-            f"fix or remove those lines; {d.spec.data.format} records need "
-            + _needs(
-                d.spec.data.format if split == "training" or d.spec.data.format != "documents" else "prompt_completion"
-            ),
-        )
+    for ds in datasets(d):
+        for split in ("training", "validation"):
+            stats = getattr(ds.stats, split)
+            if stats is None or not stats.invalid_total:
+                continue
+            fmt = ds.format if split == "training" or ds.format != "documents" else "prompt_completion"
+            sampled = (
+                f" (in the first {ds.stats.hub.sampled:,} read)"
+                if ds.stats.counts == "sampled" and ds.stats.hub
+                else ""
+            )
+            yield finding(
+                "error",
+                "data-invalid-lines",
+                f"{ds.key}.path",
+                f"{stats.invalid_total} unusable line(s) in {split}/{sampled}: "
+                + _where(stats.invalid, stats.invalid_total),
+                f"fix or remove those lines; {ds.format} records need " + _needs(fmt),
+            )
 
 
 def _where(lines: tuple[BadLine, ...], total: int, shown: int = 5) -> str:
@@ -74,25 +104,98 @@ def _needs(fmt: str) -> str:
 
 @check("data-validation-split")
 def _validation(d: Draft, layout: Layout) -> Iterator[Finding]:
-    if d.stats.validation is None and d.stats.source != "remote":
-        lints = d.spec.knowledge.lints
-        n = d.stats.training.records
-        yield finding(
-            "info",
-            "data-validation-split",
-            "data.path",
-            f"no validation/ folder: {lints.holdout_fraction:.0%} of training ({lints.holdout(n)} of {n}) is "
-            "held out for validation",
-            "add validation/*.jsonl to keep all training examples",
+    lints = d.spec.knowledge.lints
+    for ds in datasets(d):
+        s = ds.stats
+        if s.counts == "declared":
+            if ds.declared is not None and ds.declared.validation is None:
+                yield finding(
+                    "info",
+                    "data-validation-split",
+                    f"{ds.key}.declared.validation",
+                    f"no validation split declared: {lints.holdout_fraction:.0%} of training is held out",
+                    "",
+                )
+        elif s.hub is not None and s.hub.validation_split is None:
+            n = s.training.rows
+            yield finding(
+                "info",
+                "data-validation-split",
+                f"{ds.key}.splits.validation",
+                f"{ds.path} has no validation split: {lints.holdout_fraction:.0%} of training ({lints.holdout(n)} of "
+                f"{n}) is held out for validation",
+                f"set {ds.key}.splits.validation to one of its splits to keep all training examples",
+            )
+        elif s.validation is None and s.source in ("local", "builtin"):
+            n = s.training.records
+            yield finding(
+                "info",
+                "data-validation-split",
+                f"{ds.key}.path",
+                f"no validation/ folder: {lints.holdout_fraction:.0%} of training ({lints.holdout(n)} of {n}) is "
+                "held out for validation",
+                "add validation/*.jsonl to keep all training examples",
+            )
+
+
+@check("data-counts")
+def _counts(d: Draft, layout: Layout) -> Iterator[Finding]:
+    """Counts that were not measured: declared ones stand in, or a Hub dataset's counts with a sample's quality."""
+    for ds in datasets(d):
+        s = ds.stats
+        v = f", {s.validation.records:,} validation" if s.validation is not None else ""
+        if s.counts == "declared":
+            tokens = (
+                f", p95 {s.training.tokens_p95:,} tokens" if s.token_estimate == "declared" else ", no token lengths"
+            )
+            yield finding(
+                "info",
+                "data-counts",
+                f"{ds.key}.declared",
+                f"{ds.path}: counts declared, not measured ({s.training.records:,} training{v}{tokens}): the floors, "
+                "steps, time and cost rest on them, and no line of the data was checked",
+                f"plan where the data can be read (drop {ds.key}.declared for hf:// data) to measure them"
+                if ds.path.startswith("hf://")
+                else "",
+            )
+        elif s.counts == "sampled" and s.hub is not None:
+            yield finding(
+                "info",
+                "data-counts",
+                f"{ds.key}.path",
+                f"{ds.path}: {s.training.records:,} training{v} records as the dataset states them; quality and token "
+                f"lengths measured on the first {s.hub.sampled:,} records of each split, duplicates not counted",
+                "the validate_data stage reads every record",
+            )
+
+
+@check("data-mixture")
+def _mixture(d: Draft, layout: Layout) -> Iterator[Finding]:
+    """What each dataset gives the mix: all of it, a sample (downsampled) or repeats (upsampled)."""
+    if not d.stats.mixture:
+        return
+    parts = []
+    for p in d.stats.mixture:
+        how = (
+            "all"
+            if p.drawn == p.pool
+            else f"{p.drawn / p.pool:.2f}x, repeats"
+            if p.drawn > p.pool
+            else "a sample, downsampled"
+            if p.pool
+            else "none"
         )
-    elif d.stats.source == "remote" and d.spec.data.declared and d.spec.data.declared.validation is None:
-        yield finding(
-            "info",
-            "data-validation-split",
-            "data.declared.validation",
-            f"no validation split declared: {d.spec.knowledge.lints.holdout_fraction:.0%} of training is held out",
-            "",
-        )
+        parts.append(f"{p.key} {p.path} {p.drawn:,} of {p.pool:,} ({p.share:.0%}, {how})")
+    yield finding(
+        "info",
+        "data-mixture",
+        "data.mixture",
+        f"{d.stats.training.records:,} training records mixed ({d.spec.data.stopping_strategy}): " + "; ".join(parts),
+        "change data.mixture[i].weight or data.stopping_strategy (all_exhausted repeats the smaller shares instead of "
+        "leaving records out)"
+        if any(p.drawn != p.pool for p in d.stats.mixture)
+        else "",
+    )
 
 
 @check("data-format-method")
@@ -160,15 +263,16 @@ def _floor(d: Draft, layout: Layout) -> Iterator[Finding]:
 def _quality(d: Draft, layout: Layout) -> Iterator[Finding]:
     """Empty records, duplicates, near duplicates, pairs without signal, unparsable answers: warnings with where
     they are (the floors count what is left; data-floor makes too little an error)."""
-    for split in ("training", "validation"):
-        s = getattr(d.stats, split)
+    for ds, split in ((ds, split) for ds in datasets(d) for split in ("training", "validation")):
+        s = getattr(ds.stats, split)
         if s is None:
             continue
+        path = f"{ds.key}.path"
         if s.empty:
             yield finding(
                 "warning",
                 "data-quality",
-                "data.path",
+                path,
                 f"{s.empty:,} record(s) in {split}/ have empty text fields, not counted: {_where(s.empty_at, s.empty)}",
                 "drop or fill them; empty completions teach the model to stop early",
             )
@@ -176,7 +280,7 @@ def _quality(d: Draft, layout: Layout) -> Iterator[Finding]:
             yield finding(
                 "warning",
                 "data-quality",
-                "data.path",
+                path,
                 f"{s.duplicates:,} duplicate record(s) in {split}/ ({s.examples:,} unique of {s.usable or 0:,} "
                 f"usable), counted once: {_where(s.duplicate_at, s.duplicates)}",
                 "deduplicate: duplicates overweight those examples and leak into validation",
@@ -185,7 +289,7 @@ def _quality(d: Draft, layout: Layout) -> Iterator[Finding]:
             yield finding(
                 "warning",
                 "data-quality",
-                "data.path",
+                path,
                 f"{s.near_duplicate_rate:.1%} of the unique records in {split}/ ({s.near_duplicates:,}) repeat "
                 f"another but for case, punctuation or spacing: {_where(s.near_duplicate_at, s.near_duplicates)}",
                 "deduplicate them too: they weigh like duplicates",
@@ -194,7 +298,7 @@ def _quality(d: Draft, layout: Layout) -> Iterator[Finding]:
             yield finding(
                 "warning",
                 "data-quality",
-                "data.path",
+                path,
                 f"{s.same_chosen_rejected:,} preference pair(s) in {split}/ have chosen == rejected: no signal, not "
                 f"counted: {_where(s.same_chosen_rejected_at, s.same_chosen_rejected)}",
                 "drop those pairs",
@@ -203,7 +307,7 @@ def _quality(d: Draft, layout: Layout) -> Iterator[Finding]:
             yield finding(
                 "warning",
                 "data-quality",
-                "data.path",
+                path,
                 f"{s.unparsable_answers} reference answer(s) in {split}/ do not parse as numbers",
                 "fix them, or use a reward other than numeric_match",
             )

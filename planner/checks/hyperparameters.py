@@ -195,7 +195,7 @@ def _seq_length(d: Draft, layout: Layout) -> Iterator[Finding]:
 def _truncated(d: Draft, layout: Layout) -> Iterator[Finding]:
     """The one sequence-length rule: records longer than a stage's max_seq_length are cut; say how many (the
     validate_data stage counts the same with the model's tokenizer)."""
-    if d.prompt is None or (d.stats.source == "remote" and d.stats.token_estimate == "none"):
+    if d.prompt is None or d.stats.token_estimate == "none":
         return
     for stage in d.stages:
         if stage.method.sequence_packing:

@@ -13,7 +13,7 @@ from planner.probe import probe
 
 def make_plan(*overrides: str, base: Path | None = None):
     spec, _ = load(list(overrides))
-    stats = probe(spec.data, base or Path.cwd(), spec.knowledge.estimator.chars_per_token)
+    stats = probe(spec.data, base or Path.cwd(), spec.knowledge.estimator.chars_per_token, lints=spec.knowledge.lints)
     return plan(spec, stats)
 
 

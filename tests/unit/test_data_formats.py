@@ -212,16 +212,38 @@ def test_each_format_sample_plans_with_its_counts_and_no_bad_lines(dataset, caps
         assert (stats[split]["records"], stats[split]["unique"], stats[split]["invalid_total"]) == (n, n, 0)
 
 
-def test_remote_hf_data_plans_from_declared_counts(capsys):
-    args = ("+goal=tone", "method=lora", "data.path=hf://acme/emails", "data.format=alpaca")
+def test_remote_hf_data_plans_from_declared_counts_and_says_they_are_not_measured(capsys):
+    args = ("+goal=tone", "method=lora", "data.path=hf://acme/emails@v2", "data.format=alpaca")
     code, plan, err = run_json(capsys, *args, "+data.declared.training=800", "+data.declared.validation=80")
     assert code in (0, 1), err
-    assert plan["data_stats"]["source"] == "remote"
-    assert (plan["data_stats"]["training"]["records"], plan["data_stats"]["validation"]["records"]) == (800, 80)
+    stats = plan["data_stats"]
+    assert (stats["source"], stats["counts"]) == ("hub", "declared")
+    assert (stats["training"]["records"], stats["validation"]["records"]) == (800, 80)
+    counts = next(f for f in plan["findings"] if f["code"] == "data-counts")
+    assert counts["path"] == "data.declared" and "counts declared, not measured (800 training, 80 validation" in (
+        counts["message"]
+    )
 
 
-def test_remote_hf_data_without_counts_says_how_to_declare_or_download(capsys):
+def test_remote_hf_data_without_counts_offline_says_how_to_declare_or_fill_the_cache(capsys):
+    pytest.importorskip("datasets")
     code, plan, err = run_json(capsys, "+goal=tone", "data.path=hf://acme/emails", "data.format=sharegpt")
     assert (code, plan) == (2, None)
+    assert "cannot read hf://acme/emails: it is not in the local datasets cache and the Hub cannot be reached" in err
+    assert "at: data.path" in err
     assert "+data.declared.training=<records>" in err
-    assert "huggingface-cli download --repo-type dataset acme/emails --local-dir <dir>" in err
+    assert "datasets.load_dataset('acme/emails')" in err
+
+
+@pytest.mark.parametrize(
+    ("path", "error"),
+    [
+        param("hf://acme/two words", "is not a Hugging Face dataset id", id="space"),
+        param("hf://acme/emails@", "the revision after @", id="empty-revision"),
+        param("hf://a/b/c", "is not a Hugging Face dataset id", id="three-parts"),
+    ],
+)
+def test_a_malformed_hub_id_is_refused_at_data_path(path, error, capsys):
+    code, plan, err = run_json(capsys, "+goal=tone", f"data.path={path}", "+data.declared.training=10")
+    assert (code, plan) == (2, None)
+    assert "at: data.path" in err and error in err
