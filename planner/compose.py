@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError, model_validator
@@ -122,11 +123,27 @@ def validate(raw: dict[str, Any], overrides: Sequence[str], roots: Sequence[str]
         from planner.calibration import read
 
         raw["calibration"] = read(raw["calibration"])
+    bench = raw.get("eval", {}).get("general_benchmark") if isinstance(raw.get("eval"), dict) else None
+    if isinstance(bench, str) and bench.endswith((".yaml", ".yml")):  # a local lm_eval task: its absolute path
+        raw["eval"] = {**raw["eval"], "general_benchmark": _task_file(bench)}
     try:
         spec = Spec.model_validate(raw)
     except ValidationError as exc:
         raise validation_error(exc, Spec, "invalid configuration") from None
     return spec, options
+
+
+def _task_file(path: str) -> str:
+    """eval.general_benchmark=<task YAML>, relative to the folder the planner runs in: the absolute path the
+    stages read (they run elsewhere)."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise ConfigError(
+            f"eval.general_benchmark={path}: no such file",
+            fix="give the path of an lm-evaluation-harness task YAML (task: <name>, its dataset), an lm_eval task "
+            "name (mmlu, arc_easy), or builtin:general",
+        )
+    return str(p.resolve())
 
 
 def schema_key(override: str) -> str:

@@ -171,7 +171,10 @@ class Evaluation(Frozen):
     metric: str
     max_examples: int | None = None
     max_new_tokens: int
-    general_benchmark: str = Field(description="builtin:<name> as configured, or an lm_eval task name.")
+    general_benchmark: str = Field(
+        description="builtin:<name> as configured, the absolute path of a local lm_eval task YAML, or an lm_eval task "
+        "name."
+    )
     general_benchmark_path: str | None = Field(None, description="Absolute path of a builtin benchmark's items.")
     sft_base: str | None = Field(None, description="An external SFT base the evaluated model starts from.")
 

@@ -27,7 +27,11 @@ class Eval(Frozen):
     """How the gate judges a run."""
 
     general_benchmark: str = Field(
-        "builtin:general", description="Forgetting check: builtin:<name> or an lm_eval task."
+        "builtin:general",
+        description="Forgetting check: builtin:<name> (multiple choice, shipped), the path of a local "
+        "lm-evaluation-harness task YAML (its `task:` or `group:` and a local dataset: runs offline; relative paths "
+        "in it are read from its folder), or an lm_eval task name (mmlu, arc_easy: data from the Hugging Face Hub "
+        "or its cache). lm_eval tasks need the eval extra (pip install 'ladder-planner[eval]').",
     )
     forgetting_threshold: float = Field(
         2.0,
