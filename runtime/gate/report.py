@@ -166,8 +166,8 @@ def render_markdown(plan: Plan, result: dict, baseline: dict, tuned: dict) -> st
         for d in result["diagnostics"]:
             fix = f" — fix: {d['fix']}" if d.get("fix") else ""
             lines.append(f"- {d['severity'].upper()} `{d['code']}`: {d['message']}{fix}")
-    if result.get("loss_curve"):
-        lines += ["", "![train and val loss](loss.png)"]
+    if result.get("curves"):
+        lines += ["", "![training curves of every stage](curves.png)"]
     pairs = example_pairs(baseline, tuned)
     if pairs:
         lines += ["", "## Examples", ""]
@@ -241,7 +241,7 @@ def render_html(plan: Plan, result: dict, baseline: dict, tuned: dict, png: Path
         checks=result["checks"],
         measured=measured_rows(result),
         diagnostics=result["diagnostics"],
-        loss_curve=image,
+        curves_image=image,
         curves_section=bool(result["diagnostics"]) or png is not None,
         examples=example_pairs(baseline, tuned),
     )

@@ -2,21 +2,24 @@
 
 Reads the baseline and tuned scores (run/baseline_eval/scores.json, run/eval/scores.json) and, for training
 plans, the training metrics (metrics.jsonl); judges them (runtime.gate.verdict); writes gate.json
-(plan.artifacts.gate), report.md, report.html (runtime.gate.report) and loss.png (runtime.gate.plot) next to
-it. A failing verdict raises StageFailed with the failing reasons, so the stage exits 1 and publish does not run.
+(plan.artifacts.gate), report.md, report.html (runtime.gate.report) and curves.png (runtime.gate.plot: every
+training stage's curves) next to it. A failing verdict raises StageFailed with the failing reasons, so the stage
+exits 1 and publish does not run.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from runtime.context import RunContext, StageFailed
-from runtime.gate.plot import plot_losses
+from runtime.gate.plot import StageCurves, plot_curves
 from runtime.gate.report import render_html, render_markdown
 from runtime.gate.verdict import judge
 from runtime.memory import WARN_RATIO, compare, planned
 from runtime.status import read_jsonl, write_json_atomic
+from schemas.plan import Plan
 
 
 def run(ctx: RunContext) -> dict:
@@ -45,10 +48,11 @@ def run(ctx: RunContext) -> dict:
     out = ctx.path(ctx.stage.outputs.get("verdict", plan.artifacts.gate))
     folder = out.parent
     png = None
-    if records:
-        png = folder / "loss.png"
-        plot_losses(records, png, title=f"{plan.name}: {plan.decision.method}")
-        result["loss_curve"] = _relative(png, ctx.bundle)
+    stages = training_curves(plan, ctx.path)
+    if any(s.records for s in stages):
+        png = folder / "curves.png"
+        plot_curves(stages, png, title=f"{plan.name}: {' -> '.join(plan.decision.pipeline)}")
+        result["curves"] = _relative(png, ctx.bundle)
     result["report"] = _relative(folder / "report.html", ctx.bundle)
     if metrics_path is not None:
         result["metrics_file"] = _relative(metrics_path, ctx.bundle)
@@ -66,6 +70,17 @@ def run(ctx: RunContext) -> dict:
     if result["verdict"] != "pass":
         raise StageFailed("gate failed: " + "; ".join(result["reasons"]))
     return result
+
+
+def training_curves(plan: Plan, path: Callable[[str], Path]) -> list[StageCurves]:
+    """Each training stage's metrics.jsonl records (`path` makes a bundle-relative path absolute), in pipeline
+    order: an SFT base stage first."""
+    out = []
+    for stage in plan.stages:
+        if stage.method is not None:
+            records = read_jsonl(path(stage.outputs.get("metrics", f"run/{stage.name}/metrics.jsonl")))
+            out.append(StageCurves(stage.name, stage.method.kind, records))
+    return out
 
 
 def against_plan(ctx: RunContext) -> list[dict]:

@@ -185,7 +185,7 @@ def test_gate_passes_and_writes_reports(lora_bundle):
     assert gate["general"] == {"benchmark": "builtin:general", "baseline": 0.64, "tuned": 0.63, "drop_points": 1.0,
                                "threshold_points": 2.0}
     assert {c["name"] for c in gate["checks"]} == {"improvement", "target", "forgetting", "curves"}
-    assert (bundle / "run/gate/loss.png").read_bytes()[:4] == b"\x89PNG"
+    assert (bundle / "run/gate/curves.png").read_bytes()[:4] == b"\x89PNG"
     page = (bundle / "run/gate/report.html").read_text()
     assert "data:image/png;base64," in page and "PASS" in page and "Dear Ann," in page
     assert "# Gate: PASS" in (bundle / "run/gate/report.md").read_text()
@@ -230,4 +230,4 @@ def test_gate_for_a_prompting_plan_needs_no_training_metrics(tmp_path):
     _scores(bundle, "eval", 0.4, None, pid)
     assert _run(bundle, "gate") == 0
     gate = _json(bundle / "run/gate/gate.json")
-    assert gate["diagnostics"] == [] and not (bundle / "run/gate/loss.png").exists()
+    assert gate["diagnostics"] == [] and not (bundle / "run/gate/curves.png").exists()

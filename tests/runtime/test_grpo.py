@@ -69,6 +69,25 @@ def test_grpo_scores_real_generations_with_the_registered_rewards(tmp_path, tiny
     epoch = [r for r in lines if r["kind"] == "epoch"]
     assert epoch and "eval_reward" in epoch[-1]
 
+    # the gate's figure: GRPO judged by its reward, the mean with a band of one std, the best eval reward marked
+    from runtime.gate.plot import plot_curves
+    from runtime.gate.stage import training_curves
+    from schemas.plan import Plan
+
+    stages = training_curves(Plan.model_validate_json((bundle / "plan.json").read_text()), lambda p: bundle / p)
+    assert [(s.name, s.kind) for s in stages] == [("train", "grpo")]
+    fig = plot_curves(stages, tmp_path / "curves.png")
+    axes = {ax.get_title(): ax for ax in fig.axes if ax.get_title()}
+    assert set(axes) == {"train (grpo): reward (mean ± std)", "train (grpo): loss"}
+    reward = axes["train (grpo): reward (mean ± std)"]
+    drawn = {line.get_label(): line for line in reward.get_lines()}
+    assert list(drawn["reward mean (train)"].get_ydata()) == pytest.approx([r["reward"] for r in steps])
+    assert "reward mean (val)" in drawn
+    [band] = [c for c in reward.collections if c.get_label() == "reward ± 1 std (train)"]
+    low = min(r["reward"] - r["reward_std"] for r in steps)
+    assert min(band.get_paths()[0].vertices[:, 1]) == pytest.approx(low)
+    assert any(label.startswith("best checkpoint") and "highest eval reward" in label for label in drawn)
+
 
 def test_grpo_lora_with_a_kl_reference(tmp_path, tiny_dir):
     bundle = _bundle(tmp_path, "++method.finetuning_type=lora", "++method.kl_beta=0.04", "++method.max_steps=3",

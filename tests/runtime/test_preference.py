@@ -100,6 +100,26 @@ def test_dpo_on_the_sft_base_raises_the_margin_on_training_pairs(tmp_path, tiny_
     epoch = [r for r in lines if r["kind"] == "epoch"]
     assert epoch and epoch[-1]["val_loss"] is not None and "eval_rewards/margins" in epoch[-1]
 
+    # the gate's figure of this bundle: the SFT base stage and DPO on one figure, DPO judged by its margins
+    from runtime.gate.plot import plot_curves
+    from runtime.gate.stage import training_curves
+    from schemas.plan import Plan
+
+    stages = training_curves(Plan.model_validate_json((bundle / "plan.json").read_text()), lambda p: bundle / p)
+    assert [(s.name, s.kind) for s in stages] == [("train_sft", "sft"), ("train", "dpo")]
+    assert stages[0].records and stages[1].records == lines
+    fig = plot_curves(stages, tmp_path / "curves.png")
+    axes = {ax.get_title(): ax for ax in fig.axes if ax.get_title()}
+    assert set(axes) == {"train_sft (sft): loss", "train (dpo): loss", "train (dpo): reward margin and accuracy"}
+    assert "train loss" in {line.get_label() for line in axes["train_sft (sft): loss"].get_lines()}
+    prefs = {line.get_label(): line for line in axes["train (dpo): reward margin and accuracy"].get_lines()}
+    assert list(prefs["reward margin (train)"].get_ydata()) == pytest.approx([r["rewards/margins"] for r in steps])
+    assert "reward margin (val)" in prefs
+    best = [label for label in prefs if label.startswith("best checkpoint")]
+    assert best and "lowest val loss" in best[0]
+    [twin] = [ax for ax in fig.axes if ax.get_ylabel() == "preference accuracy"]
+    assert {line.get_label() for line in twin.get_lines()} >= {"accuracy (train)", "accuracy (val)"}
+
 
 def test_dpo_lora_with_adapters_disabled_and_sft_loss(tmp_path, tiny_dir):
     """finetuning_type lora (reference: the adapter switched off), an SFT base given as method.sft_base
