@@ -72,7 +72,7 @@ def _job(
         except Exception as exc:  # OmegaConf raises many types; all are the user's config
             raise _hydra_error(exc, overrides, str(conf_dir())) from None
         spec, options = validate(raw, overrides, roots)
-        stats = probe(spec.data, Path.cwd(), spec.knowledge.estimator.chars_per_token)
+        stats = probe(spec.data, Path.cwd(), spec.knowledge.estimator.chars_per_token, lints=spec.knowledge.lints)
         plan = make_plan(spec, stats, probe_host())
     except ConfigError as exc:
         sys.stderr.write(exc.render() + "\n")

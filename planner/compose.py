@@ -400,6 +400,10 @@ def _key_path(model: type[BaseModel], loc: Sequence[int | str]) -> tuple[str, An
     i = 0
     while i < len(loc):
         part = loc[i]
+        if isinstance(part, int) or str(part).isdigit():  # an item of a list: data.mixture[1], same models
+            out[-1] += f"[{part}]" if out else str(part)
+            i += 1
+            continue
         out.append(str(part))
         nxt: list[type[BaseModel]] = []
         field = None

@@ -19,8 +19,9 @@ from planner.checks import run_checks
 from planner.dag import build_stages
 from planner.draft import Draft, Selection, TrainStage, needs_sft_stage, precision, resolve_launcher
 from planner.host import Host
+from planner.mixture import holds_out
 from planner.stages import lay_out, layout_for, pipeline_estimate, train_stage
-from schemas.data import DataStats
+from schemas.data import DataFile, DataStats, HubSource, Mixture, PartData
 from schemas.method import TRAIN_KINDS, Prompting, Rag, TrainMethod
 from schemas.model import URN
 from schemas.plan import (
@@ -230,22 +231,58 @@ def _stage_extras(draft: Draft) -> dict[str, dict]:
 
 
 def stage_data(spec: Spec, stats: DataStats, seed: int) -> StageData | None:
-    """The data files as planned (absolute paths, sizes, hashes) and the hold-out rule; None for remote data."""
+    """The data as planned: the files (absolute paths, sizes, hashes), a Hub dataset (its pinned revision), or a
+    mixture (each part and the records drawn from it), and the hold-out rule; None for other remote data."""
+    common = {
+        "format": spec.data.format,
+        "holdout_fraction": spec.knowledge.lints.holdout_fraction,
+        "holdout_seed": seed,
+    }
+    if stats.mixture:
+        parts = tuple(
+            PartData(
+                key=p.key,
+                format=p.format,
+                root=p.stats.root,
+                files=_files(p.stats),
+                hub=_hub(p.stats),
+                holdout=holds_out(p.stats),
+                pool=p.pool,
+                drawn=p.drawn,
+            )
+            for p in stats.mixture
+        )
+        mixture = Mixture(stopping_strategy=spec.data.stopping_strategy, seed=seed, parts=parts)
+        return StageData(**common, mixture=mixture)
+    if stats.hub is not None:
+        return StageData(**common, hub=_hub(stats))
     if stats.root is None:
         return None
-    root = stats.root
-    files = [
-        f.model_copy(update={"path": f"{root}/{f.path}"})
+    return StageData(**common, root=stats.root, files=_files(stats))
+
+
+def _files(stats: DataStats) -> tuple[DataFile, ...]:
+    """The probed data files with absolute paths."""
+    return tuple(
+        f.model_copy(update={"path": f"{stats.root}/{f.path}"})
         for split in (stats.training, stats.validation)
-        if split is not None
+        if split is not None and stats.root is not None
         for f in split.digests
-    ]
-    return StageData(
-        format=spec.data.format,
-        root=root,
-        files=tuple(files),
-        holdout_fraction=spec.knowledge.lints.holdout_fraction,
-        holdout_seed=seed,
+    )
+
+
+def _hub(stats: DataStats) -> HubSource | None:
+    """A Hub dataset as the runtime loads it: the commit planned (or the revision pinned), the row count measured."""
+    h = stats.hub
+    if h is None:
+        return None
+    return HubSource(
+        repo=h.repo,
+        revision=h.revision,
+        subset=h.subset,
+        training_split=h.training_split,
+        validation_split=h.validation_split,
+        training_rows=h.training_rows,
     )
 
 

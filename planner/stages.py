@@ -244,8 +244,8 @@ def stage_estimate(
         f"{prior.load_minutes:g} min, eval {prior.eval_fraction:.0%} of training, checkpoint writes",
         calibration_note(spec),
         f"sequence length {cand.shape.seq} tokens (the longest record, "
-        f"{'declared' if stats.source == 'remote' else 'chars/4'} x {prior.seq_margin:g} + the prompt format, "
-        "capped by the config)",
+        f"{'declared' if stats.token_estimate == 'declared' else 'chars/4'} x {prior.seq_margin:g} + the prompt "
+        "format, capped by the config)",
     ]
     if train.replay is not None:
         assumptions.append(

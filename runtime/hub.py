@@ -51,6 +51,8 @@ def readme(plan: Plan, card: dict, verdict: dict, *, lora: bool) -> str:
         "tags": sorted({plan.decision.method, "lora" if lora else "full-fine-tune", plan.spec.goal.name})
         + (["peft"] if lora else []),
     }
+    if datasets := hub_datasets(plan):
+        meta["datasets"] = datasets
     if results:
         meta["model-index"] = [
             {
@@ -67,6 +69,20 @@ def readme(plan: Plan, card: dict, verdict: dict, *, lora: bool) -> str:
     front = f"base_model: {_scalar(base)}" + (f"  # {local}" if local else "") + "\n"
     front += yaml.safe_dump(meta, sort_keys=False, allow_unicode=True, width=1000)
     return f"---\n{front}---\n\n" + _body(plan, card, verdict, base, local, lora=lora)
+
+
+def hub_datasets(plan: Plan) -> list[str]:
+    """The Hub datasets (org/name) the model was trained on: the data's, or those of its mixture."""
+    stats = [plan.data_stats, *(p.stats for p in plan.data_stats.mixture)]
+    return sorted({s.hub.repo for s in stats if s.hub is not None})
+
+
+def _data_source(plan: Plan) -> str:
+    hub = hub_datasets(plan)
+    if plan.data_stats.mixture:
+        parts = ", ".join(f"{p.path} ({p.share:.0%}, {p.drawn} records)" for p in plan.data_stats.mixture)
+        return f"a mixture: {parts}"
+    return f"the Hub dataset {hub[0]}" if hub else "local files, not a Hub dataset"
 
 
 def _scalar(value: str) -> str:
@@ -109,7 +125,7 @@ def _body(plan: Plan, card: dict, verdict: dict, base: str, local: str | None, *
         "## Training",
         "",
         f"- data: `{data.get('name')}` ({data.get('format')}), {data.get('training_records')} training records, "
-        f"{data.get('validation_records')} validation records (local files, not a Hub dataset)",
+        f"{data.get('validation_records')} validation records ({_data_source(plan)})",
         f"- method: {plan.decision.method}" + (f", rank {rank}" if (rank := _rank(card)) else ""),
         f"- plan: `{plan.id}`; model_card.json holds every hyperparameter and the training metrics",
         "",

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 
 from schemas.base import Frozen
-from schemas.data import DataFile, DataFormat, DataStats
+from schemas.data import DataFile, DataFormat, DataStats, HubSource, Mixture
 from schemas.layout import AttentionImplementation
 from schemas.method import TrainMethod
 from schemas.spec import Spec
@@ -144,11 +144,16 @@ class PromptFormat(Frozen):
 
 
 class StageData(Frozen):
-    """The records a stage reads: resolved files, their fingerprint, the hold-out rule."""
+    """The records a stage reads: resolved files (or a Hub dataset, or a mixture), their fingerprint, the hold-out
+    rule."""
 
     format: DataFormat
-    root: str = Field(description="Absolute dataset folder (training/, validation/).")
+    root: str | None = Field(
+        None, description="Absolute dataset folder (training/, validation/); null for a Hub dataset or a mixture."
+    )
     files: tuple[DataFile, ...] = Field((), description="Every data file with its absolute path, size and sha256.")
+    hub: HubSource | None = None
+    mixture: Mixture | None = None
     holdout_fraction: float = Field(description="Share of training held out when validation/ is absent.")
     holdout_seed: int = Field(description="Seed of the hold-out draw (the training method's seed).")
     use: Literal["as_is", "chosen", "desirable", "answer"] = Field(

@@ -12,7 +12,7 @@ from typing import Any
 
 from runtime.checkpoints import checkpoints_dir, metrics_file, resume_point, source_for, trim_metrics
 from runtime.context import RunContext, peak_memory_bytes, rank
-from runtime.data import splits, stage_data
+from runtime.data import mix, splits, stage_data
 from runtime.lifecycle import Lifecycle
 from runtime.memory import compare, planned, settle_allocator
 from runtime.models import check_chat, load_tokenizer, prompt_format
@@ -44,7 +44,14 @@ def records(ctx: RunContext, method: Any, *, left_padding: bool = False) -> Reco
         tokenizer.padding_side = "left"  # generation continues the prompt
     data, fmt = stage_data(ctx), prompt_format(ctx.plan, ctx.stage.name)
     check_chat(fmt, tokenizer, ctx.plan.spec.model.name)
-    train, validation = splits(data)
+    if data.mixture is not None:  # the plan's mix, and what each dataset gave it (status.json: mixture_drawn)
+        mixed = mix(data.mixture, data.holdout_fraction)
+        for line in mixed.notes:
+            ctx.log(line)
+        ctx.status.update(mixture_drawn=mixed.drawn)
+        train, validation = mixed.train, mixed.validation
+    else:
+        train, validation = splits(data)
     return Records(source, tokenizer, fmt, data, train, validation)
 
 

@@ -166,7 +166,8 @@ def run(ctx: RunContext, method: Lora | Sft) -> None:
         )
     if not train_rows:
         raise StageFailed(
-            f"no usable training records in {data.root} (format {data.format}); "
+            f"no usable training records in {data.root or plan.spec.data.path or 'the mixture'} "
+            f"(format {data.format}); "
             "run the validate_data stage for the file:line of each problem"
         )
     cut = truncated_rows(r.tokenizer, train_rows, method.max_seq_length)
@@ -211,7 +212,13 @@ def run(ctx: RunContext, method: Lora | Sft) -> None:
             + f", {world_size()} process(es)"
             + (f" ({distributed}, {trainer.accelerator.state.backend}), {par.describe()}" if par.world > 1 else "")
         )
-        ctx.status.update(method=method.kind, resumed_from=sched.resumed_from, output=str(out.relative_to(ctx.bundle)))
+        ctx.status.update(
+            method=method.kind,
+            resumed_from=sched.resumed_from,
+            output=str(out.relative_to(ctx.bundle)),
+            train_examples=len(train_rows),
+            validation_examples=len(val_rows),
+        )
 
         # 4. fit, then save the adapter or the model
         fit(ctx, trainer, sched.lifecycle, method, sched.resume, sched.checkpoints, out)

@@ -223,6 +223,16 @@ def test_remote_hf_data_plans_from_declared_counts_and_says_they_are_not_measure
     assert counts["path"] == "data.declared" and "counts declared, not measured (800 training, 80 validation" in (
         counts["message"]
     )
+    # the runtime loads it from the Hub (or the datasets cache) at the pinned revision, the rows unchecked
+    hub = next(s for s in plan["stages"] if s["name"] == "train")["data"]["hub"]
+    assert hub == {
+        "repo": "acme/emails",
+        "revision": "v2",
+        "subset": None,
+        "training_split": "train",
+        "validation_split": "validation",
+        "training_rows": None,
+    }
 
 
 def test_remote_hf_data_without_counts_offline_says_how_to_declare_or_fill_the_cache(capsys):
