@@ -7,6 +7,7 @@ key path and a fix. Uses Hydra's compose API, so nothing is written and no loggi
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -126,6 +127,10 @@ def validate(raw: dict[str, Any], overrides: Sequence[str], roots: Sequence[str]
     bench = raw.get("eval", {}).get("general_benchmark") if isinstance(raw.get("eval"), dict) else None
     if isinstance(bench, str) and bench.endswith((".yaml", ".yml")):  # a local lm_eval task: its absolute path
         raw["eval"] = {**raw["eval"], "general_benchmark": _task_file(bench)}
+    tracking = raw.get("tracking")
+    if isinstance(tracking, dict) and isinstance(tracking.get("dir"), str) and tracking["dir"].strip():
+        # relative to the folder the planner runs in, as the user typed it; the stages run elsewhere
+        raw["tracking"] = {**tracking, "dir": os.path.abspath(os.path.expanduser(tracking["dir"]))}
     try:
         spec = Spec.model_validate(raw)
     except ValidationError as exc:
@@ -382,6 +387,13 @@ def _value_fix(err: Any, path: str, field: Any) -> str:
         return f"set {path} to one of: {ctx.get('expected', '')}".replace("'", "")
     if kind in ("union_tag_invalid", "union_tag_not_found"):
         return f"set {path}.kind to one of: {ctx.get('expected_tags', '')}".replace("'", "")
+    if kind == "tracking_key":
+        return f"pick the backend that reads it (tracking={ctx.get('first')} {path}=...) or drop {path}"
+    if kind == "credential_in_uri":
+        return (
+            f"drop the user:password@ part of {path}; the stages read MLFLOW_TRACKING_USERNAME and "
+            "MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN) from their environment (launcher.env_passthrough)"
+        )
     if kind == "bool_parsing":
         return f"set {path} to true or false"
     if kind in ("string_too_long", "too_long", "too_short", "string_too_short") and field is not None:

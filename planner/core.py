@@ -12,7 +12,7 @@ import json
 from collections.abc import Callable
 from functools import cache
 
-from planner import derive, resolve
+from planner import derive, resolve, tracking
 from planner import estimator as est
 from planner import ladder as ladder_mod
 from planner.checks import run_checks
@@ -43,8 +43,12 @@ GB = est.GB
 
 
 def plan_id(spec: Spec, stats: DataStats) -> str:
+    # tracking is left out: it observes the run and changes nothing in it, so turning it on re-plans the same
+    # bundle (its completed stages stay completed) instead of starting a new one
     blob = json.dumps(
-        {"spec": spec.model_dump(mode="json"), "data": stats.fingerprint}, sort_keys=True, separators=(",", ":")
+        {"spec": spec.model_dump(mode="json", exclude={"tracking"}), "data": stats.fingerprint},
+        sort_keys=True,
+        separators=(",", ":"),
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
@@ -195,6 +199,7 @@ def plan(spec: Spec, stats: DataStats, host: Host | None = None) -> Plan:
         feasible=not any(f.severity == "error" for f in findings),
         stages=built,
         artifacts=artifacts,
+        tracking=tracking.resolve(spec.tracking, name=f"{spec.goal.name}-{pid}", goal=spec.goal.name),
     )
 
 

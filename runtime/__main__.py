@@ -57,8 +57,15 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"error: {exc}\n")
         return BUSY
     module, _, func = STAGES[args.stage].partition(":")
+
+    def body() -> object:
+        from runtime.tracking import stage_run
+
+        with stage_run(ctx):  # plan.tracking: the stage's run in the tracking backend, open while it runs
+            return getattr(importlib.import_module(module), func)(ctx)
+
     try:
-        return run_stage(ctx, lambda: getattr(importlib.import_module(module), func)(ctx))
+        return run_stage(ctx, body)
     finally:
         release_stage_lock(ctx)
 

@@ -20,6 +20,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -54,6 +55,7 @@ class RunContext:
     stop_signal: str = "SIGTERM"  # what asked the stage to stop, as the log and status.json name it
     requeue: bool = False  # stopping at Slurm's time-limit warning: requeue, do not cancel (run_stage)
     lock_fd: int | None = None  # run/<stage>/.lock, held while the stage runs (hold_stage_lock)
+    tracker: Any = None  # the stage's experiment-tracking run while it runs (runtime.tracking.stage_run)
 
     @classmethod
     def load(cls, plan_path: Path, stage_name: str) -> RunContext:

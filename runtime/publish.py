@@ -18,7 +18,7 @@ import os
 import shutil
 from pathlib import Path
 
-from runtime import hub
+from runtime import hub, tracking
 from runtime.context import RunContext, StageFailed
 from runtime.status import read_jsonl, write_json_atomic
 
@@ -84,6 +84,15 @@ def run(ctx: RunContext) -> dict:
     if not lora:
         ctx.log("full model: it needs its own serving deployment (see NOTE.md)")
     ctx.status.update(published=str(where), output_model=plan.artifacts.output_model)
+    shipped = [p for p in dest.rglob("*") if p.is_file()]
+    tracking.log(
+        ctx,
+        {
+            "publish/files": len(shipped),
+            "publish/bytes": sum(p.stat().st_size for p in shipped),
+            "publish/merged": merged is not None,
+        },
+    )
     repo = plan.spec.publish.push_to_hub
     if repo is not None:
         url = hub.push(dest, repo, private=plan.spec.publish.private, message=f"{plan.artifacts.output_model}")

@@ -29,6 +29,7 @@ from runtime.context import (
 )
 from runtime.lifecycle import Lifecycle, NonFiniteLoss
 from runtime.parallel import Parallel, stage_layout
+from runtime.tracking import report_to
 from schemas.plan import ResolvedMethod
 
 OPTIMIZERS = {"adamw": "adamw_torch", "adamw_8bit": "adamw_bnb_8bit", "adamw_bf16": "adamw_torch", "sgd": "sgd"}
@@ -72,6 +73,8 @@ def training_args(
         strategy = {"eval_strategy": "steps", "eval_steps": every, "save_strategy": "steps", "save_steps": every}
     if not has_val:
         strategy["eval_strategy"] = "no"
+    # the tracking backend's integration logs the steps into the stage's open run (runtime.tracking)
+    reports, run_name = report_to(ctx.plan, ctx.stage)
     fsdp: dict[str, Any] = {}
     if par.accelerate_fsdp:
         fsdp = {
@@ -114,7 +117,8 @@ def training_args(
         logging_steps=max(1, min(50, per_epoch // 5)),
         logging_first_step=True,
         logging_nan_inf_filter=False,
-        report_to="none",
+        report_to=reports,
+        run_name=run_name,
         disable_tqdm=not tty,
         # without use_cpu, accelerate on a CPU-only machine ignores torchrun (DistributedType.NO): every rank
         # would train its own copy with no gradient all-reduce. use_cpu=True selects MULTI_CPU on gloo.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from runtime import tracking
 from runtime.context import RunContext, StageFailed
 from runtime.data import Mixed, Source, mix, objects, read_source, stage_data
 from runtime.status import write_json_atomic
@@ -59,6 +60,7 @@ def run(ctx: RunContext) -> None:
                 f"max_seq_length {t['seq_length']} and will be cut"
             )
     write_json_atomic(ctx.path(ctx.stage.outputs["report"]), report)
+    tracking.log(ctx, data_metrics(report))
     for where, splits in [("", report["splits"])] + [
         (f"{k}: ", v["splits"]) for k, v in report.get("sources", {}).items()
     ]:
@@ -139,6 +141,23 @@ def _scan(src: Source, prefix: str, chars_per_token: float, report: dict) -> dic
                 shown = f": {'; '.join(str(b) for b in where)}{' ...' if count > len(where) else ''}" if where else ""
                 report["warnings"].append(f"{prefix}{count} {what} in {split}/{shown}")
     return out
+
+
+def data_metrics(report: dict) -> dict[str, float]:
+    """The report's counts as tracking metrics: data/<split>/<count> (a mixture: data/mixture[i]/<split>/<count>
+    per dataset and data/mixture/<split> for the mix), and the training token lengths."""
+    counts = ("records", "usable", "unique", "invalid_total", "empty", "duplicates", "near_duplicates")
+    out = {f"data/{split}/{key}": s.get(key) for split, s in report["splits"].items() for key in counts}
+    for name, source in (report.get("sources") or {}).items():  # a mixture: each dataset (data.mixture[i]), the mix
+        part = name.removeprefix("data.")
+        out.update(
+            {f"data/{part}/{split}/{key}": s.get(key) for split, s in source["splits"].items() for key in counts}
+        )
+    mixture = report.get("mixture") or {}
+    out.update({f"data/mixture/{split}": mixture.get(split) for split in ("training", "validation")})
+    tokens = report.get("tokens") or {}
+    out.update({f"data/tokens/{key}": tokens.get(key) for key in ("p50", "p95", "max", "truncated")})
+    return tracking.numbers(out)
 
 
 def _token_report(ctx: RunContext, stage: str, seq: int | None, records: list[dict]) -> dict:

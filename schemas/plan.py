@@ -11,6 +11,7 @@ from schemas.data import DataFile, DataFormat, DataStats, HubSource, Mixture
 from schemas.layout import AttentionImplementation
 from schemas.method import TrainMethod
 from schemas.spec import Spec
+from schemas.tracking import TrackingPlan
 
 Severity = Literal["error", "warning", "info"]
 SCHEMA_VERSION = 2
@@ -263,6 +264,11 @@ class Plan(Frozen):
     feasible: bool
     stages: tuple[Stage, ...]
     artifacts: Artifacts
+    tracking: TrackingPlan | None = Field(
+        None,
+        description="Where every stage logs its metrics and the plan's hyperparameters, resolved from spec.tracking "
+        "(null: tracking=none). Not part of the plan id.",
+    )
 
     @field_validator("schema_version")
     @classmethod

@@ -46,8 +46,9 @@ _USERINFO = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/@\s]*@")
 
 
 class Tracking(Frozen):
-    """Where every stage logs its metrics and the plan's hyperparameters. The run is named after the bundle
-    (<goal>-<plan id>). Not part of the plan id: tracking observes a run, it does not change it."""
+    """Where every stage logs its metrics and the plan's hyperparameters; the run is named after the bundle.
+
+    Not part of the plan id: tracking observes a run, it does not change it."""
 
     backend: Backend = Field(
         "none",

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 from planner.checks import attention, config, consequences, data, degenerate, hyperparameters, memory, quantization
 from planner.checks import layout as layout_checks
+from planner.checks import tracking as tracking_checks
 from planner.checks.base import Check, Group
 from planner.draft import Draft
 from schemas.plan import Finding, Layout
@@ -24,6 +25,7 @@ GROUPS: tuple[Group, ...] = (
     hyperparameters.check,
     degenerate.check,
     memory.check,
+    tracking_checks.check,
     consequences.check,
 )
 

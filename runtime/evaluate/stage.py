@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime import metrics as metrics_mod
+from runtime import tracking
 from runtime.context import RunContext, StageFailed
 from runtime.data import splits, stage_data
 from runtime.evaluate.benchmark import general
@@ -117,6 +118,8 @@ def _evaluate(ctx: RunContext, *, tuned: bool) -> dict:
     }
     out = ctx.path(ctx.stage.outputs.get("scores", f"run/{ctx.stage.name}/scores.json"))
     write_json_atomic(out, scores)
+    # the same tags for both sides, so a tracker overlays the baseline and the tuned model
+    tracking.log(ctx, {f"scores/{k}": scores[k] for k in ("task_score", "general_score", "n_examples", "n_general")})
     with (out.parent / "predictions.jsonl").open("w", encoding="utf-8") as fh:
         for row, item in zip(rows, items, strict=True):
             fh.write(json.dumps({**row, "input": item.text}, sort_keys=True) + "\n")

@@ -13,6 +13,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+from runtime import tracking
 from runtime.context import RunContext, StageFailed
 from runtime.gate.plot import StageCurves, plot_curves
 from runtime.gate.report import render_html, render_markdown
@@ -57,6 +58,7 @@ def run(ctx: RunContext) -> dict:
     if metrics_path is not None:
         result["metrics_file"] = _relative(metrics_path, ctx.bundle)
     write_json_atomic(out, result)
+    tracking.log(ctx, gate_metrics(result))
     (folder / "report.md").write_text(render_markdown(plan, result, baseline, tuned), encoding="utf-8")
     (folder / "report.html").write_text(render_html(plan, result, baseline, tuned, png), encoding="utf-8")
     for m in result["measured"]:
@@ -70,6 +72,28 @@ def run(ctx: RunContext) -> dict:
     if result["verdict"] != "pass":
         raise StageFailed("gate failed: " + "; ".join(result["reasons"]))
     return result
+
+
+def gate_metrics(result: dict) -> dict[str, float]:
+    """The verdict as tracking metrics: pass (1/0) and each check, the task change with its interval, the general
+    score's drop with its 95% interval."""
+    out: dict[str, float] = {"gate/pass": float(result["verdict"] == "pass")}
+    out.update({f"gate/check/{c['name']}": float(c["passed"]) for c in result["checks"]})
+    for key, value in (
+        ("gate/improvement", result.get("improvement")),
+        ("gate/baseline_task_score", (result.get("baseline") or {}).get("task_score")),
+        ("gate/tuned_task_score", (result.get("tuned") or {}).get("task_score")),
+        ("gate/forgetting/drop_points", (result.get("forgetting") or {}).get("drop_points")),
+    ):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[key] = float(value)
+    for name, interval in (
+        ("gate/improvement_interval", (result.get("improvement_interval") or {}).get("interval_95")),
+        ("gate/forgetting/interval_95", (result.get("forgetting") or {}).get("interval_95")),
+    ):
+        if isinstance(interval, (list, tuple)) and len(interval) == 2:
+            out[f"{name}/low"], out[f"{name}/high"] = float(interval[0]), float(interval[1])
+    return out
 
 
 def training_curves(plan: Plan, path: Callable[[str], Path]) -> list[StageCurves]:
