@@ -16,16 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from planner.service.executors import RunState
+from planner.service.executors import RunState, read_json
 from schemas.plan import Plan
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
