@@ -88,7 +88,7 @@ def assess_rung(spec: Spec, stats: DataStats, selection: Selection) -> Callable[
             return ladder_mod.Assessment(fits=True, gpus=0, gpu_hours=0.0)
         stage = train_stage("train", kind, spec, stats, config, prompt)
         method = stage.recipe.method
-        result, cand, _ = layout_for(spec, stats, selection, method, stage.seq)
+        result, cand, _ = layout_for(spec, stats, selection, method, stage.seq, stage.widest)
         if cand is None:
             return ladder_mod.Assessment(fits=False, gpus=0, gpu_hours=None, detail="no layout")
         if not cand.fits:

@@ -39,6 +39,7 @@ class TrainStage:
     kind: str
     recipe: resolve.Recipe  # before the layout: what the user and the config asked for
     seq: int
+    widest: int = 0  # tokens of the widest micro batch the data makes (resolve.widest_batch); 0: seq
     layout_result: layout_mod.Result | None = None
     candidate: layout_mod.Candidate | None = None
     option: TrainingOption | None = None

@@ -58,6 +58,10 @@ class Shape:
     checkpointing: bool
     sequence_parallel: bool = False
     attention: AttentionImplementation = "flash_attention_2"  # layout.attention_implementation, resolved
+    # The widest micro batch in tokens: each batch pads to its longest record, so the peak comes with the longest
+    # one (resolve.widest_batch); 0: seq, every batch as wide as the cap (packing, or nothing known).
+    widest: int = 0
+    replay_tokens: float = 0.0  # mean tokens of a replay document (0: unknown, one row per document)
 
     @property
     def gpus(self) -> int:
@@ -156,21 +160,84 @@ def score_bytes_per_layer(arch: Architecture, s: int, b: int, tp: int, attention
     return 0.0
 
 
-def lora_dropout_bytes_per_layer(arch: Architecture, lora: LoraParams, s: int, b: int, tp: int, wbytes: int) -> int:
-    """What LoRA dropout adds per layer: PEFT applies dropout to the input of every adapted module separately and
-    keeps the dropped copy (wbytes per value, lora_A's weight gradient needs it) and the dropout mask (1 byte per
-    value): (wbytes + 1) * s * b * sum of the adapted modules' input widths (q, k, v and gate, up each get their
-    own copy of the h-wide input; o_proj's is q_dim wide, down_proj's i wide, both split by TP). None at dropout 0.
-    Measured: docs/estimator.md, "LoRA dropout"."""
-    if lora.adapter_dropout <= 0:
-        return 0
+def expanded_kv(attention: str, b: int) -> bool:
+    """Whether K and V reach the attention kernel repeated to the query heads (transformers' repeat_kv), so that
+    autograd keeps them q_dim wide, not kv_dim: eager always; sdpa when it gets a padding mask (a micro batch of
+    more than one sequence: torch's own GQA path takes no mask); flash_attention_2 never (measured:
+    docs/estimator.md, 2.6)."""
+    return attention == "eager" or (attention == "sdpa" and b > 1)
+
+
+def kv_expansion_bytes_per_layer(arch: Architecture, s: int, b: int, tp: int, attention: str, wbytes: int) -> float:
+    """What repeated K and V keep beyond their kv_dim width: 2 * (q_dim - kv_dim) values a token, split by heads."""
+    if not expanded_kv(attention, b):
+        return 0.0
+    return 2 * (arch.q_dim - arch.kv_dim) * s * b * wbytes / tp
+
+
+def norm_output_bytes_per_layer(arch: Architecture, s: int, b: int, tp: int, sp: bool, wbytes: int) -> float:
+    """Training a norm's weight keeps its normalized input (the weight's gradient is grad x normalized): one h-wide
+    tensor per norm, full weights only (LoRA freezes the norms); replicated under TP unless sequence parallel."""
+    return arch.norms_per_layer * s * b * arch.hidden_size * wbytes / (tp if sp else 1)
+
+
+def lora_bytes_per_layer(
+    arch: Architecture, lora: LoraParams, s: int, b: int, tp: int, wbytes: int, mask_bytes: int
+) -> float:
+    """What a LoRA layer keeps beside activation_bytes_per_layer's (which prices the full-weight layer), per layer.
+
+    A frozen linear keeps nothing of its input (its weight has no gradient); lora_A keeps the input it multiplies.
+    At adapter_dropout 0 that input is the module's own, shared by the adapters that read it: the QKV input, the
+    gate/up input and the down input stay as priced, and are not kept when no adapter reads them. At dropout > 0
+    PEFT drops the input of every adapted module separately: each keeps its dropped copy (wbytes a value) and the
+    dropout mask (mask_bytes: the compute dtype on CPU, where dropout multiplies by a mask of the input's dtype; one
+    byte on CUDA, native_dropout's bool mask), and the undropped inputs are kept by nobody. o_proj's input, the
+    attention output, is kept by the attention kernel anyway. Measured: docs/estimator.md, 2.7b."""
     shapes = arch.linear_shapes()
-    targets = ALL_LINEAR if "all-linear" in lora.target_modules else lora.target_modules
-    width = sum(shapes[t][0] / (tp if t in ("o_proj", "down_proj") else 1) for t in targets if t in shapes)
-    return int((wbytes + 1) * s * b * width)
+    targets = ALL_LINEAR if "all-linear" in lora.target_modules else tuple(lora.target_modules)
+    adapted = [t for t in targets if t in shapes]
+    h, i = arch.hidden_size, arch.intermediate_size
+    qkv = any(t in adapted for t in ("q_proj", "k_proj", "v_proj"))
+    gate_up = any(t in adapted for t in ("gate_proj", "up_proj"))
+    down = "down_proj" in adapted
+    dropout = lora.adapter_dropout > 0
+    # the inputs activation_bytes_per_layer prices that a LoRA layer does not keep
+    unkept = (h if dropout or not qkv else 0) + (h if dropout or not gate_up else 0)
+    unkept_split = i if dropout or not down else 0
+    delta = -(unkept + unkept_split / tp) * s * b * wbytes
+    if dropout:
+        width = sum(shapes[t][0] / (tp if t in ("o_proj", "down_proj") else 1) for t in adapted)
+        delta += (wbytes + mask_bytes) * s * b * width
+    return delta
 
 
+LOGIT_GRAD_BYTES = 4  # the fp32 gradient of the logits, alive while the lm_head's backward runs
 LOGIT_LOSS_BYTES = 8  # fp32 log-softmax output kept by the loss + the fp32 gradient of the logits in the backward
+
+
+# TRL's fused LM head (trl/kernels/chunked_logprob.py) scores the vocabulary in tiles of at most this many tokens x
+# vocabulary columns instead of materializing the logits.
+FUSED_TOKENS, FUSED_VOCAB = 4096, 32768
+FUSED_TILES_CPU = 8  # tiles alive in its backward without Triton (CPU): measured 7.8 (DPO) and 7.9 (GRPO)
+
+
+def fused_head(method: TrainMethod, is_cpu: bool) -> bool:
+    """Whether the estimate prices TRL's fused LM head: the DPO, KTO and GRPO trainers on CPU. The runtime's SFT
+    recipe (lora, sft) computes the loss from the full logits on CPU (runtime/recipes/sft.py: the tiles run as Python
+    loops there). On a GPU every TRL trainer scores through the fused head's Triton kernels, which hold about one
+    tile; the estimate keeps pricing full logits there (docs/estimator.md, 2.7: derived, not measured)."""
+    return is_cpu and method.kind not in ("lora", "sft")
+
+
+def logits_bytes(arch: Architecture, method: TrainMethod, tokens: int, wbytes: int, tp: int, is_cpu: bool) -> float:
+    """What scoring the vocabulary holds at its peak for a forward of `tokens` tokens (docs/estimator.md, 2.7).
+
+    Full logits: tokens x vocab x logit_bytes_per_value, the vocabulary split by TP. TRL's fused LM head on CPU (no
+    Triton): FUSED_TILES_CPU fp32 tiles of min(tokens, 4096) x min(vocab, 32768) in its torch backward (the tile's
+    logits, log-probabilities, probabilities, gradient and their temporaries; measured)."""
+    if fused_head(method, is_cpu):
+        return FUSED_TILES_CPU * min(tokens, FUSED_TOKENS) * min(arch.vocab_size, FUSED_VOCAB) * 4
+    return tokens * arch.vocab_size * logit_bytes_per_value(wbytes) / tp
 
 
 def logit_bytes_per_value(wbytes: int) -> int:
@@ -206,9 +273,19 @@ class Memory:
     reference_model: int
     kv_cache: int
     overhead: int
+    # What the backward overlaps: it writes each layer's gradients as it frees that layer's activations, so the
+    # peak holds the larger of the two, not their sum (subtracted from the sum of the terms above).
+    backward_overlap: int = 0
+    # What the end of the backward adds beyond the gradients and activations above: the embedding's new gradient
+    # (tied: its lm_head part, its input part and their sum), added to the kept ones under accumulation.
+    gradient_buffers: int = 0
+    # The set-up peak above the overhead (CPU): loading maps the checkpoint file beside the weights it fills. The
+    # total is the larger of this and the training terms.
+    load: int = 0
 
     @property
-    def total(self) -> int:
+    def training(self) -> int:
+        """The training peak above the overhead."""
         return (
             self.weights
             + self.grads
@@ -218,8 +295,13 @@ class Memory:
             + self.adapters
             + self.reference_model
             + self.kv_cache
-            + self.overhead
+            - self.backward_overlap
+            + self.gradient_buffers
         )
+
+    @property
+    def total(self) -> int:
+        return max(self.training, self.load) + self.overhead
 
 
 def memory(
@@ -252,16 +334,19 @@ def memory(
         adapters = 0.0
 
     rule = rules(method)
+    # Each micro batch pads to its longest record: the peak comes with the widest batch the data makes.
+    width = min(shape.seq, shape.widest) if shape.widest else shape.seq
     # DPO runs chosen and rejected through the policy: twice the sequences per micro batch.
     seqs = shape.micro_batch * rule.sequences_per_example
-    if method.replay is not None:  # replay documents join each micro batch, padded to its width
-        seqs += max(1, round(method.replay.ratio * shape.micro_batch))
+    if method.replay is not None:  # replay documents join each micro batch, packed into rows of its width
+        seqs += replay_rows(method.replay.ratio, shape.micro_batch, width, shape.replay_tokens)
     completion = rule.completion_tokens(method)
-    seq = shape.seq + completion
+    seq = width + completion
     kv_cache = reference = 0.0
     if completion:  # sampling completions (GRPO): a KV cache for the prompt and completion of each generation
         per_token = 2 * arch.num_layers * arch.num_kv_heads * arch.head_dim * wb / shape.tp
-        kv_cache = per_token * seq * max(shape.micro_batch, rule.generations_per_prompt(method))
+        # TRL generates a whole generation batch at once: micro batch x accumulation completions per device
+        kv_cache = per_token * seq * shape.micro_batch * grad_accum(shape)
     if rule.reference_copy(method):
         reference = wb * p / model_split / shard_w
 
@@ -270,22 +355,65 @@ def memory(
     per_layer = activation_bytes_per_layer(
         arch, seq, seqs, shape.tp, shape.sequence_parallel, shape.attention, shape.checkpointing, wb
     )
-    activations = per_layer * math.ceil(arch.num_layers / shape.pp) * pipeline_in_flight(shape)
+    layers = math.ceil(arch.num_layers / shape.pp) * pipeline_in_flight(shape)
+    activations: float = per_layer * layers
     if shape.checkpointing:  # one layer is recomputed at a time: its full activations come back
         activations += activation_bytes_per_layer(
             arch, seq, seqs, shape.tp, shape.sequence_parallel, shape.attention, False, wb
         )
-    if lora:  # the dropped copies of each adapted module's input (recomputed too under checkpointing)
-        dropout = lora_dropout_bytes_per_layer(arch, method.lora, seq, seqs, shape.tp, wb)
-        layers = 1 if shape.checkpointing else math.ceil(arch.num_layers / shape.pp) * pipeline_in_flight(shape)
-        activations += dropout * layers
-    # Logits: b*s*vocab in the compute dtype, an fp32 copy for the loss (bf16 runs), the loss's fp32 log-softmax
-    # and, in the backward, the fp32 gradient of the logits (docs/estimator.md, 2.7), vocab split by TP.
-    logits = seqs * seq * arch.vocab_size * logit_bytes_per_value(wb) / shape.tp
+    # What the kernel and the method keep beyond that layer (recomputed too under checkpointing: one layer's worth)
+    extra = kv_expansion_bytes_per_layer(arch, seq, seqs, shape.tp, shape.attention, wb)
+    if lora:
+        extra += lora_bytes_per_layer(arch, method.lora, seq, seqs, shape.tp, wb, wb if is_cpu else 1)
+    else:
+        extra += norm_output_bytes_per_layer(arch, seq, seqs, shape.tp, shape.sequence_parallel, wb)
+    activations += extra * (1 if shape.checkpointing else layers)
+    logits = logits_bytes(arch, method, seqs * seq, wb, shape.tp, is_cpu)
+    overlap = buffers = 0.0
+    if grads and shape.sharding == "none" and shape.pp == 1:
+        # The backward of full weights, in time (docs/estimator.md, 2.6b). It starts with every activation alive and
+        # the loss's transient (the logits'), then the lm_head's (the fp32 gradient of the logits and the lm_head's
+        # gradient; the fused head allocates that with its tiles), and writes each layer's gradients as it frees
+        # that layer's activations. It ends with the embedding's gradient; a tied embedding gets two (the lm_head's
+        # part, kept since the start, and the input's), and their sum. One micro batch a step: the gradients appear
+        # during the backward, so it peaks at the larger of its start and its end. With accumulation the gradients
+        # of the previous micro batches stay, and the embedding's new ones are added to them at the end.
+        head = arch.vocab_size * arch.hidden_size * grads / p
+        fused = fused_head(method, is_cpu)
+        logit_grad = logits if fused else seqs * seq * arch.vocab_size * LOGIT_GRAD_BYTES / shape.tp
+        begin = max(activations + logits, activations + logit_grad + head)
+        tied = 2 * head if arch.tied_embeddings else 0.0
+        peak = max(begin, grads + tied) if grad_accum(shape) == 1 else grads + max(begin, head + tied)
+        overlap = max(0.0, grads + activations + logits - peak)
+        buffers = max(0.0, peak - (grads + activations + logits))
+    load = 0.0
+    if is_cpu and shape.gpus == 1:  # from_pretrained maps the checkpoint file while it fills the weights
+        load = wb * p + arch.checkpoint_bytes_per_param * p
     overhead = (prior.cpu_runtime_overhead_gb if is_cpu else prior.runtime_overhead_gb) * GB
     return Memory(
-        *(int(x) for x in (weights, grads, optimizer, activations, logits, adapters, reference, kv_cache, overhead))
+        weights=int(weights),
+        grads=int(grads),
+        optimizer=int(optimizer),
+        activations=int(activations),
+        logits=int(logits),
+        adapters=int(adapters),
+        reference_model=int(reference),
+        kv_cache=int(kv_cache),
+        overhead=int(overhead),
+        backward_overlap=int(overlap),
+        gradient_buffers=int(buffers),
+        load=int(load),
     )
+
+
+def replay_rows(ratio: float, micro_batch: int, width: int, doc_tokens: float) -> int:
+    """Rows the replay documents of one micro batch take: round(ratio x micro batch) documents (at least one) packed
+    end to end into rows as wide as the batch (runtime.replay.ReplayCollator), one row more for the packing's
+    slack; one row per document when their length is unknown."""
+    docs = max(1, round(ratio * micro_batch))
+    if doc_tokens <= 0:
+        return docs
+    return min(docs, math.ceil(docs * min(doc_tokens, width) / width) + 1)
 
 
 def calibrated(mem: Memory, cal: DeviceCalibration | None) -> Memory:
@@ -296,7 +424,14 @@ def calibrated(mem: Memory, cal: DeviceCalibration | None) -> Memory:
     f = cal.memory_factors
     terms = {k: getattr(mem, k) * f.get(k, 1.0) * cal.fragmentation for k in _DEVICE_TERMS}
     overhead = cal.overhead_bytes if cal.overhead_bytes is not None else mem.overhead
-    return Memory(**{k: int(v) for k, v in terms.items()}, overhead=int(overhead))
+    overlap = mem.backward_overlap * min(f.get("grads", 1.0), f.get("activations", 1.0)) * cal.fragmentation
+    return Memory(
+        **{k: int(v) for k, v in terms.items()},
+        overhead=int(overhead),
+        backward_overlap=int(overlap),
+        gradient_buffers=int(mem.gradient_buffers * f.get("grads", 1.0) * cal.fragmentation),
+        load=int(mem.load * f.get("weights", 1.0)),
+    )
 
 
 _DEVICE_TERMS = (

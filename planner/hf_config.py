@@ -112,6 +112,9 @@ def expand(block: dict[str, Any]) -> dict[str, Any]:
     src = locate(str(path))
     config_file = src.folder / "config.json"
     arch, family = architecture(read_json(config_file, "model.path"), config_file)
+    stored = checkpoint_bytes_per_param(src.folder, arch["total_params"])
+    if stored is not None:
+        arch["checkpoint_bytes_per_param"] = stored
     out = {
         "name": block.pop("name", None) or src.name,
         "namespace": block.pop("namespace", None) or src.namespace,
@@ -123,6 +126,15 @@ def expand(block: dict[str, Any]) -> dict[str, Any]:
     chat = block.pop("chat_template", None)
     out["chat_template"] = has_chat_template(src.folder) if chat is None else chat
     return {**out, **block}  # the rest (config, a typo) is the schema's to accept or refuse
+
+
+def checkpoint_bytes_per_param(folder: Path, params: int) -> float | None:
+    """Bytes a parameter takes in the folder's safetensors files (their size over the parameter count: 2.0 for bf16,
+    4.0 for fp32), rounded to a quarter byte; None without safetensors files."""
+    size = sum(f.stat().st_size for f in folder.glob("*.safetensors"))
+    if not size or params <= 0:
+        return None
+    return min(4.0, max(0.25, round(size / params * 4) / 4))
 
 
 def locate(path: str) -> Source:

@@ -91,6 +91,8 @@ class Context:
     engine: Engine = field(default_factory=Engine)
     calibration: DeviceCalibration | None = None  # measured corrections for this GPU type (planner.calibrate)
     attention: AttentionImplementation = "sdpa"  # layout.attention_implementation resolved: every shape runs it
+    widest: int = 0  # tokens of the widest micro batch (resolve.widest_batch); 0: seq
+    replay_tokens: float = 0.0  # mean tokens of a replay document (resolve.replay_tokens); 0: unknown
 
     def __post_init__(self) -> None:
         # bitsandbytes' 4-bit weights are not split by transformers' tensor-parallel plans: a QLoRA layout
@@ -125,8 +127,9 @@ class Result:
 
 
 def evaluate(ctx: Context, shape: est.Shape) -> Candidate:
-    if shape.attention != ctx.attention:
-        shape = dataclasses.replace(shape, attention=ctx.attention)
+    if (shape.attention, shape.widest, shape.replay_tokens) != (ctx.attention, ctx.widest, ctx.replay_tokens):
+        # what the plan runs and what the data makes, the same for every shape
+        shape = dataclasses.replace(shape, attention=ctx.attention, widest=ctx.widest, replay_tokens=ctx.replay_tokens)
     mem = est.calibrated(
         est.memory(ctx.arch, ctx.method, shape, ctx.precision, ctx.prior, is_cpu=ctx.is_cpu), ctx.calibration
     )

@@ -23,6 +23,20 @@ MEMORY_ROWS = (
     "kv_cache",
     "overhead",
 )
+
+
+def memory_rows(mem) -> list[tuple[str, str]]:
+    """(part, size) rows of a memory breakdown: the terms, what the backward overlaps, a set-up peak over training."""
+    rows = [(k.replace("_", " "), gb(getattr(mem, k))) for k in MEMORY_ROWS if getattr(mem, k)]
+    if mem.backward_overlap:
+        rows.append(("backward overlap", f"-{gb(mem.backward_overlap)} (gradients written as activations are freed)"))
+    if mem.gradient_buffers:
+        rows.append(("gradient buffers", f"{gb(mem.gradient_buffers)} (the embedding's new gradient, at the end)"))
+    if mem.load and mem.load + mem.overhead >= mem.total:
+        rows.append(("loading", f"{gb(mem.load)} + overhead: the peak (the checkpoint file mapped beside the weights)"))
+    return rows
+
+
 VERDICT = {"chosen": "CHOSEN", "recommended": "ADVISED", "rejected": "rejected", "not_applicable": "n/a"}
 
 
@@ -66,7 +80,7 @@ def text(plan: Plan) -> str:
         lines.append(f"  instead of {alt.layout}: {alt.why}")
     mem = est.memory_per_gpu_bytes
     if mem is not None:
-        rows = [(k.replace("_", " "), gb(getattr(mem, k))) for k in MEMORY_ROWS if getattr(mem, k)]
+        rows = memory_rows(mem)
         rows.append(("total", f"{gb(mem.total)} of {gb(mem.capacity)} ({mem.total / mem.capacity:.0%})"))
         lines += ["", "memory per GPU:", *table(rows)]
     if est.gpu_hours is not None:
@@ -128,7 +142,7 @@ def markdown(plan: Plan) -> str:
     mem = est.memory_per_gpu_bytes
     if mem is not None:
         out += ["", "## Memory per GPU", "", "| part | bytes |", "|---|---|"]
-        out += [f"| {k.replace('_', ' ')} | {gb(getattr(mem, k))} |" for k in MEMORY_ROWS if getattr(mem, k)]
+        out += [f"| {part} | {md_escape(size)} |" for part, size in memory_rows(mem)]
         out.append(f"| **total** | **{gb(mem.total)}** of {gb(mem.capacity)} ({mem.total / mem.capacity:.0%}) |")
     if est.gpu_hours is not None:
         out += [

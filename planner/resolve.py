@@ -9,8 +9,11 @@ their rules, builtin file names as absolute paths. Every value records where it 
 
 from __future__ import annotations
 
+import functools
+import json
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, cast
 
 from pydantic import ValidationError
@@ -143,6 +146,43 @@ def seq_cap(spec: Spec, method: TrainMethod, config: CustomizationConfig | None)
         return method.max_seq_length
     positions = spec.model.architecture.max_position_embeddings
     return min(config.max_seq_length if config else 4096, positions)
+
+
+SPECIAL_TOKENS = 2  # the BOS and EOS a tokenizer puts around each record
+
+
+def widest_batch(spec: Spec, stats: DataStats, method: TrainMethod, prompt: PromptFormat, seq: int) -> int:
+    """Tokens of the widest micro batch: the trainers pad each batch to its longest record, so the peak comes with
+    the longest one, its estimated tokens (chars/4, or declared) + the prompt format + BOS and EOS, without
+    seq_length's margin (which keeps the estimate's error from cutting records). 0 (as wide as seq) with packing,
+    whose rows are all full, or when the data's lengths are unknown. For GRPO this is the prompt; the estimator adds
+    the completion."""
+    if method.sequence_packing or not stats.training.tokens_max:
+        return 0
+    return min(seq, stats.training.tokens_max + template_tokens(spec, prompt) + SPECIAL_TOKENS)
+
+
+@functools.lru_cache(maxsize=16)
+def replay_tokens(path: str | None, chars_per_token: float) -> float:
+    """Mean estimated tokens of a replay document (chars / chars_per_token, + BOS and EOS: runtime.replay.encode);
+    0.0 when the file is not readable here (the estimate then gives each document a row of its own)."""
+    if path is None:
+        return 0.0
+    try:
+        lines = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return 0.0
+    chars = []
+    for line in lines:
+        if path.endswith(".jsonl"):
+            try:
+                record = json.loads(line) if line.strip() else None
+            except json.JSONDecodeError:
+                continue
+            line = record.get("text", "") if isinstance(record, dict) and isinstance(record.get("text"), str) else ""
+        if line.strip():
+            chars.append(len(line))
+    return sum(chars) / len(chars) / chars_per_token + SPECIAL_TOKENS if chars else 0.0
 
 
 def seq_length(

@@ -39,12 +39,13 @@ def train_stage(
     seq = resolve.seq_length(
         spec, stats, r.method, config, prompt, pinned=r.sources.get("max_seq_length") == "override"
     )
-    return TrainStage(name=name, kind=kind, recipe=r, seq=seq)
+    widest = resolve.widest_batch(spec, stats, r.method, prompt, seq)
+    return TrainStage(name=name, kind=kind, recipe=r, seq=seq, widest=widest)
 
 
 def lay_out(spec: Spec, stats: DataStats, selection: Selection, stage: TrainStage) -> TrainStage:
     """The stage with its layout searched, estimated, and the values the layout decides filled in."""
-    result, cand, option = layout_for(spec, stats, selection, stage.recipe.method, stage.seq)
+    result, cand, option = layout_for(spec, stats, selection, stage.recipe.method, stage.seq, stage.widest)
     stage = dataclasses.replace(stage, layout_result=result, candidate=cand, option=option)
     if cand is None:
         return stage
@@ -57,7 +58,9 @@ def lay_out(spec: Spec, stats: DataStats, selection: Selection, stage: TrainStag
     )
 
 
-def layout_for(spec: Spec, stats: DataStats, selection: Selection, method: TrainMethod, seq: int) -> Laid:
+def layout_for(
+    spec: Spec, stats: DataStats, selection: Selection, method: TrainMethod, seq: int, widest: int = 0
+) -> Laid:
     """The layout result, the candidate the stage runs on (None: nothing to evaluate), and the config's
     published option when the stage follows it."""
     config = selection.config
@@ -73,6 +76,8 @@ def layout_for(spec: Spec, stats: DataStats, selection: Selection, method: Train
         engine=spec.knowledge.engine,
         calibration=device_calibration(spec),
         attention=resolve.attention(spec),
+        widest=widest,
+        replay_tokens=resolve.replay_tokens(replay_path(spec, method), spec.knowledge.estimator.chars_per_token),
     )
     option = (
         config.option(method.training_type, method.finetuning_type)
@@ -232,6 +237,9 @@ def stage_estimate(
         reference_model=m.reference_model,
         kv_cache=m.kv_cache,
         overhead=m.overhead,
+        backward_overlap=m.backward_overlap,
+        gradient_buffers=m.gradient_buffers,
+        load=m.load,
         total=m.total,
         capacity=int(spec.inventory.gpu.memory_gb * GB),
     )
@@ -239,22 +247,31 @@ def stage_estimate(
     hours, low, high = t.gpu_hours(cand.shape.gpus)
     cal = device_calibration(spec)
     prior = est.calibrated_prior(spec.knowledge.estimator, cal)
+    estimate = (
+        "declared" if stats.token_estimate == "declared" else f"chars/{spec.knowledge.estimator.chars_per_token:g}"
+    )
     assumptions = [
         f"MFU {prior.mfu:.0%} (range {prior.mfu_low:.0%}-{prior.mfu_high:.0%}); fixed costs: load "
         f"{prior.load_minutes:g} min, eval {prior.eval_fraction:.0%} of training, checkpoint writes",
         calibration_note(spec),
-        f"sequence length {cand.shape.seq} tokens (the longest record, "
-        f"{'declared' if stats.token_estimate == 'declared' else 'chars/4'} x {prior.seq_margin:g} + the prompt "
-        "format, capped by the config)",
+        f"sequence length {cand.shape.seq} tokens (the longest record, {estimate} x {prior.seq_margin:g} + the "
+        "prompt format, capped by the config)",
     ]
+    widest = cand.shape.widest or cand.shape.seq
+    if cand.shape.widest:
+        assumptions.append(
+            f"memory at the widest micro batch, {widest} tokens: each batch pads to its longest record ({estimate} "
+            "+ the prompt format + BOS/EOS); a tokenizer that needs more tokens raises it, up to the sequence length"
+        )
     if train.replay is not None:
         assumptions.append(
             f"replay {train.replay.ratio:g}x from {train.replay.data}: documents counted at the task's "
-            "p95 length in time and memory (an overestimate for short lines)"
+            "p95 length in time; in memory, packed into rows as wide as the batch"
         )
     price = spec.inventory.price_per_gpu_hour
     return Estimate(
         memory_per_gpu_bytes=mem,
+        widest_batch_tokens=widest,
         trainable_params=est.trainable_params(spec.model.architecture, train),
         tokens=t.tokens,
         tokens_per_second=round(

@@ -137,7 +137,7 @@ def run_case(case: dict[str, Any], device: str) -> dict[str, Any]:
             per_device_train_batch_size=b,
             max_steps=steps,
             learning_rate=1e-4,
-            optim="adamw_torch",
+            optim="adamw_torch_fused",  # as the training stages (runtime.trainer.OPTIMIZERS)
             bf16=cuda and case["precision"].startswith("bf16"),
             use_cpu=not cuda,
             save_strategy="no",

@@ -75,10 +75,11 @@ def _proc_status(key: str) -> int:
 
 def planned(estimate: Any) -> dict[str, Any]:
     """The plan's numbers for the comparison: its total memory per GPU and its tokens/s (None where it has none)."""
-    memory = getattr(estimate, "memory_per_gpu_bytes", None) if estimate is not None else None
+    memory = getattr(estimate, "memory_per_gpu_bytes", None)  # getattr(None, ...) is the default
     return {
         "estimated_memory_bytes": memory.total if memory is not None else None,
-        "estimated_tokens_per_second": getattr(estimate, "tokens_per_second", None) if estimate is not None else None,
+        "estimated_tokens_per_second": getattr(estimate, "tokens_per_second", None),
+        "estimated_widest_batch_tokens": getattr(estimate, "widest_batch_tokens", None),
     }
 
 

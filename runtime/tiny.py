@@ -103,9 +103,11 @@ def _dataset_files() -> list[Path]:
 
 def fingerprint() -> str:
     """sha256 over architecture, input text bytes, recipe and recipe version."""
+    # the checkpoint's bytes per parameter describe the saved file, not an input to what is built
+    shape = {k: v for k, v in architecture().items() if k != "checkpoint_bytes_per_param"}
     payload = {
         "name": NAME,
-        "architecture": architecture(),
+        "architecture": shape,
         "recipe": RECIPE,
         "recipe_version": RECIPE_VERSION,
         "inputs": {

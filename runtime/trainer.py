@@ -32,7 +32,15 @@ from runtime.parallel import Parallel, stage_layout
 from runtime.tracking import report_to
 from schemas.plan import ResolvedMethod
 
-OPTIMIZERS = {"adamw": "adamw_torch", "adamw_8bit": "adamw_bnb_8bit", "adamw_bf16": "adamw_torch", "sgd": "sgd"}
+# adamw_torch_fused: one kernel per parameter, no temporaries. torch's default AdamW on CUDA (foreach) holds an fp32
+# temporary the size of every trainable parameter at the step, and on CPU (single tensor) two the size of the largest
+# (docs/estimator.md, 2.1).
+OPTIMIZERS = {
+    "adamw": "adamw_torch_fused",
+    "adamw_8bit": "adamw_bnb_8bit",
+    "adamw_bf16": "adamw_torch_fused",
+    "sgd": "sgd",
+}
 
 
 def checkpointing_args(enabled: bool) -> dict[str, Any]:
@@ -213,6 +221,17 @@ class DiskFull(Exception):
     """A checkpoint could not be written for lack of space; the message says what is left to resume from."""
 
 
+def batch_width(inputs: Any) -> int:
+    """Tokens a training batch is padded to: the widest of its token-id tensors (DPO: its prompt and completion
+    ids side by side, as the trainer concatenates them); 0 for anything else."""
+    if not isinstance(inputs, dict):
+        return 0
+    ids = {k: v for k, v in inputs.items() if k.endswith("input_ids") and getattr(v, "ndim", 0) == 2}
+    if "prompt_input_ids" in ids and "completion_input_ids" in ids:
+        return int(ids["prompt_input_ids"].shape[-1] + ids["completion_input_ids"].shape[-1])
+    return max((int(v.shape[-1]) for v in ids.values()), default=0)
+
+
 def guarded(trainer_cls: type) -> type:
     """`trainer_cls` with what every training stage needs on top of it: the NaN guard (a non-finite loss stops at the
     step it appears), checkpoints that fail cleanly (a full disk: the partial folder removed, the previous checkpoint
@@ -221,6 +240,7 @@ def guarded(trainer_cls: type) -> type:
 
     class Guarded(trainer_cls):
         _window: dict[str, Any] | None = None
+        widest_batch = 0  # tokens of the widest training batch so far (status.json widest_batch_tokens)
 
         def train(self, resume_from_checkpoint=None, **kwargs):
             if isinstance(resume_from_checkpoint, str):
@@ -231,6 +251,7 @@ def guarded(trainer_cls: type) -> type:
             if self._window is not None:  # the first step after a resume: the Trainer has just zeroed its window
                 restore_window(self, self._window)
                 self._window = None
+            self.widest_batch = max(self.widest_batch, batch_width(args[1] if len(args) > 1 else kwargs.get("inputs")))
             loss = super().training_step(*args, **kwargs)
             if not bool(torch.isfinite(loss).all()):
                 raise NonFiniteLoss(self.state.global_step + 1, float(loss.detach().float().mean()))

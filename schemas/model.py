@@ -61,6 +61,13 @@ class Architecture(Frozen):
     qkv_bias: bool = False
     norms_per_layer: int = Field(2, ge=1)
     total_params: int = Field(gt=0, description="The published parameter count.")
+    checkpoint_bytes_per_param: float = Field(
+        2.0,
+        gt=0,
+        le=4,
+        description="Bytes a parameter takes in the checkpoint files (2: bf16, how published checkpoints ship; 4: "
+        "fp32). Loading maps the files beside the weights, which sets a CPU run's set-up peak.",
+    )
 
     @property
     def q_dim(self) -> int:

@@ -98,6 +98,21 @@ class MemoryBreakdown(Frozen):
     reference_model: int = 0
     kv_cache: int = 0
     overhead: int = 0
+    backward_overlap: int = Field(
+        0,
+        description="Subtracted: the backward writes each layer's gradients as it frees that layer's activations, so "
+        "the peak holds the larger of the two, not their sum.",
+    )
+    gradient_buffers: int = Field(
+        0,
+        description="Added: what the end of the backward holds beyond the gradients and activations: the embedding's "
+        "new gradient (tied: its lm_head and input parts and their sum), added to the kept ones under accumulation.",
+    )
+    load: int = Field(
+        0,
+        description="The set-up peak above the overhead (CPU): loading maps the checkpoint file beside the weights. "
+        "The total is the larger of this and the training terms.",
+    )
     total: int = 0
     capacity: int = 0
 
@@ -116,6 +131,11 @@ class Estimate(Frozen):
     """Memory, compute and time; ranges where the prior is uncertain."""
 
     memory_per_gpu_bytes: MemoryBreakdown | None = None
+    widest_batch_tokens: int | None = Field(
+        None,
+        description="Tokens of the widest micro batch the memory is priced at: each batch pads to its longest record "
+        "(chars / knowledge.estimator.chars_per_token + the prompt format + BOS/EOS), or the sequence length.",
+    )
     trainable_params: int | None = None
     tokens: int | None = None
     tokens_per_second: float | None = Field(

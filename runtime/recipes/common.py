@@ -105,19 +105,22 @@ def against_plan(ctx: RunContext, lifecycle: Lifecycle) -> Any:
 
     plan = planned(ctx.stage.estimate)
 
-    def write() -> None:
-        measured = {"peak_memory_bytes": peak_memory_bytes(), "tokens_per_second": lifecycle.tokens_per_second}
-        ctx.status.update(**measured, **compare(measured, plan))
-
     class AgainstPlan(TrainerCallback):
+        trainer: Any = None  # set once the trainer is built: the widest batch it trained (runtime.trainer.guarded)
+
+        def write(self) -> None:
+            measured = {"peak_memory_bytes": peak_memory_bytes(), "tokens_per_second": lifecycle.tokens_per_second}
+            widest = getattr(self.trainer, "widest_batch", 0)
+            ctx.status.update(**measured, **compare(measured, plan), widest_batch_tokens=widest or None)
+
         def on_train_begin(self, args, state, control, **kwargs):
             ctx.status.update(**plan)
 
         def on_evaluate(self, args, state, control, **kwargs):
-            write()
+            self.write()
 
         def on_train_end(self, args, state, control, **kwargs):
-            write()
+            self.write()
             if rank() == 0 and ctx.status["memory_over_plan"]:
                 ctx.log(
                     f"warning: peak memory {ctx.status['peak_memory_bytes'] / 1e9:.2f} GB is "
@@ -139,6 +142,7 @@ def trainer(
 ) -> tuple[Any, str]:
     """Step 3 of a recipe: `trainer_cls` with the NaN guard, on the rows, with the method's adapter and the
     lifecycle callback, settled for the launch (prepare); returns it and accelerate's distributed type."""
+    measure = against_plan(s.lifecycle.ctx, s.lifecycle)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=FutureWarning)
         warnings.filterwarnings("ignore", category=UserWarning)
@@ -149,7 +153,8 @@ def trainer(
             train_dataset=dataset(train_rows),
             eval_dataset=dataset(val_rows),
             peft_config=peft_config(method),
-            callbacks=[s.lifecycle.callback(), against_plan(s.lifecycle.ctx, s.lifecycle)],
+            callbacks=[s.lifecycle.callback(), measure],
             **kwargs,
         )
+    measure.trainer = built
     return built, prepare(built, s.tty)

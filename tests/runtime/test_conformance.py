@@ -66,7 +66,7 @@ def test_trainer_configs_equal_the_plan(case, tmp_path):
         assert args.per_device_train_batch_size == lay.micro_batch == m.micro_batch_size
         assert args.gradient_accumulation_steps == lay.grad_accum
         assert lay.micro_batch * lay.grad_accum * lay.data_parallel == lay.global_batch == m.batch_size
-        assert args.optim == {"adamw": "adamw_torch", "sgd": "sgd"}.get(m.optimizer, args.optim)
+        assert args.optim == {"adamw": "adamw_torch_fused", "sgd": "sgd"}.get(m.optimizer, args.optim)
         if m.kind in ("lora", "sft"):
             assert args.max_length == m.max_seq_length == lay.seq_length
             assert args.packing == m.sequence_packing

@@ -61,12 +61,17 @@ def test_eager_prices_the_score_matrix_and_sdpa_only_its_padding_mask():
     assert {p.layout.activation_checkpointing for p in by.values()} == {False}
     assert {(p.layout.seq_length, p.layout.micro_batch) for p in by.values()} == {(lay.seq_length, 4)}
     arch = by["eager"].spec.model.architecture
-    s, b, layers, heads = lay.seq_length, lay.micro_batch, arch.num_layers, arch.num_heads
+    # priced at the widest micro batch (each pads to its longest record)
+    s, b, layers, heads = by["eager"].estimate.widest_batch_tokens, lay.micro_batch, arch.num_layers, arch.num_heads
     act = {a: p.estimate.memory_per_gpu_bytes.activations for a, p in by.items()}
+    # eager and padded sdpa get K and V repeated to the query heads (transformers' repeat_kv)
+    repeated = layers * 2 * (arch.q_dim - arch.kv_dim) * s * b * 2
     # bf16: the fp32 softmax output and its bf16 copy, 6 bytes a score, every head of every layer
-    assert act["eager"] - act["flash_attention_2"] == pytest.approx(layers * heads * s * s * b * 6, abs=layers)
+    assert act["eager"] - act["flash_attention_2"] == pytest.approx(
+        layers * heads * s * s * b * 6 + repeated, abs=2 * layers
+    )
     # sdpa: a padded micro batch keeps its mask as a bf16 bias, one per layer
-    assert act["sdpa"] - act["flash_attention_2"] == pytest.approx(layers * b * s * s * 2, abs=layers)
+    assert act["sdpa"] - act["flash_attention_2"] == pytest.approx(layers * b * s * s * 2 + repeated, abs=2 * layers)
     totals = {a: p.estimate.memory_per_gpu_bytes.total for a, p in by.items()}
     assert totals["flash_attention_2"] < totals["sdpa"] < totals["eager"]
 
@@ -74,7 +79,15 @@ def test_eager_prices_the_score_matrix_and_sdpa_only_its_padding_mask():
 def test_eager_at_long_sequences_changes_the_layout():
     # 8B LoRA at 4096 tokens on one H100 (the search, within one node): with flash attention a micro batch of one
     # fits without recompute; eager's 32 x 32 heads of 4096^2 scores (3.2 GB a layer) need activation checkpointing
-    long = ("+goal=tone", "inventory=dgx-h100", "method=lora", "method.max_seq_length=4096", "layout.nodes=1")
+    # packed: every row is 4096 tokens (unpacked, a batch pads only to its longest record, ~100 tokens in tone)
+    long = (
+        "+goal=tone",
+        "inventory=dgx-h100",
+        "method=lora",
+        "method.max_seq_length=4096",
+        "method.sequence_packing=true",
+        "layout.nodes=1",
+    )
     flash = make_plan(*long)
     eager = make_plan(*long, "layout.attention_implementation=eager")
     assert flash.feasible and eager.feasible

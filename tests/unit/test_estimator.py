@@ -75,10 +75,17 @@ def logits(s, b, t=1):
     return b * s * V * (2 + 4 + 4 + 4) / t
 
 
-def lora_dropout(s, b, wbytes=2):
-    """All-linear LoRA at dropout > 0, one Llama 8B layer: a dropped copy (wbytes) and a mask (1 byte) of each
-    adapted module's input: q, k, v, gate, up (h wide each), o (q_dim = h), down (i)."""
-    return (wbytes + 1) * s * b * (5 * H + H + 14_336)
+def lora_layer(s, b, wbytes=2, mask=1):
+    """All-linear LoRA at dropout > 0, one Llama 8B layer, beside act_layer: a dropped copy (wbytes) and a mask
+    (1 byte on a GPU) of each adapted module's input: q, k, v, gate, up (h wide each), o (q_dim = h), down (i);
+    and the inputs act_layer prices that nobody keeps (frozen linears keep none, the adapters read the dropped
+    copies): the QKV input and the gate/up input (h each), the down input (i)."""
+    return (wbytes + mask) * s * b * (5 * H + H + I) - wbytes * s * b * (2 * H + I)
+
+
+def norm_out(s, b, wbytes=2):
+    """Training the two norms' weights keeps each norm's normalized input: 2*sbh a layer, full weights only."""
+    return 2 * s * b * H * wbytes
 
 
 def test_act_layer_is_the_rederived_34():
@@ -118,11 +125,11 @@ def test_lora_bf16_base_one_gpu():
     assert m.weights == 2 * P == 16_060_522_496  # frozen bf16 base
     assert m.grads == m.optimizer == 0
     assert m.adapters == 16 * 41_943_040  # fp32 copy, grad, two moments per adapter parameter
-    assert m.activations == L * (act_layer(512, 1) + lora_dropout(512, 1)) == 4_664_066_048
+    assert m.activations == L * (act_layer(512, 1) + lora_layer(512, 1)) == 3_925_868_544
     assert m.logits == logits(512, 1) == 919_339_008
-    assert m.reference_model == m.kv_cache == 0
+    assert m.reference_model == m.kv_cache == m.backward_overlap == m.load == 0
     assert m.overhead == OVERHEAD
-    assert m.total == 2 * P + 16 * 41_943_040 + 4_664_066_048 + 919_339_008 + OVERHEAD
+    assert m.total == 2 * P + 16 * 41_943_040 + 3_925_868_544 + 919_339_008 + OVERHEAD
     assert m.total < 80 * GB * 0.9  # the seed: one H100 80GB
 
 
@@ -152,7 +159,7 @@ def test_pure_bf16_optimizer_is_8_bytes_in_all():
 def test_fp32_run_doubles_weights_and_activations():
     m = mem(Lora(lora=LoraParams(adapter_dim=16)), shape(seq=512), precision="fp32")
     assert m.weights == 4 * P
-    assert m.activations == L * (act_layer(512, 1) * 2 + lora_dropout(512, 1, wbytes=4))
+    assert m.activations == L * (act_layer(512, 1) * 2 + lora_layer(512, 1, wbytes=4))
     assert m.logits == 1 * 512 * V * (4 + 4 + 4)  # fp32 logits (no copy), log-softmax, gradient
 
 
@@ -162,7 +169,7 @@ def test_dpo_reference_copy_vs_adapters_disabled_vs_precomputed():
     assert copy.reference_model == 2 * P  # a frozen bf16 copy of the weights
     assert (copy.weights, copy.grads, copy.optimizer) == (2 * P, 2 * P, 12 * P)
     # chosen and rejected: twice the sequences of a micro batch
-    assert copy.activations == L * act_layer(512, 2)
+    assert copy.activations == L * (act_layer(512, 2) + norm_out(512, 2))
     assert copy.logits == logits(512, 2)
 
     lora = mem(Dpo(finetuning_type="lora", lora=LoraParams(adapter_dim=16)), shape(seq=512))
@@ -179,10 +186,11 @@ def test_grpo_kv_cache_and_reference_only_with_kl():
     m = mem(grpo, shape(seq=256, mb=1))
     per_token = 2 * L * KV * D * 2  # K and V, every layer, bf16
     assert per_token == 131_072
-    assert m.kv_cache == per_token * (256 + 256) * 8  # 8 generations of prompt + completion
+    # TRL generates the whole generation batch at once: micro batch 1 x accumulation 8 completions
+    assert m.kv_cache == per_token * (256 + 256) * 1 * 8
     assert m.kv_cache == 536_870_912
     assert m.reference_model == 0  # kl_beta 0 (TRL's default): no reference model
-    assert m.activations == L * act_layer(256 + 256, 1)
+    assert m.activations == L * (act_layer(256 + 256, 1) + norm_out(256 + 256, 1))
 
     kl = mem(grpo.model_copy(update={"kl_beta": 0.04}), shape(seq=256, mb=1))
     assert kl.reference_model == 2 * P
@@ -205,7 +213,8 @@ def test_grpo_kv_cache_splits_by_tp():
 def test_sharding_divides_by_dp(sharding, w, g, o):
     m = mem(Sft(), shape(gpus=8, sharding=sharding))
     assert m.weights == w and m.grads == g and m.optimizer == o
-    assert m.activations == L * act_layer(512, 1)  # sharding does not split one micro batch's activations
+    # sharding does not split one micro batch's activations
+    assert m.activations == L * (act_layer(512, 1) + norm_out(512, 1))
 
 
 def test_fsdp_shards_the_dpo_reference_and_the_lora_base():
@@ -216,7 +225,8 @@ def test_fsdp_shards_the_dpo_reference_and_the_lora_base():
 def test_tensor_parallel_divides_states_and_part_of_activations():
     m = mem(Sft(), shape(gpus=2, tp=2, seq=1024))
     assert (m.weights, m.grads, m.optimizer) == (P, P, 6 * P)
-    assert m.activations == int(act_layer(1024, 1, t=2)) * L
+    # the norms' normalized inputs stay whole on every rank, like their inputs
+    assert m.activations == int(act_layer(1024, 1, t=2) * L + norm_out(1024, 1) * L)
     assert m.logits == logits(1024, 1, t=2)
     # the whole part: 8*sbh per layer is not split without sequence parallel
     assert m.activations > L * 8 * 1024 * H
@@ -224,7 +234,7 @@ def test_tensor_parallel_divides_states_and_part_of_activations():
 
 def test_activation_checkpointing_keeps_layer_inputs_plus_one_layer():
     m = mem(Sft(), shape(seq=2048, ckpt=True))
-    assert m.activations == L * 2 * 2048 * 1 * H + act_layer(2048, 1)
+    assert m.activations == L * 2 * 2048 * 1 * H + act_layer(2048, 1) + norm_out(2048, 1)
 
 
 def test_eager_attention_keeps_the_score_matrix():
@@ -255,7 +265,10 @@ def test_memory_prices_the_plans_attention():
     kernels = ("flash_attention_2", "sdpa", "eager")
     by = {a: mem(Sft(), dataclasses.replace(sh, attention=a)).activations for a in kernels}
     assert by["flash_attention_2"] < by["sdpa"] < by["eager"]
-    assert by["eager"] - by["flash_attention_2"] == L * 6 * A * 4096 * 4096 * 2
+    # eager keeps the scores, and, like sdpa with a padding mask, K and V repeated to the 32 query heads
+    repeated_kv = 2 * (H - KV * D) * 4096 * 2 * 2
+    assert by["eager"] - by["flash_attention_2"] == L * (6 * A * 4096 * 4096 * 2 + repeated_kv)
+    assert by["sdpa"] - by["flash_attention_2"] == L * (2 * 4096 * 4096 * 2 + repeated_kv)
 
 
 def test_sequence_parallel_splits_the_whole_part():
@@ -274,11 +287,95 @@ def test_gemma_uses_its_own_head_width_and_four_norms():
 def test_pipeline_first_stage_holds_all_layers_when_the_pipe_is_full():
     # 1F1B: the first of pp stages holds pp micro batches of its L/pp layers, i.e. L layers' worth.
     full = mem(Sft(), shape(gpus=4, pp=4, mb=1, gb=8))  # 8 micro batches >= 4 stages
-    assert full.activations == L * act_layer(512, 1)
+    assert full.activations == L * (act_layer(512, 1) + norm_out(512, 1))
     assert full.weights == 2 * P // 4
     # fewer micro batches than stages: only those are in flight
     short = mem(Sft(), shape(gpus=4, pp=4, mb=4, gb=8))  # 2 micro batches
-    assert short.activations == (L // 4) * 2 * act_layer(512, 4)
+    assert short.activations == (L // 4) * 2 * (act_layer(512, 4) + norm_out(512, 4))
+
+
+# ---------------------------------------------------------------- what the runtime keeps (measured: docs/estimator.md)
+
+def test_lora_keeps_the_inputs_its_adapters_read():
+    s, b = 512, 1
+    full = act_layer(s, b)
+    # dropout 0: every adapter reads its module's own input, which act_layer prices: nothing added or removed
+    none = LoraParams(adapter_dim=16, adapter_dropout=0.0)
+    assert est.lora_bytes_per_layer(LLAMA8, none, s, b, 1, 2, 1) == 0
+    assert mem(Lora(lora=none), shape(seq=s)).activations == L * full
+    # q and v only, no dropout: the gate/up input (h) and the down input (i) are kept by nobody
+    qv = LoraParams(adapter_dim=16, adapter_dropout=0.0, target_modules=("q_proj", "v_proj"))
+    assert est.lora_bytes_per_layer(LLAMA8, qv, s, b, 1, 2, 1) == -(H + I) * s * b * 2
+    # dropout on CPU: the mask is a tensor of the input's dtype (4 bytes in fp32), not one byte
+    drop = LoraParams(adapter_dim=16, adapter_dropout=0.1)
+    assert est.lora_bytes_per_layer(LLAMA8, drop, s, b, 1, 4, 4) == lora_layer(s, b, wbytes=4, mask=4)
+
+
+def test_padded_sdpa_and_eager_keep_k_and_v_repeated_to_the_query_heads():
+    s = 1024
+    assert est.kv_expansion_bytes_per_layer(LLAMA8, s, 1, 1, "sdpa", 2) == 0  # one sequence: GQA in the kernel
+    assert est.kv_expansion_bytes_per_layer(LLAMA8, s, 4, 1, "flash_attention_2", 2) == 0
+    assert est.kv_expansion_bytes_per_layer(LLAMA8, s, 4, 2, "sdpa", 2) == 2 * (H - KV * D) * s * 4 * 2 / 2
+    assert est.kv_expansion_bytes_per_layer(LLAMA8, s, 1, 1, "eager", 2) == 2 * (H - KV * D) * s * 1 * 2
+
+
+def test_full_sft_backward_overlaps_gradients_and_activations():
+    # one micro batch a step: the gradients of the previous step are gone, each layer's appear as its
+    # activations are freed
+    m = mem(Sft(), shape(mb=4, gb=4, seq=2048))
+    acts = L * (act_layer(2048, 4) + norm_out(2048, 4))
+    assert m.activations == acts
+    head = V * H * 2  # the lm_head's bf16 gradient, written first
+    peak = max(acts + m.logits, acts + 4 * 2048 * 4 * V + head, 2 * P)
+    assert m.backward_overlap == int(2 * P + acts + m.logits - peak)
+    assert m.total == 2 * P + 12 * P + peak + OVERHEAD
+    # with accumulation the gradients of the previous micro batch stay: no overlap
+    assert mem(Sft(), shape(mb=4, gb=8, seq=2048)).backward_overlap == 0
+    assert mem(Lora(), shape(mb=4, gb=4, seq=2048)).backward_overlap == 0  # no base gradients
+
+
+def test_accumulating_into_a_tied_embedding_holds_three_of_its_gradients():
+    # Llama 3.2 1B ties its embedding: at the end of a backward onto kept gradients, the lm_head's part (kept since
+    # the start), the input's part and their sum, 3 x V x h in fp32 on CPU; measured: docs/estimator.md, 2.6b
+    m = est.memory(LLAMA1, Sft(), shape(mb=1, gb=8, seq=64), "fp32", PRIOR, is_cpu=True)
+    head = LLAMA1.vocab_size * LLAMA1.hidden_size * 4
+    begin = max(m.activations + m.logits, m.activations + 64 * LLAMA1.vocab_size * 4 + head)
+    assert m.gradient_buffers == int(max(begin, 3 * head) - (m.activations + m.logits))
+    assert m.gradient_buffers > 2 * head
+    assert m.backward_overlap == 0
+
+
+def test_cpu_load_maps_the_checkpoint_beside_the_weights():
+    cpu = est.memory(LLAMA1, Lora(), shape(seq=64), "fp32", PRIOR, is_cpu=True)
+    p1 = LLAMA1.total_params
+    assert cpu.load == 4 * p1 + 2 * p1  # fp32 weights filled from the bf16 file, mapped while loading
+    assert cpu.total == max(cpu.training, cpu.load) + cpu.overhead == cpu.load + cpu.overhead
+    assert mem(Lora(), shape()).load == 0  # a GPU's memory holds no file
+
+
+def test_memory_is_priced_at_the_widest_batch():
+    # each micro batch pads to its longest record: a sequence cap of 512 with records of at most 300 tokens
+    assert mem(Lora(), dataclasses.replace(shape(seq=512), widest=300)) == mem(Lora(), shape(seq=300))
+    assert mem(Lora(), dataclasses.replace(shape(seq=256), widest=300)) == mem(Lora(), shape(seq=256))  # capped
+
+
+def test_replay_documents_pack_into_rows_of_the_batch_width():
+    # 3 x 8 = 24 documents of ~10.85 tokens in rows 94 wide: ceil(260.4 / 94) = 3 rows, one more for the slack
+    assert est.replay_rows(3, 8, 94, 10.85) == 4
+    assert est.replay_rows(3, 8, 94, 0.0) == 24  # lengths unknown: a row each
+    assert est.replay_rows(3, 1, 94, 200.0) == 3  # never more rows than documents
+
+
+def test_cpu_preference_and_grpo_stages_price_trls_fused_lm_head():
+    # 8 fp32 tiles of min(tokens, 4096) x min(vocab, 32768) (measured: 7.8 for DPO, 7.9 for GRPO)
+    dpo = est.memory(LLAMA1, Dpo(), shape(mb=4, seq=512), "fp32", PRIOR, is_cpu=True)
+    assert dpo.logits == 8 * min(2 * 4 * 512, 4096) * 32768 * 4
+    grpo = Grpo(max_completion_length=256)
+    # 8 completions of a 64-token prompt + 256: 2560 tokens, under the 4096-token tile
+    assert est.memory(LLAMA1, grpo, shape(mb=8, seq=64), "fp32", PRIOR, is_cpu=True).logits == 8 * 2560 * 32768 * 4
+    # the SFT recipe on CPU scores full logits (12 bytes a value in fp32)
+    sft = est.memory(LLAMA1, Sft(), shape(mb=4, seq=512), "fp32", PRIOR, is_cpu=True)
+    assert sft.logits == 4 * 512 * LLAMA1.vocab_size * 12
 
 
 # ---------------------------------------------------------------- monotonicity

@@ -106,7 +106,8 @@ def test_catalog_models_from_their_config_json(path, tmp_path):
     config = config_json(doc)
     arch, family = hf_config.architecture(config, write_model(tmp_path, config) / "config.json")
     assert family == doc["family"]
-    assert arch == doc["architecture"]
+    # the checkpoint's bytes per parameter come from the weight files beside config.json, not from config.json
+    assert arch == {k: v for k, v in doc["architecture"].items() if k != "checkpoint_bytes_per_param"}
 
 
 def test_model_types_are_the_schema_families():
