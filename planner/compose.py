@@ -120,10 +120,21 @@ def validate(raw: dict[str, Any], overrides: Sequence[str], roots: Sequence[str]
         from planner.hf_config import expand
 
         raw["model"] = expand(raw["model"])
-    if isinstance(raw.get("calibration"), str):  # calibration=<file>: read it here, at the edge
+    if raw.get("calibration") == "none":  # calibration=none: the priors, whatever a config folder holds
+        raw["calibration"] = None
+    elif isinstance(raw.get("calibration"), str):  # calibration=<file>: read it here, at the edge
         from planner.calibration import read
 
         raw["calibration"] = read(raw["calibration"])
+    elif raw.get("calibration") is None and roots:  # a calibration file in a config folder (the team's)
+        from planner.calibration import in_folders, read
+
+        gpu = raw.get("inventory", {}).get("gpu", {}).get("name") if isinstance(raw.get("inventory"), dict) else None
+        shipped = [r for r in roots if Path(r).resolve() == conf_dir().resolve()]
+        team = [r for r in roots if r not in shipped]  # the team's folders first, the shipped conf/ last
+        found = in_folders([*team, *shipped], gpu) if isinstance(gpu, str) else None
+        if found is not None:
+            raw["calibration"] = read(found)
     bench = raw.get("eval", {}).get("general_benchmark") if isinstance(raw.get("eval"), dict) else None
     if isinstance(bench, str) and bench.endswith((".yaml", ".yml")):  # a local lm_eval task: its absolute path
         raw["eval"] = {**raw["eval"], "general_benchmark": _task_file(bench)}
