@@ -364,7 +364,10 @@ def memory(
     # What the kernel and the method keep beyond that layer (recomputed too under checkpointing: one layer's worth)
     extra = kv_expansion_bytes_per_layer(arch, seq, seqs, shape.tp, shape.attention, wb)
     if lora:
-        extra += lora_bytes_per_layer(arch, method.lora, seq, seqs, shape.tp, wb, wb if is_cpu else 1)
+        adapter = method.lora
+        if rules(method).disables_dropout:  # DPO and KTO train without dropout (TRL's disable_dropout)
+            adapter = adapter.model_copy(update={"adapter_dropout": 0.0})
+        extra += lora_bytes_per_layer(arch, adapter, seq, seqs, shape.tp, wb, wb if is_cpu else 1)
     else:
         extra += norm_output_bytes_per_layer(arch, seq, seqs, shape.tp, shape.sequence_parallel, wb)
     activations += extra * (1 if shape.checkpointing else layers)

@@ -61,6 +61,8 @@ class MethodRules:
     base_stage_note: str = ""
     # Sequences the policy runs per example (DPO: chosen and rejected): micro batch width and trained tokens.
     sequences_per_example: int = 1
+    # The trainer turns dropout off (TRL's disable_dropout: DPO, KTO), LoRA's too: no dropout copies in memory.
+    disables_dropout: bool = False
     # Online methods sample completions: tokens generated per prompt (longer sequences, a KV cache, decode time)
     # and completions per prompt.
     completion_tokens: Callable[[TrainMethod], int] = _zero

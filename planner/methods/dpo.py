@@ -37,6 +37,7 @@ RULES = MethodRules(
     base_stage=preference_base_stage,
     base_stage_note="includes the SFT stage that builds the DPO base, on the same data's chosen answers",
     sequences_per_example=2,  # chosen and rejected
+    disables_dropout=True,  # runtime/recipes: disable_dropout=True, so the two log-probabilities compare
     reference_copy=reference_copy,
     reference_forward=reference_forward,
     derived=reference_derived,

@@ -39,6 +39,7 @@ RULES = MethodRules(
     base_stage_note="includes the SFT stage that builds the KTO base, on the same data's desirable answers",
     # each answer runs once with gradients; TRL's KL estimate runs the policy on mismatched pairs without them
     sequences_per_example=2,
+    disables_dropout=True,  # runtime/recipes: disable_dropout=True, so the two log-probabilities compare
     reference_copy=reference_copy,
     reference_forward=reference_forward,
     derived=reference_derived,

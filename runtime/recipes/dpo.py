@@ -91,6 +91,9 @@ def trl_config(
         loss_weights=weights,
         max_length=base.max_length,
         precompute_ref_log_probs=method.effective_reference == "precomputed",
+        # TRL's default, stated: no dropout (LoRA's too), so the policy's and the reference's log-probabilities
+        # compare; the estimator prices these stages without dropout copies (docs/estimator.md, 2.7b)
+        disable_dropout=True,
         gradient_checkpointing=False,
         logging_steps=max(1, min(50, min(steps_per_epoch, method.max_steps or steps_per_epoch) // 5)),
     )

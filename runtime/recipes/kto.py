@@ -97,6 +97,9 @@ def trl_config(
         undesirable_weight=method.undesirable_weight,
         max_length=base.max_length,
         precompute_ref_log_probs=method.effective_reference == "precomputed",
+        # TRL's default, stated: no dropout (LoRA's too), so the policy's and the reference's log-probabilities
+        # compare; the estimator prices these stages without dropout copies (docs/estimator.md, 2.7b)
+        disable_dropout=True,
         # the KL baseline pairs each answer with its neighbour's prompt in a fixed-order batch (TRL refuses random
         # sampling with it); the rows are shuffled once, by the method's seed, before training instead
         train_sampling_strategy="sequential",

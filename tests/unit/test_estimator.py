@@ -175,6 +175,9 @@ def test_dpo_reference_copy_vs_adapters_disabled_vs_precomputed():
     lora = mem(Dpo(finetuning_type="lora", lora=LoraParams(adapter_dim=16)), shape(seq=512))
     assert lora.reference_model == 0  # the base with adapters disabled is the reference
     assert lora.weights == 2 * P and lora.adapters == 16 * 41_943_040
+    # TRL's DPO turns dropout off, LoRA's too: the adapters read their modules' own inputs, no copies
+    assert Dpo(finetuning_type="lora").lora.adapter_dropout > 0
+    assert lora.activations == L * act_layer(512, 2)
 
     pre = mem(Dpo(reference="precomputed"), shape(seq=512))
     assert pre.reference_model == 0
