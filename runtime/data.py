@@ -17,7 +17,15 @@ from runtime.context import StageFailed
 from runtime.models import chat_turns, render_example
 from schemas.data import Mixture, PartData
 from schemas.plan import PromptFormat, StageData
-from schemas.records import VALIDATION_FORMAT, UnreadableFile, data_files, entries, records_of, to_shape, unusable
+from schemas.records import (
+    VALIDATION_FORMAT,
+    UnreadableFile,
+    data_files,
+    objects_of,
+    records_of,
+    to_shape,
+    unusable,
+)
 
 Source = StageData | PartData  # one dataset: the stage's, or a part of its mixture
 
@@ -103,14 +111,7 @@ def objects(src: Source, split: str) -> list[dict]:
     root, out = Path(src.root), []
     for path in data_files(root / split):
         try:
-            for _, entry in entries(path.relative_to(root).as_posix(), path.read_bytes()):
-                if isinstance(entry, str):
-                    try:
-                        entry = json.loads(entry)
-                    except json.JSONDecodeError:
-                        continue
-                if isinstance(entry, dict):
-                    out.append(entry)
+            out.extend(objects_of(path.relative_to(root).as_posix(), path.read_bytes()))
         except UnreadableFile as exc:
             raise StageFailed(f"{exc}: install pyarrow, or fix the file and re-plan") from None
     return out

@@ -160,6 +160,12 @@ def records_of(rel: str, blob: bytes, fmt: str) -> list[dict]:
     """Every record of a data file that is an object, converted to shape(fmt) (to_shape), in file order: what the
     trainers read (the lines validate_data reports as invalid are left out or, with the wrong fields, kept for the
     trainers to skip and count)."""
+    return [to_shape(entry, fmt) for entry in objects_of(rel, blob)]
+
+
+def objects_of(rel: str, blob: bytes) -> list[dict]:
+    """Every record of a data file that is a JSON object, as read, in file order (lines that do not parse are
+    left out: validate_data reports them)."""
     out = []
     for _, entry in entries(rel, blob):
         if isinstance(entry, str):
@@ -168,7 +174,7 @@ def records_of(rel: str, blob: bytes, fmt: str) -> list[dict]:
             except json.JSONDecodeError:
                 continue
         if isinstance(entry, dict):
-            out.append(to_shape(entry, fmt))
+            out.append(entry)
     return out
 
 
