@@ -116,9 +116,11 @@ def main(argv: list[str] | None = None) -> int:
 
     # A machine-independent figure: estimator calls per sweep (counted in a separate, untimed sweep).
     import planner.estimator as est
+    import planner.walltime as wt
 
     calls = Counter()
-    originals = {name: getattr(est, name) for name in ("memory", "time")}
+    modules = {"memory": est, "time": wt}
+    originals = {name: getattr(module, name) for name, module in modules.items()}
 
     def counting(name):
         def wrapper(*a, **k):
@@ -126,13 +128,13 @@ def main(argv: list[str] | None = None) -> int:
             return originals[name](*a, **k)
         return wrapper
 
-    for name in originals:
-        setattr(est, name, counting(name))
+    for name, module in modules.items():
+        setattr(module, name, counting(name))
     try:
         sweep(cases)
     finally:
         for name, fn in originals.items():
-            setattr(est, name, fn)
+            setattr(modules[name], name, fn)
     print(f"{'estimator calls':<22}{calls['memory']:>8} memory, {calls['time']} time per sweep")
 
     feasible = Counter((r[2], r[3].feasible) for r in rows)

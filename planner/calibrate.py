@@ -28,6 +28,7 @@ from typing import Any
 import yaml
 
 from planner import estimator as est
+from planner import walltime as wt
 from planner.errors import ConfigError
 from schemas.calibration import MEMORY_TERMS, Calibration, DeviceCalibration, Measured
 from schemas.method import TrainMethod
@@ -134,7 +135,7 @@ def cases(keys: dict[str, str], overrides: list[str]) -> dict[str, Any]:
                     "steps": steps,
                     "precision": precision,
                     "estimate": {**{k: getattr(mem, k) for k in (*MEMORY_TERMS, "overhead")}, "total": mem.total},
-                    "flops_per_token": est.flops_per_token(a, method),
+                    "flops_per_token": wt.flops_per_token(a, method),
                     "peak_flops": spec.inventory.gpu.bf16_tflops * 1e12,
                 }
             )

@@ -1,6 +1,7 @@
-"""Memory per GPU, FLOPs, GPU-hours and wall time for one layout. Pure arithmetic.
+"""Memory per GPU for one layout: model state, activations, logits, set-up; and a calibration's corrections. Pure
+arithmetic. Time and FLOPs are in planner.walltime, the per-layer terms in planner.activations.
 
-Every formula and its source is in docs/estimator.md. Units: bytes, FLOPs, hours.
+Every formula and its source is in docs/estimator.md. Units: bytes.
 """
 
 from __future__ import annotations
@@ -9,17 +10,24 @@ import math
 from dataclasses import dataclass
 from functools import lru_cache
 
+from planner.activations import (
+    ALL_LINEAR,
+    LOGIT_GRAD_BYTES,
+    activation_bytes_per_layer,
+    fused_head,
+    kv_expansion_bytes_per_layer,
+    logits_bytes,
+    lora_bytes_per_layer,
+    norm_output_bytes_per_layer,
+)
 from planner.methods import rules
 from schemas.calibration import DeviceCalibration
-from schemas.data import DataStats
-from schemas.inventory import Inventory
 from schemas.knowledge import Estimator
 from schemas.layout import AttentionImplementation
 from schemas.method import LoraParams, TrainMethod
 from schemas.model import Architecture
 
 GB = 10**9
-ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 # Bytes per parameter of (weights, grads, optimizer states) for trainable weights, by precision
 # and optimizer. Mixed-precision AdamW: bf16 weights + bf16 grads + fp32 master, m, v = 2+2+12.
@@ -94,12 +102,12 @@ def _lora_trainable(arch: Architecture, lora: LoraParams) -> int:  # both frozen
 
 
 def trainable_params(arch: Architecture, method: TrainMethod) -> int:
-    if _is_lora(method):
+    if is_lora(method):
         return lora_trainable(arch, method.lora)
     return arch.total_params
 
 
-def _is_lora(method: TrainMethod) -> bool:
+def is_lora(method: TrainMethod) -> bool:
     return method.finetuning_type == "lora"
 
 
@@ -119,131 +127,6 @@ def qlora_frozen_bytes(arch: Architecture) -> float:
 def dequant_buffer_bytes(arch: Architecture, wbytes: int, tp: int = 1) -> float:
     """bitsandbytes dequantizes one weight at a time to the compute dtype for its matmul: the largest."""
     return max(d_in * d_out for d_in, d_out in arch.linear_shapes().values()) * wbytes / tp
-
-
-def activation_bytes_per_layer(
-    arch: Architecture, s: int, b: int, tp: int, sp: bool, attention: str, checkpointing: bool, wbytes: int
-) -> int:
-    """Activations one decoder layer keeps for backward, re-derived for SwiGLU and GQA, no dropout.
-
-    At 2 bytes per value: every norm's input (2*s*b*h each; 2 norms in Llama/Qwen/Mistral, 4 in
-    Gemma 2), the QKV input and the gate/up input (2*s*b*h each), Q and the o_proj input (2*s*b*q_dim
-    each), K and V (2*s*b*kv_dim each), and the MLP's gate output, up output, SiLU output and down
-    input (8*s*b*i). With q_dim = h, kv_dim = g*h (g = kv_heads/heads) and two norms this is
-    (12 + 4g)*s*b*h + 8*s*b*i. With tensor parallel t, the norm and projection inputs stay whole
-    unless sequence parallel splits them; the rest divides by t. Full recompute keeps only each
-    layer's input, 2*s*b*h. Scaled by wbytes/2 for fp32 runs. Plus what the attention kernel keeps
-    of the s x s scores (score_bytes_per_layer). Derivation: docs/estimator.md.
-    """
-    h, i = arch.hidden_size, arch.intermediate_size
-    scale = wbytes / 2
-    if checkpointing:
-        return int(2 * s * b * h / (tp if sp else 1) * scale)
-    whole = (2 * arch.norms_per_layer + 4) * s * b * h
-    split = (4 * arch.q_dim + 4 * arch.kv_dim) * s * b + 8 * s * b * i
-    per = (whole / tp if sp else whole) + split / tp
-    return int(per * scale + score_bytes_per_layer(arch, s, b, tp, attention, wbytes))
-
-
-def score_bytes_per_layer(arch: Architecture, s: int, b: int, tp: int, attention: str, wbytes: int) -> float:
-    """What one layer's attention keeps of the s x s scores for the backward (measured: docs/estimator.md, 2.6).
-
-    eager: the softmax output, computed in fp32 (4 bytes a score) and its copy in the compute dtype that the
-    product with V keeps (2 more in bf16; none in fp32, where the cast is a no-op): a*s^2*b scores, split by
-    heads under TP. sdpa: no scores, but a micro batch of more than one sequence pads to its longest and the
-    kernel keeps the padding mask as an additive bias, b*s^2 values in the compute dtype per layer, whole on
-    every TP rank. flash_attention_2: nothing (padding is removed before the kernel)."""
-    if attention == "eager":
-        return arch.num_heads * s * s * b * (4 + (wbytes if wbytes < 4 else 0)) / tp
-    if attention == "sdpa" and b > 1:
-        return b * s * s * wbytes
-    return 0.0
-
-
-def expanded_kv(attention: str, b: int) -> bool:
-    """Whether K and V reach the attention kernel repeated to the query heads (transformers' repeat_kv), so that
-    autograd keeps them q_dim wide, not kv_dim: eager always; sdpa when it gets a padding mask (a micro batch of
-    more than one sequence: torch's own GQA path takes no mask); flash_attention_2 never (measured:
-    docs/estimator.md, 2.6)."""
-    return attention == "eager" or (attention == "sdpa" and b > 1)
-
-
-def kv_expansion_bytes_per_layer(arch: Architecture, s: int, b: int, tp: int, attention: str, wbytes: int) -> float:
-    """What repeated K and V keep beyond their kv_dim width: 2 * (q_dim - kv_dim) values a token, split by heads."""
-    if not expanded_kv(attention, b):
-        return 0.0
-    return 2 * (arch.q_dim - arch.kv_dim) * s * b * wbytes / tp
-
-
-def norm_output_bytes_per_layer(arch: Architecture, s: int, b: int, tp: int, sp: bool, wbytes: int) -> float:
-    """Training a norm's weight keeps its normalized input (the weight's gradient is grad x normalized): one h-wide
-    tensor per norm, full weights only (LoRA freezes the norms); replicated under TP unless sequence parallel."""
-    return arch.norms_per_layer * s * b * arch.hidden_size * wbytes / (tp if sp else 1)
-
-
-def lora_bytes_per_layer(
-    arch: Architecture, lora: LoraParams, s: int, b: int, tp: int, wbytes: int, mask_bytes: int
-) -> float:
-    """What a LoRA layer keeps beside activation_bytes_per_layer's (which prices the full-weight layer), per layer.
-
-    A frozen linear keeps nothing of its input (its weight has no gradient); lora_A keeps the input it multiplies.
-    At adapter_dropout 0 that input is the module's own, shared by the adapters that read it: the QKV input, the
-    gate/up input and the down input stay as priced, and are not kept when no adapter reads them. At dropout > 0
-    PEFT drops the input of every adapted module separately: each keeps its dropped copy (wbytes a value) and the
-    dropout mask (mask_bytes: the compute dtype on CPU, where dropout multiplies by a mask of the input's dtype; one
-    byte on CUDA, native_dropout's bool mask), and the undropped inputs are kept by nobody. o_proj's input, the
-    attention output, is kept by the attention kernel anyway. Measured: docs/estimator.md, 2.7b."""
-    shapes = arch.linear_shapes()
-    targets = ALL_LINEAR if "all-linear" in lora.target_modules else tuple(lora.target_modules)
-    adapted = [t for t in targets if t in shapes]
-    h, i = arch.hidden_size, arch.intermediate_size
-    qkv = any(t in adapted for t in ("q_proj", "k_proj", "v_proj"))
-    gate_up = any(t in adapted for t in ("gate_proj", "up_proj"))
-    down = "down_proj" in adapted
-    dropout = lora.adapter_dropout > 0
-    # the inputs activation_bytes_per_layer prices that a LoRA layer does not keep
-    unkept = (h if dropout or not qkv else 0) + (h if dropout or not gate_up else 0)
-    unkept_split = i if dropout or not down else 0
-    delta = -(unkept + unkept_split / tp) * s * b * wbytes
-    if dropout:
-        width = sum(shapes[t][0] / (tp if t in ("o_proj", "down_proj") else 1) for t in adapted)
-        delta += (wbytes + mask_bytes) * s * b * width
-    return delta
-
-
-LOGIT_GRAD_BYTES = 4  # the fp32 gradient of the logits, alive while the lm_head's backward runs
-LOGIT_LOSS_BYTES = 8  # fp32 log-softmax output kept by the loss + the fp32 gradient of the logits in the backward
-
-
-# TRL's fused LM head (trl/kernels/chunked_logprob.py) scores the vocabulary in tiles of at most this many tokens x
-# vocabulary columns instead of materializing the logits.
-FUSED_TOKENS, FUSED_VOCAB = 4096, 32768
-FUSED_TILES_CPU = 8  # tiles alive in its backward without Triton (CPU): measured 7.8 (DPO) and 7.9 (GRPO)
-
-
-def fused_head(method: TrainMethod, is_cpu: bool) -> bool:
-    """Whether the estimate prices TRL's fused LM head: the DPO, KTO and GRPO trainers on CPU. The runtime's SFT
-    recipe (lora, sft) computes the loss from the full logits on CPU (runtime/recipes/sft.py: the tiles run as Python
-    loops there). On a GPU every TRL trainer scores through the fused head's Triton kernels, which hold about one
-    tile; the estimate keeps pricing full logits there (docs/estimator.md, 2.7: derived, not measured)."""
-    return is_cpu and method.kind not in ("lora", "sft")
-
-
-def logits_bytes(arch: Architecture, method: TrainMethod, tokens: int, wbytes: int, tp: int, is_cpu: bool) -> float:
-    """What scoring the vocabulary holds at its peak for a forward of `tokens` tokens (docs/estimator.md, 2.7).
-
-    Full logits: tokens x vocab x logit_bytes_per_value, the vocabulary split by TP. TRL's fused LM head on CPU (no
-    Triton): FUSED_TILES_CPU fp32 tiles of min(tokens, 4096) x min(vocab, 32768) in its torch backward (the tile's
-    logits, log-probabilities, probabilities, gradient and their temporaries; measured)."""
-    if fused_head(method, is_cpu):
-        return FUSED_TILES_CPU * min(tokens, FUSED_TOKENS) * min(arch.vocab_size, FUSED_VOCAB) * 4
-    return tokens * arch.vocab_size * logit_bytes_per_value(wbytes) / tp
-
-
-def logit_bytes_per_value(wbytes: int) -> int:
-    """Logits in the compute dtype, the loss's fp32 copy when they are not fp32 already, its fp32 log-softmax and
-    the fp32 gradient of the logits: 12 bytes per value in fp32 (measured), 14 in bf16."""
-    return wbytes + (4 if wbytes < 4 else 0) + LOGIT_LOSS_BYTES
 
 
 def grad_accum(shape: Shape) -> int:
@@ -313,7 +196,7 @@ def memory(
     dp = shape.dp
     kind = precision_kind(precision)
     wb = weight_bytes(precision)
-    lora = _is_lora(method)
+    lora = is_lora(method)
     shard_w = dp if shape.sharding == "fsdp" else 1
     shard_g = dp if shape.sharding in ("fsdp", "zero2") else 1
     shard_o = dp if shape.sharding in ("fsdp", "zero1", "zero2") else 1
@@ -447,117 +330,3 @@ _DEVICE_TERMS = (
     "reference_model",
     "kv_cache",
 )
-
-
-def calibrated_prior(prior: Estimator, cal: DeviceCalibration | None) -> Estimator:
-    """The priors with a calibration's measured MFU (its range: +-25% around it); unchanged without one."""
-    if cal is None or cal.mfu is None:
-        return prior
-    mfu = min(cal.mfu, 1.0)
-    return prior.model_copy(update={"mfu": mfu, "mfu_low": mfu * 0.75, "mfu_high": min(1.0, mfu * 1.25)})
-
-
-def tokens_per_second(arch: Architecture, method: TrainMethod, shape: Shape, inventory: Inventory, mfu: float) -> float:
-    """Trained tokens per second of the whole layout at this MFU (the compute model of time(), no fixed costs)."""
-    per_token = flops_per_token(arch, method) + (2 * arch.total_params if shape.checkpointing else 0)
-    return shape.gpus * inventory.gpu.bf16_tflops * 1e12 * mfu / per_token / pipeline_bubble(shape)
-
-
-def flops_per_token(arch: Architecture, method: TrainMethod) -> float:
-    """Training FLOPs per trained token: 6P full, 4P LoRA (no weight-gradient GEMMs for frozen
-    weights); DPO adds a reference forward (2P) per token; GRPO adds 2P with a KL reference."""
-    p = arch.total_params
-    base = 4 * p if _is_lora(method) else 6 * p
-    if rules(method).reference_forward(method):
-        base += 2 * p
-    return base
-
-
-@dataclass(frozen=True)
-class Time:
-    tokens: int
-    steps: int
-    flops: float
-    wall_hours: float
-    wall_low: float
-    wall_high: float
-    generated_tokens: int = 0
-
-    def gpu_hours(self, gpus: int) -> tuple[float, float, float]:
-        return self.wall_hours * gpus, self.wall_low * gpus, self.wall_high * gpus
-
-
-def trained_tokens(stats: DataStats, method: TrainMethod, seq: int) -> tuple[int, int]:
-    """(tokens per epoch, examples per epoch). Without packing each micro batch pads to its longest
-    record, so count p95 per record; with packing, the real total. Capped by the sequence length."""
-    n = stats.training.records
-    per_epoch: float
-    if method.sequence_packing:
-        per_epoch = min(stats.training.tokens_total, n * seq)
-    else:
-        per_epoch = n * min(seq, stats.training.tokens_p95 or seq)
-    per_epoch *= rules(method).sequences_per_example  # DPO: chosen and rejected
-    if method.replay is not None:  # replay documents ride along in every batch, counted at the task's length
-        per_epoch *= 1 + method.replay.ratio
-    return int(per_epoch), n
-
-
-def time(
-    arch: Architecture,
-    method: TrainMethod,
-    shape: Shape,
-    inventory: Inventory,
-    stats: DataStats,
-    prior: Estimator,
-    checkpoint_bytes: int,
-) -> Time:
-    """Wall time: compute at an MFU prior plus fixed costs (load, eval, checkpoints, generation)."""
-    tokens_epoch, examples = trained_tokens(stats, method, shape.seq)
-    steps_epoch = max(1, math.ceil(examples / shape.global_batch)) if examples else 0
-    steps = steps_epoch * method.epochs
-    epochs: float = method.epochs
-    if method.max_steps is not None and method.max_steps < steps:
-        epochs = method.max_steps / max(steps_epoch, 1)
-        steps = method.max_steps
-    tokens = int(tokens_epoch * epochs)
-    generated = 0
-    rule = rules(method)
-    if rule.completion_tokens(method):  # every prompt is sampled generations_per_prompt times, then trained on
-        group = rule.generations_per_prompt(method)
-        generated = int(examples * epochs) * group * rule.completion_tokens(method)
-        tokens = int(tokens_epoch * epochs * group) + generated
-    flops = flops_per_token(arch, method) * tokens
-    if shape.checkpointing:  # full recompute: one more forward pass, 2P per token
-        flops += 2 * arch.total_params * tokens
-    peak = shape.gpus * inventory.gpu.bf16_tflops * 1e12
-
-    bubble = pipeline_bubble(shape)  # 1.0 without pipeline parallel
-
-    def hours(mfu: float) -> float:
-        compute = flops / (peak * mfu) * bubble
-        gen = 0.0
-        if generated:  # decoding is bandwidth-bound: scale the 8B/H100 prior by size and bandwidth
-            rate = (
-                prior.generation_tokens_per_second * (8e9 / arch.total_params) * (inventory.gpu.bandwidth_gbps / 3350)
-            )
-            gen = generated / (rate * max(shape.dp, 1))
-        fixed = prior.load_minutes * 60 + compute * prior.eval_fraction
-        ckpt = math.ceil(epochs) * checkpoint_bytes / (prior.checkpoint_gb_per_minute * GB / 60)
-        return (compute + gen + fixed + ckpt) / 3600
-
-    return Time(
-        tokens=tokens,
-        steps=steps,
-        flops=flops,
-        wall_hours=hours(prior.mfu),
-        wall_low=hours(prior.mfu_high),
-        wall_high=hours(prior.mfu_low),
-        generated_tokens=generated,
-    )
-
-
-def checkpoint_bytes(arch: Architecture, method: TrainMethod) -> int:
-    """What one resumable checkpoint writes: trainable weights and their optimizer state."""
-    if _is_lora(method):
-        return ADAPTER_BYTES * lora_trainable(arch, method.lora)
-    return 16 * arch.total_params

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from planner import estimator as est
+from planner import walltime as wt
 from schemas.calibration import DeviceCalibration
 from schemas.data import DataStats
 from schemas.inventory import Inventory
@@ -29,7 +30,7 @@ SHARDING_ORDER = {"none": 0, "zero1": 1, "zero2": 2, "fsdp": 3}
 class Candidate:
     shape: est.Shape
     memory: est.Memory
-    time: est.Time
+    time: wt.Time
     capacity: int
     note: str = ""  # why this stands in for a published option the engine cannot run (a check reports it)
 
@@ -63,7 +64,7 @@ class Candidate:
         return ", ".join(parts)
 
 
-def _key(s: est.Shape, t: est.Time) -> tuple:
+def _key(s: est.Shape, t: wt.Time) -> tuple:
     """Cheapest first: GPU-hours, GPUs, no recompute, less sharding, smaller TP and PP, larger micro batch."""
     return (
         round(t.wall_hours * s.gpus, 4),
@@ -110,11 +111,11 @@ class Context:
 
     @cached_property
     def checkpoint_bytes(self) -> int:
-        return est.checkpoint_bytes(self.arch, self.method)
+        return wt.checkpoint_bytes(self.arch, self.method)
 
     @cached_property
-    def times(self) -> dict[tuple, est.Time]:
-        """est.time per the shape fields it reads (a search asks for the same one many times)."""
+    def times(self) -> dict[tuple, wt.Time]:
+        """wt.time per the shape fields it reads (a search asks for the same one many times)."""
         return {}
 
 
@@ -136,12 +137,12 @@ def evaluate(ctx: Context, shape: est.Shape) -> Candidate:
     return Candidate(shape=shape, memory=mem, time=_time(ctx, shape), capacity=ctx.capacity)
 
 
-def _time(ctx: Context, shape: est.Shape) -> est.Time:
-    # est.time reads only these of the shape (sharding, TP and memory-only knobs do not change it).
+def _time(ctx: Context, shape: est.Shape) -> wt.Time:
+    # wt.time reads only these of the shape (sharding, TP and memory-only knobs do not change it).
     key = (shape.gpus, shape.dp, shape.seq, shape.global_batch, shape.checkpointing, est.pipeline_bubble(shape))
     t = ctx.times.get(key)
     if t is None:
-        t = ctx.times[key] = est.time(
+        t = ctx.times[key] = wt.time(
             ctx.arch, ctx.method, shape, ctx.inventory, ctx.stats, ctx.prior, ctx.checkpoint_bytes
         )
     return t

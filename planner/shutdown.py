@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 
 from planner import estimator as est
+from planner import walltime as wt
 from schemas.method import TrainMethod
 from schemas.plan import Estimate, Stop
 from schemas.spec import Spec
@@ -23,7 +24,7 @@ MAX_LEAD = 65535  # Slurm keeps --signal's time in 16 bits
 def stop_for(spec: Spec, method: TrainMethod, estimate: Estimate | None) -> Stop:
     """The stage's stop: its checkpoint size and write time, one step at the slow end of the estimate, the lead."""
     prior = spec.knowledge.estimator
-    size = est.checkpoint_bytes(spec.model.architecture, method)
+    size = wt.checkpoint_bytes(spec.model.architecture, method)
     write = size / (prior.checkpoint_gb_per_minute * est.GB / 60)
     step = 0.0
     if estimate is not None and estimate.steps and estimate.wall_hours_range:

@@ -10,6 +10,7 @@ import dataclasses
 from planner import estimator as est
 from planner import layout as layout_mod
 from planner import resolve
+from planner import walltime as wt
 from planner.draft import Selection, TrainStage, precision
 from planner.methods import METHODS
 from schemas.calibration import DeviceCalibration
@@ -69,7 +70,7 @@ def layout_for(
         method=method,
         inventory=spec.inventory,
         stats=stats,
-        prior=est.calibrated_prior(spec.knowledge.estimator, device_calibration(spec)),
+        prior=wt.calibrated_prior(spec.knowledge.estimator, device_calibration(spec)),
         precision=precision(spec, config),
         seq=seq,
         headroom=spec.knowledge.lints.memory_headroom,
@@ -246,7 +247,7 @@ def stage_estimate(
     t = cand.time
     hours, low, high = t.gpu_hours(cand.shape.gpus)
     cal = device_calibration(spec)
-    prior = est.calibrated_prior(spec.knowledge.estimator, cal)
+    prior = wt.calibrated_prior(spec.knowledge.estimator, cal)
     estimate = (
         "declared" if stats.token_estimate == "declared" else f"chars/{spec.knowledge.estimator.chars_per_token:g}"
     )
@@ -275,7 +276,7 @@ def stage_estimate(
         trainable_params=est.trainable_params(spec.model.architecture, train),
         tokens=t.tokens,
         tokens_per_second=round(
-            est.tokens_per_second(spec.model.architecture, train, cand.shape, spec.inventory, prior.mfu), 1
+            wt.tokens_per_second(spec.model.architecture, train, cand.shape, spec.inventory, prior.mfu), 1
         ),
         steps=t.steps,
         flops=t.flops,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from planner import activations as act
 from planner import estimator as est
 from runtime.context import StageFailed
 from runtime.models import load_model
@@ -71,7 +72,7 @@ def test_what_each_kernel_keeps_is_what_the_estimator_prices(tiny_dir):
         saved[kernel] = sum(storages.values())
     wb = est.weight_bytes(plan.layout.precision)
     assert wb == 4
-    per_layer = est.score_bytes_per_layer(arch, s, b, 1, "eager", wb) - est.score_bytes_per_layer(
+    per_layer = act.score_bytes_per_layer(arch, s, b, 1, "eager", wb) - act.score_bytes_per_layer(
         arch, s, b, 1, "sdpa", wb
     )
     assert per_layer == arch.num_heads * s * s * b * 4 - b * s * s * 4

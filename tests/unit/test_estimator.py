@@ -17,7 +17,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from planner import activations as act
 from planner import estimator as est
+from planner import walltime as wt
 from schemas.data import DataStats, SplitStats
 from schemas.inventory import Gpu, Inventory
 from schemas.knowledge import Estimator
@@ -242,24 +244,24 @@ def test_activation_checkpointing_keeps_layer_inputs_plus_one_layer():
 
 def test_eager_attention_keeps_the_score_matrix():
     # the fp32 softmax output (4 bytes a score) and its bf16 copy that the product with V keeps (2): measured
-    eager = est.activation_bytes_per_layer(LLAMA8, 2048, 1, 1, False, "eager", False, 2)
+    eager = act.activation_bytes_per_layer(LLAMA8, 2048, 1, 1, False, "eager", False, 2)
     assert eager - act_layer(2048, 1) == 6 * A * 2048 * 2048
     # in fp32 the cast is a no-op: one 4-byte copy, against 4 bytes a value for everything else
-    eager32 = est.activation_bytes_per_layer(LLAMA8, 2048, 1, 1, False, "eager", False, 4)
+    eager32 = act.activation_bytes_per_layer(LLAMA8, 2048, 1, 1, False, "eager", False, 4)
     assert eager32 - 2 * act_layer(2048, 1) == 4 * A * 2048 * 2048
     # split by heads under TP
-    assert est.activation_bytes_per_layer(LLAMA8, 2048, 1, 4, False, "eager", False, 2) - act_layer(2048, 1, 4) == (
+    assert act.activation_bytes_per_layer(LLAMA8, 2048, 1, 4, False, "eager", False, 2) - act_layer(2048, 1, 4) == (
         6 * A * 2048 * 2048 / 4
     )
 
 
 def test_sdpa_keeps_only_a_padding_mask_and_flash_nothing():
-    flash = est.activation_bytes_per_layer(LLAMA8, 2048, 4, 1, False, "flash_attention_2", False, 2)
+    flash = act.activation_bytes_per_layer(LLAMA8, 2048, 4, 1, False, "flash_attention_2", False, 2)
     assert flash == act_layer(2048, 4)
     # one sequence: no padding, no mask
-    assert est.activation_bytes_per_layer(LLAMA8, 2048, 1, 1, False, "sdpa", False, 2) == act_layer(2048, 1)
+    assert act.activation_bytes_per_layer(LLAMA8, 2048, 1, 1, False, "sdpa", False, 2) == act_layer(2048, 1)
     # four padded to the longest: the mask as a bf16 bias, b*s^2 per layer, whole on every TP rank
-    sdpa = est.activation_bytes_per_layer(LLAMA8, 2048, 4, 2, False, "sdpa", False, 2)
+    sdpa = act.activation_bytes_per_layer(LLAMA8, 2048, 4, 2, False, "sdpa", False, 2)
     assert sdpa - act_layer(2048, 4, 2) == 4 * 2048 * 2048 * 2
 
 
@@ -275,7 +277,7 @@ def test_memory_prices_the_plans_attention():
 
 
 def test_sequence_parallel_splits_the_whole_part():
-    sp = est.activation_bytes_per_layer(LLAMA8, 1024, 1, 4, True, "flash_attention_2", False, 2)
+    sp = act.activation_bytes_per_layer(LLAMA8, 1024, 1, 4, True, "flash_attention_2", False, 2)
     assert sp == act_layer(1024, 1) / 4
 
 
@@ -284,7 +286,7 @@ def test_gemma_uses_its_own_head_width_and_four_norms():
     s, b = 1024, 1
     h, i, q, kv = 3584, 14336, 16 * 256, 8 * 256
     expected = (2 * 4 + 4) * s * b * h + (4 * q + 4 * kv) * s * b + 8 * s * b * i
-    assert est.activation_bytes_per_layer(GEMMA9, s, b, 1, False, "flash_attention_2", False, 2) == expected
+    assert act.activation_bytes_per_layer(GEMMA9, s, b, 1, False, "flash_attention_2", False, 2) == expected
 
 
 def test_pipeline_first_stage_holds_all_layers_when_the_pipe_is_full():
@@ -304,22 +306,22 @@ def test_lora_keeps_the_inputs_its_adapters_read():
     full = act_layer(s, b)
     # dropout 0: every adapter reads its module's own input, which act_layer prices: nothing added or removed
     none = LoraParams(adapter_dim=16, adapter_dropout=0.0)
-    assert est.lora_bytes_per_layer(LLAMA8, none, s, b, 1, 2, 1) == 0
+    assert act.lora_bytes_per_layer(LLAMA8, none, s, b, 1, 2, 1) == 0
     assert mem(Lora(lora=none), shape(seq=s)).activations == L * full
     # q and v only, no dropout: the gate/up input (h) and the down input (i) are kept by nobody
     qv = LoraParams(adapter_dim=16, adapter_dropout=0.0, target_modules=("q_proj", "v_proj"))
-    assert est.lora_bytes_per_layer(LLAMA8, qv, s, b, 1, 2, 1) == -(H + I) * s * b * 2
+    assert act.lora_bytes_per_layer(LLAMA8, qv, s, b, 1, 2, 1) == -(H + I) * s * b * 2
     # dropout on CPU: the mask is a tensor of the input's dtype (4 bytes in fp32), not one byte
     drop = LoraParams(adapter_dim=16, adapter_dropout=0.1)
-    assert est.lora_bytes_per_layer(LLAMA8, drop, s, b, 1, 4, 4) == lora_layer(s, b, wbytes=4, mask=4)
+    assert act.lora_bytes_per_layer(LLAMA8, drop, s, b, 1, 4, 4) == lora_layer(s, b, wbytes=4, mask=4)
 
 
 def test_padded_sdpa_and_eager_keep_k_and_v_repeated_to_the_query_heads():
     s = 1024
-    assert est.kv_expansion_bytes_per_layer(LLAMA8, s, 1, 1, "sdpa", 2) == 0  # one sequence: GQA in the kernel
-    assert est.kv_expansion_bytes_per_layer(LLAMA8, s, 4, 1, "flash_attention_2", 2) == 0
-    assert est.kv_expansion_bytes_per_layer(LLAMA8, s, 4, 2, "sdpa", 2) == 2 * (H - KV * D) * s * 4 * 2 / 2
-    assert est.kv_expansion_bytes_per_layer(LLAMA8, s, 1, 1, "eager", 2) == 2 * (H - KV * D) * s * 1 * 2
+    assert act.kv_expansion_bytes_per_layer(LLAMA8, s, 1, 1, "sdpa", 2) == 0  # one sequence: GQA in the kernel
+    assert act.kv_expansion_bytes_per_layer(LLAMA8, s, 4, 1, "flash_attention_2", 2) == 0
+    assert act.kv_expansion_bytes_per_layer(LLAMA8, s, 4, 2, "sdpa", 2) == 2 * (H - KV * D) * s * 4 * 2 / 2
+    assert act.kv_expansion_bytes_per_layer(LLAMA8, s, 1, 1, "eager", 2) == 2 * (H - KV * D) * s * 1 * 2
 
 
 def test_full_sft_backward_overlaps_gradients_and_activations():
@@ -422,26 +424,26 @@ def _stats(records: int, tokens: int) -> DataStats:
     (Grpo(kl_beta=0.04), 6 * P + 2 * P),
 ])
 def test_flops_per_token(method, per_token):
-    assert est.flops_per_token(LLAMA8, method) == per_token
+    assert wt.flops_per_token(LLAMA8, method) == per_token
 
 
 def test_recompute_adds_a_forward_pass():
     stats = _stats(100, 512)
-    base = est.time(LLAMA8, Sft(epochs=1), shape(), H100_NODE, stats, PRIOR, 0)
-    ckpt = est.time(LLAMA8, Sft(epochs=1), shape(ckpt=True), H100_NODE, stats, PRIOR, 0)
+    base = wt.time(LLAMA8, Sft(epochs=1), shape(), H100_NODE, stats, PRIOR, 0)
+    ckpt = wt.time(LLAMA8, Sft(epochs=1), shape(ckpt=True), H100_NODE, stats, PRIOR, 0)
     assert base.tokens == 100 * 512
     assert base.flops == 6 * P * 100 * 512
     assert ckpt.flops == 8 * P * 100 * 512
 
 
 def test_dpo_trains_chosen_and_rejected():
-    t = est.time(LLAMA8, Dpo(epochs=1), shape(), H100_NODE, _stats(100, 300), PRIOR, 0)
+    t = wt.time(LLAMA8, Dpo(epochs=1), shape(), H100_NODE, _stats(100, 300), PRIOR, 0)
     assert t.tokens == 2 * 100 * 300 and t.flops == 8 * P * 2 * 100 * 300
 
 
 def test_grpo_generation_tokens():
     grpo = Grpo(epochs=1, num_generations_per_prompt=8, max_completion_length=256)
-    t = est.time(LLAMA8, grpo, shape(seq=64), H100_NODE, _stats(100, 64), PRIOR, 0)
+    t = wt.time(LLAMA8, grpo, shape(seq=64), H100_NODE, _stats(100, 64), PRIOR, 0)
     assert t.generated_tokens == 100 * 8 * 256
     assert t.tokens == 100 * 64 * 8 + 100 * 8 * 256  # every completion is trained with its prompt
     # generation is bandwidth-bound: 2000 tokens/s for an 8B model on an H100, scaled by size
@@ -455,8 +457,8 @@ def test_seed_wall_time_by_hand():
     """The seed: Llama 3.1 8B, LoRA r8, 400 examples of ~300 tokens, 10 epochs, one H100: under 30 min."""
     lora = Lora(lora=LoraParams(adapter_dim=8), epochs=10)
     ckpt_bytes = 16 * 20_971_520  # the adapter and its optimizer state
-    assert est.checkpoint_bytes(LLAMA8, lora) == ckpt_bytes
-    t = est.time(LLAMA8, lora, shape(seq=300), H100_NODE, _stats(400, 300), PRIOR, ckpt_bytes)
+    assert wt.checkpoint_bytes(LLAMA8, lora) == ckpt_bytes
+    t = wt.time(LLAMA8, lora, shape(seq=300), H100_NODE, _stats(400, 300), PRIOR, ckpt_bytes)
     tokens = 400 * 300 * 10
     flops = 4 * P * tokens
     compute = flops / (1 * 989e12 * 0.30)
@@ -471,15 +473,15 @@ def test_seed_wall_time_by_hand():
 
 def test_pipeline_bubble_prices_pp():
     stats = _stats(800, 512)
-    flat = est.time(LLAMA8, Sft(epochs=1), shape(gpus=4, tp=4, mb=1, gb=8), H100_NODE, stats, PRIOR, 0)
-    piped = est.time(LLAMA8, Sft(epochs=1), shape(gpus=4, pp=4, mb=1, gb=8), H100_NODE, stats, PRIOR, 0)
+    flat = wt.time(LLAMA8, Sft(epochs=1), shape(gpus=4, tp=4, mb=1, gb=8), H100_NODE, stats, PRIOR, 0)
+    piped = wt.time(LLAMA8, Sft(epochs=1), shape(gpus=4, pp=4, mb=1, gb=8), H100_NODE, stats, PRIOR, 0)
     compute = flat.flops / (4 * 989e12 * 0.30)
     # 8 micro batches through 4 stages: (8 + 4 - 1) / 8 of the compute time
     assert (piped.wall_hours - flat.wall_hours) * 3600 == pytest.approx(compute * 1.1 * (11 / 8 - 1))
 
 
 def test_max_steps_caps_tokens():
-    t = est.time(LLAMA8, Sft(epochs=10, max_steps=5), shape(), H100_NODE, _stats(80, 100), PRIOR, 0)
+    t = wt.time(LLAMA8, Sft(epochs=10, max_steps=5), shape(), H100_NODE, _stats(80, 100), PRIOR, 0)
     assert t.steps == 5 and t.tokens == 80 * 100 * 5 // 10
 
 
