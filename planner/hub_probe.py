@@ -18,7 +18,8 @@ import re
 from planner.errors import ConfigError
 from planner.probed import Probed, declared_stats
 from schemas.data import DataStats, HubStats, Source
-from schemas.records import VALIDATION_FORMAT, SplitScan
+from schemas.records import VALIDATION_FORMAT
+from schemas.scan import SplitScan
 
 SAMPLE = 1000  # records read from each split; a split this short or shorter is measured whole
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")

@@ -15,7 +15,8 @@ from planner.paths import samples_dir
 from planner.probed import Probed, declared_stats
 from schemas.data import Data, DataStats, Source, SplitStats
 from schemas.knowledge import Lints
-from schemas.records import VALIDATION_FORMAT, SplitScan, UnreadableFile, data_files
+from schemas.records import VALIDATION_FORMAT, UnreadableFile, data_files
+from schemas.scan import SplitScan
 
 
 def resolve_path(data: Source, base: Path, samples: Path | None = None) -> Path:

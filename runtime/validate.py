@@ -1,6 +1,6 @@
 """validate_data: the full data report; fails the stage on errors.
 
-Counts per split (records, usable, unique: schemas.records.SplitScan, as the planner counted them), invalid
+Counts per split (records, usable, unique: schemas.scan.SplitScan, as the planner counted them), invalid
 lines as file:line, empty fields, duplicates and near duplicates, preference pairs with chosen == rejected,
 unparsable reference answers, and a token-length histogram (the model's own tokenizer) against the sequence
 length: what would be truncated.
@@ -14,7 +14,8 @@ from runtime import tracking
 from runtime.context import RunContext, StageFailed
 from runtime.data import Mixed, Source, mix, objects, read_source, stage_data
 from runtime.status import write_json_atomic
-from schemas.records import VALIDATION_FORMAT, SplitScan, UnreadableFile, data_files
+from schemas.records import VALIDATION_FORMAT, UnreadableFile, data_files
+from schemas.scan import SplitScan
 
 BUCKETS = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768)
 

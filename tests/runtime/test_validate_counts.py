@@ -1,4 +1,4 @@
-"""validate_data counts usable, unique examples as the planner did (schemas.records.SplitScan on both sides), and
+"""validate_data counts usable, unique examples as the planner did (schemas.scan.SplitScan on both sides), and
 reports empties, duplicates and near duplicates with file:line."""
 
 from __future__ import annotations

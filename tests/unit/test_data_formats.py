@@ -17,7 +17,8 @@ from pytest import param
 from planner.errors import ConfigError
 from planner.probe import probe
 from schemas.data import Data
-from schemas.records import SplitScan, records_of, shape, to_shape
+from schemas.records import records_of, shape, to_shape
+from schemas.scan import SplitScan
 from tests.unit.helpers import run_json
 
 ALPACA = {"instruction": "Reply kindly.", "input": "My order 10001 is late.", "output": "Dear customer, sorry."}

@@ -1,7 +1,7 @@
 """Data that counts: the floors count usable, unique examples; empties, duplicates, near duplicates and records of
 the wrong type are reported with file:line; data.path that is empty or a file gets a specific error.
 
-The scan (schemas.records.SplitScan) is tested on bytes; the findings through the CLI on datasets written here.
+The scan (schemas.scan.SplitScan) is tested on bytes; the findings through the CLI on datasets written here.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from planner.compose import load
 from planner.errors import ConfigError
 from planner.probe import probe
 from schemas.data import SplitStats
-from schemas.records import SplitScan
+from schemas.scan import SplitScan
 from tests.unit.helpers import run_json
 
 
