@@ -10,12 +10,13 @@ each in its own processes. The bound the planner promises: 0.90 <= measured / es
 
     python benchmarks/memory_accuracy.py [--shapes s20m,s110m,l1b] [--methods lora,sft,dpo,grpo-lora]
         [--micro-batches 1,4,8,16]
-        [--steps 12] [--chars-per-token 4.5] [--only s110m-lora-16,...] [--out results.json]
+        [--steps 12] [--chars] [--only s110m-lora-16,...] [--out results.json]
 
-Each case trains the plan as compiled by default. --chars-per-token also plans the same case with
-knowledge.estimator.chars_per_token (how many characters this tokenizer makes a token on the tone data: the
-runtime's widest batch against the planned one shows it; the default 4 is the planner's prior for any tokenizer)
-and prints that ratio beside: it separates the data estimate's error from the memory model's.
+Each case trains the plan as compiled: the model folder holds its tokenizer.json, so the planner counts the data's
+tokens with it (planner.tokens). --chars also plans each case from the same folder without its tokenizer.json
+(tokens estimated as chars / knowledge.estimator.chars_per_token, what the planner does for a model whose tokenizer
+is not on the login node) and prints that ratio beside: it separates the data estimate's error from the memory
+model's.
 
 l1b (Llama 3.2 1B) full SFT needs ~21 GB and is skipped unless asked for by --only.
 """
@@ -85,9 +86,21 @@ def method_overrides(method: str, model: Path) -> list[str]:
     return [*keys, "method.finetuning_type=lora"] if lora else keys
 
 
-def plan(shape: str, method: str, micro: int, steps: int, out: str, knobs: list[str]) -> Path:
-    """Compile the case's plan under `out`; its bundle."""
-    model = build(shape)
+def untokenized(folder: Path, where: Path) -> Path:
+    """The model folder without its tokenizer.json (links to its other files, under `where`, same name)."""
+    copy = where / folder.name
+    copy.mkdir(parents=True)
+    for f in folder.iterdir():
+        if f.name != "tokenizer.json":
+            (copy / f.name).symlink_to(f)
+    return copy
+
+
+def plan(
+    shape: str, method: str, micro: int, steps: int, out: str, knobs: list[str], model: Path | None = None
+) -> Path:
+    """Compile the case's plan under `out` (for the shape's model folder, or `model`); its bundle."""
+    model = model or build(shape)
     overrides = [
         *method_overrides(method, model),
         "model=local",
@@ -112,9 +125,9 @@ def estimate(bundle: Path) -> int:
     return stage["estimate"]["memory_per_gpu_bytes"]["total"]
 
 
-def case(shape: str, method: str, micro: int, steps: int, chars_per_token: float | None, extra: list[str]) -> dict:
-    """Plan and run one train stage (the plan as compiled by default); its status.json numbers, and the estimate of
-    the same case planned with `chars_per_token` beside it."""
+def case(shape: str, method: str, micro: int, steps: int, chars: bool, extra: list[str]) -> dict:
+    """Plan and run one train stage (the plan as compiled); its status.json numbers, and with `chars` the estimate
+    of the same case planned without the tokenizer beside it."""
     with tempfile.TemporaryDirectory() as tmp:
         bundle = plan(shape, method, micro, steps, f"{tmp}/run", extra)
         started = time.monotonic()
@@ -129,18 +142,18 @@ def case(shape: str, method: str, micro: int, steps: int, chars_per_token: float
         if run.returncode != 0:
             raise RuntimeError(f"{shape} {method} mb{micro}: the stage failed: {status.get('error')}")
         seconds = time.monotonic() - started
-        told = None
-        if chars_per_token:
-            knob = f"knowledge.estimator.chars_per_token={chars_per_token}"
-            told = estimate(plan(shape, method, micro, steps, f"{tmp}/told", [*extra, knob]))
+        by_chars = None
+        if chars:
+            folder = untokenized(build(shape), Path(tmp) / "untokenized")
+            by_chars = estimate(plan(shape, method, micro, steps, f"{tmp}/chars", extra, folder))
     peak = status["peak_memory_bytes"]
     return {
         "case": f"{shape}-{method}-{micro}",
         "peak": peak,
         "estimate": status["estimated_memory_bytes"],
         "ratio": peak / status["estimated_memory_bytes"],
-        "estimate_told": told,
-        "ratio_told": peak / told if told else None,
+        "estimate_chars": by_chars,
+        "ratio_chars": peak / by_chars if by_chars else None,
         "widest": status.get("widest_batch_tokens"),
         "planned_widest": status.get("estimated_widest_batch_tokens"),
         "seconds": round(seconds, 1),
@@ -153,7 +166,7 @@ def main() -> int:
     ap.add_argument("--methods", default="lora,sft")
     ap.add_argument("--micro-batches", default="1,4,8,16")
     ap.add_argument("--steps", type=int, default=12)
-    ap.add_argument("--chars-per-token", type=float, default=None)
+    ap.add_argument("--chars", action="store_true", help="also plan without the tokenizer (chars/token)")
     ap.add_argument("--only", default="", help="comma-separated cases <shape>-<method>-<micro batch>")
     ap.add_argument("--out", type=Path, default=None, help="write the rows as JSON")
     ap.add_argument("extra", nargs="*", help="more planner overrides for every case")
@@ -174,9 +187,9 @@ def main() -> int:
         wanted = [w for w in wanted if w[:2] not in SKIP]
     rows = []
     for shape, method, micro in wanted:
-        r = case(shape, method, micro, a.steps, a.chars_per_token, a.extra)
+        r = case(shape, method, micro, a.steps, a.chars, a.extra)
         rows.append(r)
-        told = "" if r["ratio_told"] is None else f"  told chars/token {a.chars_per_token:g}: {r['ratio_told']:.2f}"
+        told = "" if r["ratio_chars"] is None else f"  planned by chars: {r['ratio_chars']:.2f}"
         print(
             f"{r['case']:<16} peak {r['peak'] / 1e9:6.3f} GB  estimate {r['estimate'] / 1e9:6.3f} GB  "
             f"measured/estimate {r['ratio']:.2f} {flag(r['ratio'])}{told}  widest batch {r['widest']} (planned "
@@ -186,10 +199,10 @@ def main() -> int:
         if a.out:
             a.out.write_text(json.dumps(rows, indent=2) + "\n")
     inside = sum(LOW <= r["ratio"] <= HIGH for r in rows)
-    print(f"{inside} of {len(rows)} cases within {LOW:.2f}-{HIGH:.2f} as planned by default")
-    if a.chars_per_token:
-        told = sum(LOW <= r["ratio_told"] <= HIGH for r in rows)
-        print(f"{told} of {len(rows)} within {LOW:.2f}-{HIGH:.2f} planned with chars_per_token={a.chars_per_token:g}")
+    print(f"{inside} of {len(rows)} cases within {LOW:.2f}-{HIGH:.2f} as planned (tokens counted with the tokenizer)")
+    if a.chars:
+        told = sum(LOW <= r["ratio_chars"] <= HIGH for r in rows)
+        print(f"{told} of {len(rows)} within {LOW:.2f}-{HIGH:.2f} planned by chars (no tokenizer.json)")
     return 0
 
 

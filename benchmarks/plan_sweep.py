@@ -25,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 from planner.compose import load  # noqa: E402
 from planner.core import plan  # noqa: E402
 from planner.probe import probe  # noqa: E402
+from planner.tokens import token_counter  # noqa: E402
 
 METHOD_GOAL = {"lora": "tone", "sft": "tone", "auto": "tone", "dpo": "safety_alignment", "grpo": "math_reasoning"}
 TARGET_SWEEP_S = 5.0
@@ -50,7 +51,7 @@ def compose_all(models: list[str], inventories: list[str]) -> tuple[list[tuple],
     t1 = time.perf_counter()
     for _, _, _, goal, spec in cases:
         if goal not in stats_by_goal:
-            stats_by_goal[goal] = probe(spec.data, ROOT, spec.knowledge.estimator.chars_per_token)
+            stats_by_goal[goal] = probe(spec.data, ROOT, token_counter(spec))
     t2 = time.perf_counter()
     return [(*c, stats_by_goal[c[3]]) for c in cases], t1 - t0, t2 - t1
 

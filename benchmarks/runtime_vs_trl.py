@@ -92,10 +92,11 @@ def make_bundle(root: Path, steps: int, packing: bool) -> Path:
     from planner.compose import load
     from planner.core import plan
     from planner.probe import probe
+    from planner.tokens import token_counter
 
     spec, _ = load(["+goal=tone", "model=tiny-llama", "inventory=local", "method=lora",
                     f"method.max_steps={steps}", f"method.sequence_packing={str(packing).lower()}"])
-    p = plan(spec, probe(spec.data, ROOT, spec.knowledge.estimator.chars_per_token))
+    p = plan(spec, probe(spec.data, ROOT, token_counter(spec)))
     bundle = root / f"{p.name}-{'packed' if packing else 'padded'}"
     bundle.mkdir(parents=True)
     (bundle / "plan.json").write_text(p.model_dump_json(indent=2))

@@ -62,6 +62,7 @@ def _job(
     from planner.probe import probe
     from planner.report import RENDERERS
     from planner.secrets import resolved
+    from planner.tokens import token_counter
 
     row: dict[str, Any] = {k: choices.get(k) for k in ("goal", "model", "inventory", "method")}
     try:
@@ -72,7 +73,7 @@ def _job(
         except Exception as exc:  # OmegaConf raises many types; all are the user's config
             raise _hydra_error(exc, overrides, str(conf_dir())) from None
         spec, options = validate(raw, overrides, roots)
-        stats = probe(spec.data, Path.cwd(), spec.knowledge.estimator.chars_per_token, lints=spec.knowledge.lints)
+        stats = probe(spec.data, Path.cwd(), token_counter(spec), lints=spec.knowledge.lints)
         plan = make_plan(spec, stats, probe_host())
     except ConfigError as exc:
         sys.stderr.write(exc.render() + "\n")

@@ -227,6 +227,7 @@ def plan_goal(source: Source, goal: str, overrides: Sequence[str], cache: dict) 
     from planner.compose import load
     from planner.core import plan as make_plan
     from planner.probe import probe
+    from planner.tokens import token_counter
 
     key = (source.key, goal, tuple(overrides))
     if key not in cache:
@@ -236,7 +237,7 @@ def plan_goal(source: Source, goal: str, overrides: Sequence[str], cache: dict) 
             stats = probe(
                 spec.data,
                 Path.cwd(),
-                spec.knowledge.estimator.chars_per_token,
+                token_counter(spec),
                 samples=source.conf / "samples",
                 lints=spec.knowledge.lints,
             )

@@ -17,6 +17,7 @@ import re
 
 from planner.errors import ConfigError
 from planner.probed import Probed, declared_stats
+from planner.tokens import TokenCounter
 from schemas.data import DataStats, HubStats, Source
 from schemas.records import VALIDATION_FORMAT
 from schemas.scan import SplitScan
@@ -25,7 +26,7 @@ SAMPLE = 1000  # records read from each split; a split this short or shorter is 
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 
 
-def probe_hub(data: Source, key: str, chars_per_token: float) -> Probed:
+def probe_hub(data: Source, key: str, tokens: TokenCounter) -> Probed:
     """The dataset's statistics (ConfigError at <key>.path when it cannot be read and no counts are declared)."""
     repo, revision = data.hub_repo, data.hub_revision
     if data.declared is not None:
@@ -67,7 +68,7 @@ def probe_hub(data: Source, key: str, chars_per_token: float) -> Probed:
         if name is None:
             continue
         fmt = VALIDATION_FORMAT.get(data.format, data.format) if split == "validation" else data.format
-        scan = SplitScan(fmt, chars_per_token)
+        scan = SplitScan(fmt, tokens)
         try:
             stream = datasets.load_dataset(
                 repo, data.subset, revision=revision, split=name, streaming=True, cache_dir=cache
@@ -118,6 +119,7 @@ def probe_hub(data: Source, key: str, chars_per_token: float) -> Probed:
         training=splits["training"],
         validation=splits.get("validation"),
         fingerprint=digest.hexdigest()[:16],
+        token_estimate=tokens.kind,
         hub=hub,
     )
     return Probed(stats, lengths)

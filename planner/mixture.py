@@ -75,7 +75,7 @@ def combine(data: Data, parts: Sequence[Probed], lints: Lints) -> DataStats:
     training = SplitStats(records=n, usable=n, unique=min(unique, n), **_tokens(parts, drawn))
     validation = _validation(parts, held)
     estimates = {p.stats.token_estimate for p in parts}
-    token_estimate = "none" if "none" in estimates else "declared" if "declared" in estimates else "chars/4"
+    token_estimate = "none" if "none" in estimates else "declared" if "declared" in estimates else min(estimates)
     counts = max((p.stats.counts for p in parts), key=COUNTS_ORDER.index)
     blob = json.dumps(
         {"parts": [p.stats.fingerprint for p in parts], "weights": weights, "stopping": data.stopping_strategy},

@@ -13,6 +13,7 @@ from pathlib import Path
 from planner.errors import ConfigError
 from planner.paths import samples_dir
 from planner.probed import Probed, declared_stats
+from planner.tokens import TokenCounter
 from schemas.data import Data, DataStats, Source, SplitStats
 from schemas.knowledge import Lints
 from schemas.records import VALIDATION_FORMAT, UnreadableFile, data_files
@@ -29,32 +30,31 @@ def resolve_path(data: Source, base: Path, samples: Path | None = None) -> Path:
 
 
 def probe(
-    data: Data, base: Path, chars_per_token: float = 4.0, samples: Path | None = None, lints: Lints | None = None
+    data: Data, base: Path, tokens: TokenCounter | None = None, samples: Path | None = None, lints: Lints | None = None
 ) -> DataStats:
     """Statistics of the dataset (of the mix, for a mixture); ConfigError when a local path is empty, a file, or does
     not exist, or a Hub dataset cannot be read.
 
     `samples` is the folder builtin:<name> data resolves in (default: the shipped conf/samples);
     planner.diff passes a revision's own conf/samples. `lints` holds the hold-out share a mixture's parts without
-    validation keep back (knowledge.lints; default its defaults).
+    validation keep back (knowledge.lints; default its defaults). `tokens` counts a record's tokens
+    (planner.tokens.token_counter: the model's tokenizer, or chars / chars_per_token; default chars/4).
     """
+    tokens = tokens or TokenCounter(4.0)
     if data.mixture:
         from planner.mixture import combine
 
-        parts = [
-            probe_source(part, f"data.mixture[{i}]", base, chars_per_token, samples)
-            for i, part in enumerate(data.mixture)
-        ]
+        parts = [probe_source(part, f"data.mixture[{i}]", base, tokens, samples) for i, part in enumerate(data.mixture)]
         return combine(data, parts, lints or Lints())
-    return probe_source(data, "data", base, chars_per_token, samples).stats
+    return probe_source(data, "data", base, tokens, samples).stats
 
 
-def probe_source(data: Source, key: str, base: Path, chars_per_token: float, samples: Path | None) -> Probed:
+def probe_source(data: Source, key: str, base: Path, tokens: TokenCounter, samples: Path | None) -> Probed:
     """One dataset (`data`, or a part of a mixture at `key`)."""
     if data.is_hub:
         from planner.hub_probe import probe_hub
 
-        return probe_hub(data, key, chars_per_token)
+        return probe_hub(data, key, tokens)
     if data.is_remote:
         assert data.declared is not None  # the schema requires it
         return Probed(declared_stats(data, "remote"))
@@ -69,7 +69,7 @@ def probe_source(data: Source, key: str, base: Path, chars_per_token: float, sam
             splits[split] = None
             continue
         fmt = VALIDATION_FORMAT.get(data.format, data.format) if split == "validation" else data.format
-        scan = _probe_split(root, files, fmt, chars_per_token, digest, key)
+        scan = _probe_split(root, files, fmt, tokens, digest, key)
         splits[split] = scan.stats()
         if split == "training":
             lengths = scan.lengths
@@ -84,6 +84,7 @@ def probe_source(data: Source, key: str, base: Path, chars_per_token: float, sam
         validation=splits["validation"],
         fingerprint=digest.hexdigest()[:16],
         root=str(root.resolve()),
+        token_estimate=tokens.kind,
     )
     return Probed(stats, lengths)
 
@@ -116,8 +117,8 @@ def _data_folder(data: Source, key: str, base: Path, samples: Path | None) -> Pa
     return root
 
 
-def _probe_split(root: Path, files: list[Path], fmt: str, chars_per_token: float, digest, key: str) -> SplitScan:
-    scan = SplitScan(fmt, chars_per_token)
+def _probe_split(root: Path, files: list[Path], fmt: str, tokens: TokenCounter, digest, key: str) -> SplitScan:
+    scan = SplitScan(fmt, tokens)
     for path in files:
         rel = path.relative_to(root).as_posix()
         try:

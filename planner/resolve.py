@@ -19,6 +19,7 @@ from typing import Any, cast
 from pydantic import ValidationError
 
 from planner.methods import rules
+from planner.tokens import TokenCounter, token_counter
 from schemas.data import DataStats
 from schemas.layout import AttentionImplementation
 from schemas.method import BY_KIND, TRAIN_KINDS, TrainMethod
@@ -131,12 +132,12 @@ def prompt_format(spec: Spec, config: CustomizationConfig | None) -> PromptForma
 
 
 def template_tokens(spec: Spec, prompt: PromptFormat) -> int:
-    """Tokens a prompt format adds to each record (estimated)."""
+    """Tokens a prompt format adds to each record: a chat template's prior; a plain template's fixed text, counted
+    like the records (planner.tokens)."""
     prior = spec.knowledge.estimator
     if prompt.kind == "chat_template":
         return prior.chat_template_tokens
-    fixed = len(prompt.template.replace("{prompt}", "").replace("{completion}", ""))
-    return math.ceil(fixed / prior.chars_per_token)
+    return token_counter(spec).text(prompt.template.replace("{prompt}", "").replace("{completion}", ""))
 
 
 def seq_cap(spec: Spec, method: TrainMethod, config: CustomizationConfig | None) -> int:
@@ -163,8 +164,8 @@ def widest_batch(spec: Spec, stats: DataStats, method: TrainMethod, prompt: Prom
 
 
 @functools.lru_cache(maxsize=16)
-def replay_tokens(path: str | None, chars_per_token: float) -> float:
-    """Mean estimated tokens of a replay document (chars / chars_per_token, + BOS and EOS: runtime.replay.encode);
+def replay_tokens(path: str | None, tokens: TokenCounter) -> float:
+    """Mean tokens of a replay document (counted like the records; + BOS and EOS: runtime.replay.encode);
     0.0 when the file is not readable here (the estimate then gives each document a row of its own)."""
     if path is None:
         return 0.0
@@ -172,7 +173,7 @@ def replay_tokens(path: str | None, chars_per_token: float) -> float:
         lines = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
     except OSError:
         return 0.0
-    chars = []
+    counts = []
     for line in lines:
         if path.endswith(".jsonl"):
             try:
@@ -181,8 +182,11 @@ def replay_tokens(path: str | None, chars_per_token: float) -> float:
                 continue
             line = record.get("text", "") if isinstance(record, dict) and isinstance(record.get("text"), str) else ""
         if line.strip():
-            chars.append(len(line))
-    return sum(chars) / len(chars) / chars_per_token + SPECIAL_TOKENS if chars else 0.0
+            counts.append(tokens.text(line) if tokens.tokenizer else len(line))
+    if not counts:
+        return 0.0
+    mean = sum(counts) / len(counts)
+    return (mean if tokens.tokenizer else mean / tokens.chars_per_token) + SPECIAL_TOKENS
 
 
 def seq_length(

@@ -13,6 +13,7 @@ from planner import resolve
 from planner import walltime as wt
 from planner.draft import Selection, TrainStage, precision
 from planner.methods import METHODS
+from planner.tokens import token_counter
 from schemas.calibration import DeviceCalibration
 from schemas.data import DataStats
 from schemas.layout import LayoutRequest
@@ -78,7 +79,7 @@ def layout_for(
         calibration=device_calibration(spec),
         attention=resolve.attention(spec),
         widest=widest,
-        replay_tokens=resolve.replay_tokens(replay_path(spec, method), spec.knowledge.estimator.chars_per_token),
+        replay_tokens=resolve.replay_tokens(replay_path(spec, method), token_counter(spec)),
     )
     option = (
         config.option(method.training_type, method.finetuning_type)
@@ -248,9 +249,8 @@ def stage_estimate(
     hours, low, high = t.gpu_hours(cand.shape.gpus)
     cal = device_calibration(spec)
     prior = wt.calibrated_prior(spec.knowledge.estimator, cal)
-    estimate = (
-        "declared" if stats.token_estimate == "declared" else f"chars/{spec.knowledge.estimator.chars_per_token:g}"
-    )
+    counter = token_counter(spec)
+    estimate = "declared" if stats.token_estimate == "declared" else counter.describe()
     assumptions = [
         f"MFU {prior.mfu:.0%} (range {prior.mfu_low:.0%}-{prior.mfu_high:.0%}); fixed costs: load "
         f"{prior.load_minutes:g} min, eval {prior.eval_fraction:.0%} of training, checkpoint writes",
@@ -262,8 +262,11 @@ def stage_estimate(
     if cand.shape.widest:
         assumptions.append(
             f"memory at the widest micro batch, {widest} tokens: each batch pads to its longest record ({estimate} "
-            "+ the prompt format + BOS/EOS); a tokenizer that needs more tokens raises it, up to the sequence length"
+            "+ the prompt format + BOS/EOS)"
+            + ("" if counter.tokenizer else "; a tokenizer that needs more tokens raises it, up to the sequence length")
         )
+    if stats.token_estimate != "declared" and (counter.tokenizer or counter.note):
+        assumptions.append(counter.source())
     if train.replay is not None:
         assumptions.append(
             f"replay {train.replay.ratio:g}x from {train.replay.data}: documents counted at the task's "

@@ -366,7 +366,11 @@ class DataStats(Frozen):
         description="Absolute folder of local and builtin data, for the runtime; null for remote data. "
         "Not part of the plan id.",
     )
-    token_estimate: Literal["chars/4", "declared", "none"] = "chars/4"
+    token_estimate: Literal["chars/4", "tokenizer", "declared", "none"] = Field(
+        "chars/4",
+        description="How token lengths were counted: chars/4 (characters / knowledge.estimator.chars_per_token), "
+        "tokenizer (the model's own tokenizer.json), declared, or none (unknown).",
+    )
     hub: HubStats | None = None
     mixture: tuple[PartStats, ...] = Field(
         (),

@@ -4,11 +4,13 @@ the caller reads the files and passes their bytes."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import string
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from schemas.data import LONGEST_KEPT, BadLine, DataFile, SplitStats
 from schemas.records import (
@@ -31,6 +33,9 @@ from schemas.records import (
 # bytes.translate keeps the probe fast)
 _TYPOGRAPHIC = "\u2018\u2019\u201c\u201d\u00ab\u00bb\u2013\u2014\u2026\u00bf\u00a1"  # quotes, dashes, ellipsis
 _FOLDED = (string.punctuation + " \t\n\r\x0b\x0c").encode()
+
+Fields = list[tuple[str, Any]]  # a record's required fields, as schemas.records.required gives them
+COUNT_BATCH = 4096  # records counted at once (a tokenizer encodes a batch in parallel)
 
 
 def content_keys(parts: list[str]) -> tuple[bytes, bytes]:
@@ -78,15 +83,19 @@ class SplitScan:
     the unique ones.
     """
 
-    def __init__(self, fmt: str, chars_per_token: float):
-        self.fmt, self.chars_per_token = fmt, chars_per_token
+    def __init__(self, fmt: str, tokens: float | Callable[[list[Fields]], list[int]]):
+        """`tokens` counts the tokens of a batch of records from their fields (planner.tokens.TokenCounter), or is
+        characters per token: a record's characters / it, rounded up."""
+        self.fmt = fmt
+        self.tokens = tokens if callable(tokens) else functools.partial(_chars, chars_per_token=tokens)
+        self.pending: list[Fields] = []  # records whose tokens are counted in the next batch
         self.records = self.usable = self.unparsable = 0
         self.invalid, self.empty, self.same = _Tally(MAX_BAD_LINES), _Tally(), _Tally()
         self.duplicates, self.near = _Tally(), _Tally()
         self.fields: dict[str, int] = {}
         self.first: dict[bytes, str] = {}  # exact key -> where it first occurs
         self.first_near: dict[bytes, str] = {}
-        self.lengths: list[int] = []
+        self.counted: list[int] = []  # tokens per record, in order (`lengths`)
         self.files: list[DataFile] = []
 
     def add(self, rel: str, blob: bytes) -> None:
@@ -112,7 +121,9 @@ class SplitScan:
             self.fields[key] = self.fields.get(key, 0) + 1
         self.records += 1
         shaped = required(to_shape(record, self.fmt), shape(self.fmt)) if FORMATS[self.fmt].shape else fields
-        self.lengths.append(math.ceil(record_chars(shaped) / self.chars_per_token))
+        self.pending.append(shaped)
+        if len(self.pending) >= COUNT_BATCH:
+            self._count()
         if blank := empty_field(fields):
             self.empty.add(rel, lineno, blank)
             return
@@ -133,6 +144,17 @@ class SplitScan:
             self.near.add(rel, lineno, why)
         else:
             self.first_near[near] = f"{rel}:{lineno}"
+
+    def _count(self) -> None:
+        if self.pending:
+            self.counted.extend(self.tokens(self.pending))
+            self.pending = []
+
+    @property
+    def lengths(self) -> list[int]:
+        """Tokens of every record scanned so far, in order."""
+        self._count()
+        return self.counted
 
     def stats(self) -> SplitStats:
         lengths = sorted(self.lengths)
@@ -169,3 +191,7 @@ def percentile(sorted_values: list[int], q: float) -> int:
         return 0
     index = min(len(sorted_values) - 1, max(0, math.ceil(q * len(sorted_values)) - 1))
     return sorted_values[index]
+
+
+def _chars(records: list[Fields], chars_per_token: float) -> list[int]:
+    return [math.ceil(record_chars(fields) / chars_per_token) for fields in records]

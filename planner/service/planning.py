@@ -25,6 +25,7 @@ from planner.paths import conf_dir
 from planner.probe import probe
 from planner.service.api import ApiError, JobCreate
 from planner.service.translate import Translation, api_findings, api_path, api_text, finding, translate
+from planner.tokens import token_counter
 from schemas.plan import Plan
 from schemas.spec import Spec
 
@@ -80,7 +81,7 @@ def plan_body(body: JobCreate, datasets_root: Path, inventory: str, launcher: st
         t = dataclasses.replace(t, groups=(*t.groups, f"launcher={launcher}"))
     try:
         spec = spec_of(t)
-        stats = probe(spec.data, datasets_root, spec.knowledge.estimator.chars_per_token)
+        stats = probe(spec.data, datasets_root, token_counter(spec))
     except ConfigError as exc:
         raise ApiError(422, _config_error(exc, t.kind)) from None
     return Planned(t, make_plan(spec, stats))

@@ -61,9 +61,10 @@ def test_sharegpt_trains_as_messages(tmp_path):
     from planner.compose import load
     from planner.core import plan, stage_data
     from planner.probe import probe
+    from planner.tokens import token_counter
 
     spec, _ = load(["+goal=tone", "data=support_sharegpt"])
-    stats = probe(spec.data, Path.cwd(), spec.knowledge.estimator.chars_per_token)
+    stats = probe(spec.data, Path.cwd(), token_counter(spec))
     data = stage_data(spec, stats, seed=0)
     assert data is not None and plan(spec, stats).decision.method == "lora"
     train, _ = splits(data)

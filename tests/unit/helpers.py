@@ -9,11 +9,12 @@ from planner.__main__ import main
 from planner.compose import load
 from planner.core import plan
 from planner.probe import probe
+from planner.tokens import token_counter
 
 
 def make_plan(*overrides: str, base: Path | None = None):
     spec, _ = load(list(overrides))
-    stats = probe(spec.data, base or Path.cwd(), spec.knowledge.estimator.chars_per_token, lints=spec.knowledge.lints)
+    stats = probe(spec.data, base or Path.cwd(), token_counter(spec), lints=spec.knowledge.lints)
     return plan(spec, stats)
 
 

@@ -33,9 +33,10 @@ def calibration(gpu: str, factor: float) -> dict:
 def total(overrides: list[str]) -> tuple[int, object]:
     from planner.core import plan
     from planner.probe import probe
+    from planner.tokens import token_counter
 
     spec, _ = load(["+goal=tone", "model=tiny-llama", "inventory=local", *overrides])
-    stats = probe(spec.data, Path.cwd(), spec.knowledge.estimator.chars_per_token)
+    stats = probe(spec.data, Path.cwd(), token_counter(spec))
     p = plan(spec, stats)
     return p.estimate.memory_per_gpu_bytes.total, spec.calibration
 

@@ -493,10 +493,11 @@ def planned():
     from planner.compose import load
     from planner.core import plan
     from planner.probe import probe
+    from planner.tokens import token_counter
 
     def run(*overrides):
         spec, _ = load(list(overrides))
-        return plan(spec, probe(spec.data, Path.cwd(), spec.knowledge.estimator.chars_per_token))
+        return plan(spec, probe(spec.data, Path.cwd(), token_counter(spec)))
 
     return run
 

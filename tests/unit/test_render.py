@@ -28,6 +28,7 @@ from planner.launchers import LAUNCHERS
 from planner.launchers.slurm import sbatch_directives_ok
 from planner.paths import conf_dir, templates_dir
 from planner.probe import probe
+from planner.tokens import token_counter
 from planner.render import render
 from planner.report import markdown
 from schemas.launcher import LauncherKind
@@ -508,7 +509,7 @@ def _hostile_plan(overrides: tuple[str, ...], value: str, python: Path):
         node[path[-1]] = value
     raw["launcher"]["python"] = str(python)
     spec = Spec.model_validate(raw)
-    return make_plan_from_spec(spec, probe(spec.data, Path.cwd(), spec.knowledge.estimator.chars_per_token))
+    return make_plan_from_spec(spec, probe(spec.data, Path.cwd(), token_counter(spec)))
 
 
 @pytest.mark.parametrize("value", list(HOSTILE.values()), ids=list(HOSTILE))

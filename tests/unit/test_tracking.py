@@ -140,9 +140,10 @@ def test_the_planner_warns_when_a_backends_package_is_missing_where_it_plans():
     from planner.core import plan as make
     from planner.host import Host
     from planner.probe import probe
+    from planner.tokens import token_counter
 
     spec, _ = load([*TINY, "tracking=mlflow"])
-    stats = probe(spec.data, Path.cwd(), spec.knowledge.estimator.chars_per_token)
+    stats = probe(spec.data, Path.cwd(), token_counter(spec))
     bare = make(spec, stats, Host(tracking=frozenset()))
     found = [f for f in bare.findings if f.code == "tracking-package"]
     assert len(found) == 1 and found[0].severity == "warning" and found[0].path == "tracking"
