@@ -64,6 +64,7 @@ def probe_hub(data: Source, key: str, tokens: TokenCounter) -> Probed:
         )
     digest = hashlib.sha256(json.dumps([repo, builder.hash, data.subset], default=str).encode())
     splits, lengths, sampled, training_rows = {}, [], False, 0
+    trained: SplitScan | None = None  # the training split's scan: the validation records that repeat one
     for split, name in (("training", training_split), ("validation", validation_split)):
         if name is None:
             continue
@@ -78,7 +79,7 @@ def probe_hub(data: Source, key: str, tokens: TokenCounter) -> Probed:
             raise _unreadable(data, key, exc) from None
         digest.update(json.dumps(rows, sort_keys=True, default=str).encode())
         scan.add_rows(name, rows)
-        split_stats = scan.stats()
+        split_stats = scan.stats(trained)
         total = known[name].num_examples if name in known and known[name].num_examples else None
         if len(rows) < SAMPLE:
             total = len(rows)  # read whole: every count is measured
@@ -102,7 +103,7 @@ def probe_hub(data: Source, key: str, tokens: TokenCounter) -> Probed:
             )
         splits[split] = split_stats
         if split == "training":
-            lengths, training_rows = scan.lengths, total
+            lengths, training_rows, trained = scan.lengths, total, scan
     commit = builder.hash if isinstance(builder.hash, str) and _COMMIT.match(builder.hash) else None
     hub = HubStats(
         repo=repo,

@@ -63,6 +63,7 @@ def probe_source(data: Source, key: str, base: Path, tokens: TokenCounter, sampl
     root_files = tuple(p.name for p in data_files(root))
     splits: dict[str, SplitStats | None] = {}
     lengths: list[int] = []
+    trained: SplitScan | None = None
     for split in ("training", "validation"):
         files = data_files(root / split)
         if split == "validation" and not files:
@@ -70,9 +71,9 @@ def probe_source(data: Source, key: str, base: Path, tokens: TokenCounter, sampl
             continue
         fmt = VALIDATION_FORMAT.get(data.format, data.format) if split == "validation" else data.format
         scan = _probe_split(root, files, fmt, tokens, digest, key)
-        splits[split] = scan.stats()
+        splits[split] = scan.stats(trained)
         if split == "training":
-            lengths = scan.lengths
+            lengths, trained = scan.lengths, scan
     for name in root_files:
         digest.update(name.encode())
     training = splits["training"]

@@ -297,6 +297,12 @@ class SplitStats(Frozen):
     )
     near_duplicate_rate: float = Field(0.0, description="near_duplicates / unique, rounded to 4 places.")
     near_duplicate_at: tuple[BadLine, ...] = Field((), description="Where the first near duplicates are.")
+    in_training: int = Field(
+        0,
+        description="Validation only: unique records that repeat a training record (case, punctuation and spacing "
+        "folded): scored on them, the model is tested on what it was trained on.",
+    )
+    in_training_at: tuple[BadLine, ...] = Field((), description="The first such records, and what each repeats.")
     same_chosen_rejected: int = 0
     same_chosen_rejected_at: tuple[BadLine, ...] = Field((), description="Where the first such pairs are.")
     unparsable_answers: int = 0

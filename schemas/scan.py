@@ -156,9 +156,17 @@ class SplitScan:
         self._count()
         return self.counted
 
-    def stats(self) -> SplitStats:
+    def stats(self, training: SplitScan | None = None) -> SplitStats:
+        """The split's statistics; for a validation split, `training` (its training split's scan) finds the records
+        that repeat a training record."""
         lengths = sorted(self.lengths)
         unique = len(self.first)
+        leaked = _Tally()
+        if training is not None:
+            for key, where in self.first_near.items():
+                if key in training.first_near:
+                    rel, line = where.rsplit(":", 1)
+                    leaked.add(rel, int(line), f"repeats training record {training.first_near[key]}")
         return SplitStats(
             files=tuple(f.path for f in self.files),
             digests=tuple(self.files),
@@ -175,6 +183,8 @@ class SplitScan:
             near_duplicates=self.near.count,
             near_duplicate_rate=round(self.near.count / unique, 4) if unique else 0.0,
             near_duplicate_at=tuple(self.near.shown),
+            in_training=leaked.count,
+            in_training_at=tuple(leaked.shown),
             same_chosen_rejected=self.same.count,
             same_chosen_rejected_at=tuple(self.same.shown),
             unparsable_answers=self.unparsable,

@@ -294,6 +294,16 @@ def _quality(d: Draft, layout: Layout) -> Iterator[Finding]:
                 f"another but for case, punctuation or spacing: {_where(s.near_duplicate_at, s.near_duplicates)}",
                 "deduplicate them too: they weigh like duplicates",
             )
+        if s.in_training:
+            yield finding(
+                "warning",
+                "data-quality",
+                path,
+                f"{s.in_training:,} of the {s.examples:,} unique validation records repeat a training record (case, "
+                "punctuation and spacing aside): the eval loss, early stopping and the gate's scores on them measure "
+                f"recall of training data, not generalization: {_where(s.in_training_at, s.in_training)}",
+                "remove them from validation/ (or from training/)",
+            )
         if s.same_chosen_rejected:
             yield finding(
                 "warning",

@@ -254,6 +254,31 @@ def test_near_duplicates_are_a_warning_with_the_rate(capsys, tmp_path):
     assert "training/t.jsonl:301: near duplicate of training/t.jsonl:1" in near["message"]
 
 
+def test_validation_records_that_repeat_training_are_a_warning(capsys, tmp_path):
+    """Two of 40 validation records are training records (one as is, one in capitals): reported with where each
+    is and which training record it repeats; the clean data above has none."""
+    shouted = {k: v.upper() for k, v in _pc(7).items()}
+    validation = [_pc(1000 + i) for i in range(38)] + [_pc(3), shouted]
+    rc, plan = _plan(capsys, _dataset(tmp_path / "d", [_pc(i) for i in range(400)], validation))
+    assert rc == 0
+    (leak,) = [f for f in _findings(plan, "data-quality") if "repeat a training record" in f["message"]]
+    assert leak["severity"] == "warning" and leak["path"] == "data.path"
+    assert leak["message"].startswith("2 of the 40 unique validation records repeat a training record")
+    assert "validation/v.jsonl:39: repeats training record training/t.jsonl:4" in leak["message"]
+    assert "validation/v.jsonl:40: repeats training record training/t.jsonl:8" in leak["message"]
+    stats = plan["data_stats"]
+    assert (stats["validation"]["in_training"], stats["training"]["in_training"]) == (2, 0)
+
+
+def test_the_scan_finds_repeats_only_against_the_training_scan_it_is_given():
+    training = SplitScan("prompt_completion", 4.0)
+    training.add("training/t.jsonl", _lines([_pc(i) for i in range(5)]))
+    validation = SplitScan("prompt_completion", 4.0)
+    validation.add("validation/v.jsonl", _lines([_pc(2), _pc(9), _pc(2)]))  # _pc(2) twice: one unique record
+    assert validation.stats(training).in_training == 1
+    assert validation.stats().in_training == 0
+
+
 # ----------------------------------------------------------------------------- data.path
 
 

@@ -107,10 +107,12 @@ def test_bad_lines_of_a_part_are_errors_at_its_key_path_with_file_and_line(tmp_p
     assert (bad["severity"], bad["path"]) == ("error", "data.mixture[1].path")
     assert "training/t.jsonl:6: missing field output" in bad["message"]
     assert "instruction, output" in bad["fix"]
-    dup = next(f for f in plan["findings"] if f["code"] == "data-quality")
+    dup = next(f for f in plan["findings"] if f["code"] == "data-quality" and "duplicate record" in f["message"])
     assert dup["path"] == "data.mixture[1].path" and "training/t.jsonl:102: duplicate of training/t.jsonl:1" in (
         dup["message"]
     )
+    leaks = [f["path"] for f in plan["findings"] if "repeat a training record" in f["message"]]
+    assert leaks == ["data.mixture[0].path", "data.mixture[1].path"]  # both validations are training's first lines
 
 
 @pytest.mark.parametrize(
