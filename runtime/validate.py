@@ -88,6 +88,7 @@ def _scan(src: Source, prefix: str, chars_per_token: float, report: dict) -> dic
     """The full count of one dataset's splits (SplitScan, as the planner counted), its problems added to the
     report's errors and warnings (prefixed with the part's key in a mixture)."""
     out: dict = {}
+    trained: SplitScan | None = None  # the training split's scan: validation records that repeat one
     if src.root is not None:
         root_files = [p.name for p in data_files(Path(src.root))]
         if root_files:
@@ -112,7 +113,8 @@ def _scan(src: Source, prefix: str, chars_per_token: float, report: dict) -> dic
                     scan.add(path.relative_to(root).as_posix(), path.read_bytes())
                 except UnreadableFile as exc:
                     raise StageFailed(f"{exc}: install pyarrow, or fix the file and re-plan") from None
-        s = scan.stats()
+        s = scan.stats(trained)
+        trained = scan
         out[split] = {
             "files": list(s.files),
             "records": s.records,
@@ -124,6 +126,7 @@ def _scan(src: Source, prefix: str, chars_per_token: float, report: dict) -> dic
             "duplicates": s.duplicates,
             "near_duplicates": s.near_duplicates,
             "near_duplicate_rate": s.near_duplicate_rate,
+            "in_training": s.in_training,
             "same_chosen_rejected": s.same_chosen_rejected,
             "unparsable_answers": s.unparsable_answers,
         }
@@ -135,6 +138,7 @@ def _scan(src: Source, prefix: str, chars_per_token: float, report: dict) -> dic
             (s.empty, "records with empty fields", s.empty_at),
             (s.duplicates, "duplicate records", s.duplicate_at),
             (s.near_duplicates, "near duplicates (case, punctuation or spacing aside)", s.near_duplicate_at),
+            (s.in_training, "records that repeat a training record", s.in_training_at),
             (s.same_chosen_rejected, "pairs with chosen == rejected", s.same_chosen_rejected_at),
             (s.unparsable_answers, "reference answers that do not parse", ()),
         ):

@@ -1,5 +1,5 @@
 """validate_data counts usable, unique examples as the planner did (schemas.scan.SplitScan on both sides), and
-reports empties, duplicates and near duplicates with file:line."""
+reports empties, duplicates, near duplicates and validation records that repeat training ones with file:line."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def test_validate_data_counts_as_the_plan_did(tmp_path, tiny_dir):
     rows += [{"prompt": "", "completion": "Dear customer."}] * 5  # empty prompts
     rows += [{k: v.upper() for k, v in _pc(i).items()} for i in range(3)]  # near duplicates
     _write(data / "training" / "t.jsonl", rows)
-    _write(data / "validation" / "v.jsonl", [_pc(2000 + i) for i in range(20)])
+    _write(data / "validation" / "v.jsonl", [_pc(2000 + i) for i in range(18)] + [_pc(5), _pc(6)])  # 2 trained on
     bundle = write_bundle(tmp_path / "b", "+goal=tone", "method=lora", f"data.path={data}")
     planned = read_json(bundle / "plan.json")["data_stats"]["training"]
     assert (planned["records"], planned["usable"], planned["unique"]) == (188, 183, 153)
@@ -43,3 +43,9 @@ def test_validate_data_counts_as_the_plan_did(tmp_path, tiny_dir):
     assert "30 duplicate records in training/: training/t.jsonl:151: duplicate of training/t.jsonl:1" in warnings
     assert "5 records with empty fields in training/: training/t.jsonl:181: `prompt` is empty" in warnings
     assert "3 near duplicates (case, punctuation or spacing aside) in training/: training/t.jsonl:186" in warnings
+    planned_validation = read_json(bundle / "plan.json")["data_stats"]["validation"]
+    assert report["splits"]["validation"]["in_training"] == planned_validation["in_training"] == 2
+    assert (
+        "2 records that repeat a training record in validation/: validation/v.jsonl:19: repeats training record "
+        "training/t.jsonl:6" in warnings
+    )
