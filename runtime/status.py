@@ -20,6 +20,11 @@ from typing import Any
 STATES = ("created", "running", "completed", "failed", "cancelled", "requeued")
 
 
+def utc_now() -> str:
+    """The time now, UTC, ISO 8601 to the second (status.json's updated_at, metrics.jsonl's time)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
 class Status:
     """The lifecycle file of one stage; every update rewrites it atomically (temp file + rename)."""
 
@@ -45,7 +50,7 @@ class Status:
         if state is not None and state not in STATES:
             raise ValueError(f"unknown state {state!r}")
         self.data.update(fields)
-        self.data["updated_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        self.data["updated_at"] = utc_now()
         if not self.writer:
             return
         write_json_atomic(self.path, self.data)
@@ -85,10 +90,11 @@ class Metrics:
         self.writer = writer
 
     def write(self, **record: Any) -> None:
+        """Append one line; `time` (UTC, ISO 8601) is when it was written unless the record carries one."""
         if not self.writer:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        line = (json.dumps(record, sort_keys=True) + "\n").encode("utf-8")
+        line = (json.dumps({"time": utc_now(), **record}, sort_keys=True) + "\n").encode("utf-8")
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             written = os.write(fd, line)

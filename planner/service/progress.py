@@ -154,7 +154,8 @@ def training(plan: Plan, bundle: Path, statuses: dict[str, dict[str, Any]]) -> d
         for key in series:
             value = row.get(key)
             if isinstance(value, (int, float)) and math.isfinite(value):
-                series[key].append({"step": row.get("step"), "value": value, "epoch": _epoch(row.get("epoch"))})
+                point = {"step": row.get("step"), "value": value, "epoch": _epoch(row.get("epoch"))}
+                series[key].append({**point, "timestamp": row.get("time")})
     best = min(
         (r for r in epoch_rows if isinstance(r.get("val_loss"), (int, float))),
         key=lambda r: r["val_loss"],

@@ -4,7 +4,7 @@ during a checkpoint, and two launches of one bundle.
 * SIGKILL: the bundle's own run script (launch/run_local.sh) is started and its whole process group killed at
   seeded random moments inside each stage (a delay drawn from 0 to 0.9 x that stage's time in an uninterrupted run
   of the same plan), then relaunched, until a last launch runs to the end. The result must equal the uninterrupted
-  run's exactly: every metrics.jsonl line but tokens_per_second (a rate), the final losses in status.json, the
+  run's exactly: every metrics.jsonl line but tokens_per_second (a rate) and time, the final losses in status.json, the
   weights byte for byte, the evaluation scores, the gate verdict and the published model card. Exact, not within a
   tolerance: the Trainer restores the data order and RNG from a checkpoint at a step boundary, and the runtime puts
   back the logging window (runtime.checkpoints.save_window), so the replayed steps are the same computation.
@@ -189,7 +189,7 @@ def _outcome(bundle: Path) -> dict:
                 out[f"{stage}.{key}"] = status[key]
         folder = bundle / "run" / stage
         if (folder / "metrics.jsonl").is_file():
-            out[f"{stage}.metrics"] = [{k: v for k, v in json.loads(line).items() if k != "tokens_per_second"}
+            out[f"{stage}.metrics"] = [{k: v for k, v in json.loads(line).items() if k not in ("tokens_per_second", "time")}
                                        for line in (folder / "metrics.jsonl").read_text().splitlines()]
         for weights in sorted(folder.glob("*/*.safetensors")):
             if "checkpoints" not in weights.parts:

@@ -94,13 +94,15 @@ def test_the_loss_series_are_per_epoch_and_the_losses_the_best_epochs(tmp_path):
     )
     rows = [
         {"kind": "step", "step": 10, "epoch": 0.2, "train_loss": 5.0, "val_loss": None},
-        {"kind": "epoch", "step": 50, "epoch": 1.0, "train_loss": 4.0, "val_loss": 3.0},
+        {"kind": "epoch", "step": 50, "epoch": 1.0, "train_loss": 4.0, "val_loss": 3.0, "time": "2026-12-02T10:00:00Z"},
         {"kind": "epoch", "step": 100, "epoch": 2.0, "train_loss": 3.5, "val_loss": 3.2},
     ]
     (train / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"torn')
     out = progress.training(PLAN, tmp_path, progress.stage_statuses(PLAN, tmp_path))
     assert out["metrics"]["keys"] == ["train_loss", "val_loss"]
     assert [(p["epoch"], p["value"]) for p in out["metrics"]["metrics"]["val_loss"]] == [(1, 3.0), (2, 3.2)]
+    # each point carries the time its line was written (null for a line written without one)
+    assert [p["timestamp"] for p in out["metrics"]["metrics"]["val_loss"]] == ["2026-12-02T10:00:00Z", None]
     assert (out["train_loss"], out["val_loss"]) == (4.0, 3.0)
     assert (
         out["percentage_done"] == 75.0

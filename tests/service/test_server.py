@@ -4,6 +4,7 @@ infeasible plans as findings), Customizer's tutorial job from created to complet
 
 from __future__ import annotations
 
+import datetime as dt
 import subprocess
 import sys
 import time
@@ -81,6 +82,8 @@ def test_the_tutorial_job_runs_to_completion_across_a_restart(server):
         assert done["epochs_completed"] == 2 and done["percentage_done"] == 100.0
         assert [p["epoch"] for p in done["metrics"]["metrics"]["val_loss"]] == [1, 2]
         assert len(done["metrics"]["metrics"]["train_loss"]) == 2 and done["val_loss"] is not None
+        stamps = [p["timestamp"] for p in done["metrics"]["metrics"]["val_loss"]]
+        assert all(dt.datetime.strptime(s, "%Y-%m-%dT%H:%M:%SZ") for s in stamps) and stamps == sorted(stamps)
         logs = [(entry["message"], entry["detail"] or "") for entry in done["status_logs"]]
         assert [m for m, _ in logs][:2] == ["created", "running"] and logs[-1][0] == "completed"
         assert any("server restarted" in d for _, d in logs), logs
