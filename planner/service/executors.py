@@ -58,15 +58,18 @@ _PRIVATE_ENV = ("LADDER_API_TOKEN", "LADDER_API_TOKENS", "DATABASE_URL")
 
 @dataclass(frozen=True)
 class RunState:
-    """What an executor knows of a run: alive, or ended (with its exit code when it was recorded)."""
+    """What an executor knows of a run: alive (perhaps still waiting in a queue), or ended (with its exit code when
+    it was recorded)."""
 
     alive: bool
     exit_code: int | None = None
     detail: str = ""
+    queued: bool = False  # alive, but nothing of it has started: every job waits in the scheduler's queue
 
 
 class Executor(Protocol):
     kind: str
+    queues: bool  # a started run may wait in a scheduler's queue first (the job is pending until it runs)
 
     def capacity(self, inventory: Inventory) -> int:
         """GPUs (a CPU inventory: its one slot) jobs may hold at once."""
@@ -105,6 +108,7 @@ class LocalExecutor:
     """Runs bundles as processes on this machine (launchers local and torchrun)."""
 
     kind = "local"
+    queues = False
 
     def __init__(self) -> None:
         self._children: dict[int, subprocess.Popen[bytes]] = {}  # started by this server: reaped by poll()
@@ -192,6 +196,7 @@ class SlurmExecutor:
     outlives the server: a restarted server polls the same job ids."""
 
     kind = "slurm"
+    queues = True
     SUBMIT = "launch/submit.sh"
     SUBMIT_TIMEOUT = 300
 
@@ -251,7 +256,8 @@ class SlurmExecutor:
             stage, job = live[0]
             state, reason = states.get(job, ("UNKNOWN", ""))
             why = f" ({reason})" if reason and reason != "None" else ""
-            return RunState(alive=True, detail=f"Slurm job {job} (stage {stage}) is {state}{why}")
+            queued = all(states.get(j, ("UNKNOWN", ""))[0] == "PENDING" for j in jobs.values())
+            return RunState(alive=True, detail=f"Slurm job {job} (stage {stage}) is {state}{why}", queued=queued)
         bad = []
         for stage, job in jobs.items():
             state, reason = states[job]

@@ -228,10 +228,13 @@ class JobService:
                 row["id"], {"status": "failed", "error": str(exc), "finished_at": at}, ("failed", f"start: {exc}"), at
             )
             return
+        executor = self._executor(row)
+        status = "pending" if executor.queues else "running"  # a queued run is pending until a job of it runs
+        what = "submitted" if executor.queues else "started"
         self.store.update(
             row["id"],
-            {"handle": handle, "started_at": now(), "status": "running"},
-            ("running", f"started {Path(row['bundle']).name} ({_run_of(handle)})"),
+            {"handle": handle, "started_at": now(), "status": status},
+            (status, f"{what} {Path(row['bundle']).name} ({_run_of(handle)})"),
         )
 
     def _bundle_gone(self, row: dict[str, Any], exc: Exception) -> dict[str, Any]:

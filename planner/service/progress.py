@@ -85,6 +85,8 @@ def state(
             return Derived("cancelling")
         if failed is not None:  # the run script is ending after the failed stage
             return Derived("running")
+        if run.queued:  # submitted, nothing started yet: waiting in the scheduler's queue
+            return Derived("pending", run.detail or None)
         return Derived("running", run.detail or None)
     if cancel_requested or any(s.get("state") == "cancelled" for s in statuses.values()):
         return Derived("cancelled", _last_error(statuses))

@@ -72,8 +72,12 @@ def test_slurm_jobs_are_submitted_followed_cancelled_and_found_again_after_a_res
         assert first.status_code == 200, first.text
         first_id = first.json()["id"]
         running = wait_for(c, first_id, {"running"}, timeout=30)
-        started = running["status_logs"][1]["detail"]
-        assert "Slurm jobs" in started and "(train)" in started, started
+        logs = running["status_logs"]
+        # submitted: pending in Slurm's queue until its first job runs
+        assert [e["message"] for e in logs[:3]] == ["created", "pending", "running"], logs
+        started = logs[1]["detail"]
+        assert started.startswith("submitted") and "Slurm jobs" in started and "(train)" in started, started
+        assert "Slurm job" in logs[2]["detail"], logs
         ids = {k.split(":")[1]: v for k, v in submitted(home).items() if k.startswith(first_id)}
         assert set(ids) == {"validate_data", "baseline_eval", "train", "eval", "gate", "publish"}
         assert all(slurm_state(job) in ("PENDING", "RUNNING", "COMPLETED") for job in ids.values())

@@ -15,6 +15,7 @@ from tests.unit.helpers import make_plan
 PLAN = make_plan("+goal=tone", "model=tiny-llama", "inventory=local", "method=lora")
 NAMES = [s.name for s in PLAN.stages]
 ALIVE, ENDED_0, ENDED_1, KILLED = RunState(True), RunState(False, 0), RunState(False, 1), RunState(False, None)
+QUEUED = RunState(True, detail="Slurm job 7 (stage validate_data) is PENDING (Resources)", queued=True)
 
 
 def statuses(**states: str) -> dict[str, dict]:
@@ -27,6 +28,8 @@ def statuses(**states: str) -> dict[str, dict]:
         pytest.param({}, None, False, False, "created", id="not-started"),
         pytest.param({}, None, False, True, "cancelled", id="cancelled-in-the-queue"),
         pytest.param({"validate_data": "running"}, ALIVE, False, False, "running", id="running"),
+        pytest.param({}, QUEUED, False, False, "pending", id="in-the-scheduler-queue"),
+        pytest.param({}, QUEUED, False, True, "cancelling", id="cancelling-in-the-scheduler-queue"),
         pytest.param({"train": "running"}, ALIVE, False, True, "cancelling", id="cancelling"),
         pytest.param({"train": "completed", "eval": "running"}, ALIVE, True, False, "completed", id="trained"),
         pytest.param({"train": "completed", "gate": "failed"}, ENDED_1, True, False, "completed", id="gate-failed"),
@@ -44,6 +47,8 @@ def test_the_status_of_a_job(stages, run, trained, cancel, expected):
 def test_a_failure_names_the_stage_and_its_error():
     derived = progress.state(PLAN, statuses(train="failed"), ENDED_1, False, False)
     assert derived.detail == "stage train failed: train broke"
+    queued = progress.state(PLAN, statuses(), QUEUED, False, False)
+    assert queued.detail == "Slurm job 7 (stage validate_data) is PENDING (Resources)"
     killed = progress.state(PLAN, statuses(validate_data="completed"), KILLED, False, False)
     assert "unknown status" in (killed.detail or "")
 
