@@ -81,7 +81,7 @@ def plan_body(body: JobCreate, datasets_root: Path, inventory: str, launcher: st
         t = dataclasses.replace(t, groups=(*t.groups, f"launcher={launcher}"))
     try:
         spec = spec_of(t)
-        stats = probe(spec.data, datasets_root, token_counter(spec))
+        stats = probe(spec.data, datasets_root, token_counter(spec), lints=spec.knowledge.lints)
     except ConfigError as exc:
         raise ApiError(422, _config_error(exc, t.kind)) from None
     return Planned(t, make_plan(spec, stats))
