@@ -45,8 +45,10 @@ GB = est.GB
 def plan_id(spec: Spec, stats: DataStats) -> str:
     # tracking is left out: it observes the run and changes nothing in it, so turning it on re-plans the same
     # bundle (its completed stages stay completed) instead of starting a new one
+    # the tokenizer that counted the data sets its sequence length and memory: another version is another plan
+    tokens = {"tokenizer": stats.tokenizer} if stats.tokenizer else {}
     blob = json.dumps(
-        {"spec": spec.model_dump(mode="json", exclude={"tracking"}), "data": stats.fingerprint},
+        {"spec": spec.model_dump(mode="json", exclude={"tracking"}), "data": stats.fingerprint, **tokens},
         sort_keys=True,
         separators=(",", ":"),
     )

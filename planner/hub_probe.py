@@ -121,6 +121,7 @@ def probe_hub(data: Source, key: str, tokens: TokenCounter) -> Probed:
         validation=splits.get("validation"),
         fingerprint=digest.hexdigest()[:16],
         token_estimate=tokens.kind,
+        tokenizer=tokens.digest,
         hub=hub,
     )
     return Probed(stats, lengths)

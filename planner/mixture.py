@@ -75,7 +75,9 @@ def combine(data: Data, parts: Sequence[Probed], lints: Lints) -> DataStats:
     training = SplitStats(records=n, usable=n, unique=min(unique, n), **_tokens(parts, drawn))
     validation = _validation(parts, held)
     estimates = {p.stats.token_estimate for p in parts}
-    token_estimate = "none" if "none" in estimates else "declared" if "declared" in estimates else min(estimates)
+    # the weakest count of the parts: unknown, then declared, then estimated from characters, then counted
+    token_estimate = next(e for e in ("none", "declared", "chars/4", "tokenizer") if e in estimates)
+    digests = {p.stats.tokenizer for p in parts}
     counts = max((p.stats.counts for p in parts), key=COUNTS_ORDER.index)
     blob = json.dumps(
         {"parts": [p.stats.fingerprint for p in parts], "weights": weights, "stopping": data.stopping_strategy},
@@ -88,6 +90,7 @@ def combine(data: Data, parts: Sequence[Probed], lints: Lints) -> DataStats:
         validation=validation,
         fingerprint=hashlib.sha256(blob.encode()).hexdigest()[:16],
         token_estimate=token_estimate,
+        tokenizer=digests.pop() if token_estimate == "tokenizer" and len(digests) == 1 else None,
         mixture=mixed,
     )
 

@@ -86,6 +86,7 @@ def probe_source(data: Source, key: str, base: Path, tokens: TokenCounter, sampl
         fingerprint=digest.hexdigest()[:16],
         root=str(root.resolve()),
         token_estimate=tokens.kind,
+        tokenizer=tokens.digest,
     )
     return Probed(stats, lengths)
 

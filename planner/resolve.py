@@ -154,26 +154,34 @@ SPECIAL_TOKENS = 2  # the BOS and EOS a tokenizer puts around each record
 
 def widest_batch(spec: Spec, stats: DataStats, method: TrainMethod, prompt: PromptFormat, seq: int) -> int:
     """Tokens of the widest micro batch: the trainers pad each batch to its longest record, so the peak comes with
-    the longest one, its estimated tokens (chars/4, or declared) + the prompt format + BOS and EOS, without
-    seq_length's margin (which keeps the estimate's error from cutting records). 0 (as wide as seq) with packing,
-    whose rows are all full, or when the data's lengths are unknown. For GRPO this is the prompt; the estimator adds
-    the completion."""
+    the longest one, its tokens (counted with the model's tokenizer, or chars/4, or declared) + the prompt format +
+    BOS and EOS, without seq_length's margin (which keeps the estimate's error from cutting records). 0 (as wide as
+    seq) with packing, whose rows are all full, or when the data's lengths are unknown. For GRPO this is the prompt;
+    the estimator adds the completion."""
     if method.sequence_packing or not stats.training.tokens_max:
         return 0
     return min(seq, stats.training.tokens_max + template_tokens(spec, prompt) + SPECIAL_TOKENS)
 
 
-@functools.lru_cache(maxsize=16)
 def replay_tokens(path: str | None, tokens: TokenCounter) -> float:
     """Mean tokens of a replay document (counted like the records; + BOS and EOS: runtime.replay.encode);
     0.0 when the file is not readable here (the estimate then gives each document a row of its own)."""
     if path is None:
         return 0.0
     try:
+        st = Path(path).stat()
+    except OSError:
+        return 0.0
+    return _replay_tokens(path, st.st_mtime_ns, st.st_size, tokens)
+
+
+@functools.lru_cache(maxsize=16)
+def _replay_tokens(path: str, mtime_ns: int, size: int, tokens: TokenCounter) -> float:  # read once per version
+    try:
         lines = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
     except OSError:
         return 0.0
-    counts = []
+    texts = []
     for line in lines:
         if path.endswith(".jsonl"):
             try:
@@ -182,9 +190,10 @@ def replay_tokens(path: str | None, tokens: TokenCounter) -> float:
                 continue
             line = record.get("text", "") if isinstance(record, dict) and isinstance(record.get("text"), str) else ""
         if line.strip():
-            counts.append(tokens.text(line) if tokens.tokenizer else len(line))
-    if not counts:
+            texts.append(line)
+    if not texts:
         return 0.0
+    counts = tokens.texts(texts) if tokens.tokenizer else [len(t) for t in texts]
     mean = sum(counts) / len(counts)
     return (mean if tokens.tokenizer else mean / tokens.chars_per_token) + SPECIAL_TOKENS
 

@@ -13,7 +13,7 @@ from planner import resolve
 from planner import walltime as wt
 from planner.draft import Selection, TrainStage, precision
 from planner.methods import METHODS
-from planner.tokens import token_counter
+from planner.tokens import TokenCounter, token_counter
 from schemas.calibration import DeviceCalibration
 from schemas.data import DataStats
 from schemas.layout import LayoutRequest
@@ -250,6 +250,9 @@ def stage_estimate(
     cal = device_calibration(spec)
     prior = wt.calibrated_prior(spec.knowledge.estimator, cal)
     counter = token_counter(spec)
+    counted = stats.token_estimate == "tokenizer" and counter.digest == stats.tokenizer  # counted with this file
+    if not counted:
+        counter = TokenCounter(counter.chars_per_token, note=counter.note)
     estimate = "declared" if stats.token_estimate == "declared" else counter.describe()
     assumptions = [
         f"MFU {prior.mfu:.0%} (range {prior.mfu_low:.0%}-{prior.mfu_high:.0%}); fixed costs: load "

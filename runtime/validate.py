@@ -151,7 +151,7 @@ def _scan(src: Source, prefix: str, chars_per_token: float, report: dict) -> dic
 def data_metrics(report: dict) -> dict[str, float]:
     """The report's counts as tracking metrics: data/<split>/<count> (a mixture: data/mixture[i]/<split>/<count>
     per dataset and data/mixture/<split> for the mix), and the training token lengths."""
-    counts = ("records", "usable", "unique", "invalid_total", "empty", "duplicates", "near_duplicates")
+    counts = ("records", "usable", "unique", "invalid_total", "empty", "duplicates", "near_duplicates", "in_training")
     out = {f"data/{split}/{key}": s.get(key) for split, s in report["splits"].items() for key in counts}
     for name, source in (report.get("sources") or {}).items():  # a mixture: each dataset (data.mixture[i]), the mix
         part = name.removeprefix("data.")

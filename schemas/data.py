@@ -377,6 +377,9 @@ class DataStats(Frozen):
         description="How token lengths were counted: chars/4 (characters / knowledge.estimator.chars_per_token), "
         "tokenizer (the model's own tokenizer.json), declared, or none (unknown).",
     )
+    tokenizer: str | None = Field(
+        None, description="sha256 (16 hex) of the tokenizer.json that counted the tokens (token_estimate tokenizer)."
+    )
     hub: HubStats | None = None
     mixture: tuple[PartStats, ...] = Field(
         (),

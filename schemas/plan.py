@@ -134,7 +134,8 @@ class Estimate(Frozen):
     widest_batch_tokens: int | None = Field(
         None,
         description="Tokens of the widest micro batch the memory is priced at: each batch pads to its longest record "
-        "(chars / knowledge.estimator.chars_per_token + the prompt format + BOS/EOS), or the sequence length.",
+        "(its tokens, counted with the model's tokenizer or estimated as chars / knowledge.estimator.chars_per_token, "
+        "+ the prompt format + BOS/EOS), or the sequence length.",
     )
     trainable_params: int | None = None
     tokens: int | None = None

@@ -295,14 +295,20 @@ def _quality(d: Draft, layout: Layout) -> Iterator[Finding]:
                 "deduplicate them too: they weigh like duplicates",
             )
         if s.in_training:
+            # a Hub dataset is compared on the rows the probe read (its first ones when it is sampled)
+            of = (
+                "the validation records read"
+                if ds.stats.hub is not None
+                else f"the {s.examples:,} unique validation records"
+            )
             yield finding(
                 "warning",
                 "data-quality",
                 path,
-                f"{s.in_training:,} of the {s.examples:,} unique validation records repeat a training record (case, "
-                "punctuation and spacing aside): the eval loss, early stopping and the gate's scores on them measure "
-                f"recall of training data, not generalization: {_where(s.in_training_at, s.in_training)}",
-                "remove them from validation/ (or from training/)",
+                f"{s.in_training:,} of {of} repeat a training record (case, punctuation and spacing aside): the eval "
+                "loss, early stopping and the gate's scores on them measure recall of training data, not "
+                f"generalization: {_where(s.in_training_at, s.in_training)}",
+                "remove them from the validation split (or from training)",
             )
         if s.same_chosen_rejected:
             yield finding(

@@ -256,7 +256,9 @@ class SlurmExecutor:
             stage, job = live[0]
             state, reason = states.get(job, ("UNKNOWN", ""))
             why = f" ({reason})" if reason and reason != "None" else ""
-            queued = all(states.get(j, ("UNKNOWN", ""))[0] == "PENDING" for j in jobs.values())
+            # queued: nothing of the run has started (a requeued run that trained before is not queued again)
+            waiting = all(states.get(j, ("UNKNOWN", ""))[0] in ("PENDING", "UNKNOWN") for j in jobs.values())
+            queued = waiting and not any((bundle / "run" / s / "status.json").is_file() for s in jobs)
             return RunState(alive=True, detail=f"Slurm job {job} (stage {stage}) is {state}{why}", queued=queued)
         bad = []
         for stage, job in jobs.items():

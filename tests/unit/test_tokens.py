@@ -101,3 +101,49 @@ def test_the_tokenizer_sets_the_priced_width(tmp_path):
     assert b.widest_batch_tokens == guessed.data_stats.training.tokens_max + 1 + 2
     ma, mb = a.memory_per_gpu_bytes, b.memory_per_gpu_bytes
     assert ma.activations < mb.activations and ma.weights == mb.weights and ma.adapters == mb.adapters
+
+
+def test_a_changed_tokenizer_is_another_plan(tmp_path):
+    """The tokenizer sets the counts, so its file is part of the plan id: replaced by one that splits on whitespace
+    only (punctuation stays on its word), the same folder plans with its counts under another id."""
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+    from tokenizers.pre_tokenizers import WhitespaceSplit
+
+    folder = write_model(tmp_path / "m1b", LLAMA_1B)
+    word_tokenizer(folder / "tokenizer.json")
+    first = plan_with(folder)
+    tok = Tokenizer(WordLevel({"[UNK]": 0}, unk_token="[UNK]"))
+    tok.pre_tokenizer = WhitespaceSplit()
+    tok.save(str(folder / "tokenizer.json"))
+    second = plan_with(folder)
+    spaced = [len(r["prompt"].split()) + len(r["completion"].split()) for r in tone_records()]
+    assert second.data_stats.training.tokens_max == max(spaced) < first.data_stats.training.tokens_max
+    assert second.data_stats.tokenizer != first.data_stats.tokenizer and second.id != first.id
+    assert plan_with(folder).id == second.id  # the same file: the same plan
+
+
+def test_chat_turns_and_replay_documents_are_counted_with_the_tokenizer(tmp_path):
+    from planner import resolve
+    from planner.compose import load
+    from planner.probe import probe
+    from planner.tokens import token_counter
+
+    folder = write_model(tmp_path / "m1b", LLAMA_1B)
+    word_tokenizer(folder / "tokenizer.json")
+    chats = [
+        {"messages": [{"role": "user", "content": f"Where is order {i}?"}, {"role": "assistant", "content": "Sorry!"}]}
+        for i in range(30)
+    ]
+    (tmp_path / "chat" / "training").mkdir(parents=True)
+    (tmp_path / "chat" / "training" / "c.jsonl").write_text("".join(json.dumps(c) + "\n" for c in chats))
+    data = [f"data.path={tmp_path / 'chat'}", "data.format=messages"]
+    spec, _ = load(["+goal=tone", "model=local", f"model.path={folder}", *data])
+    counter = token_counter(spec)
+    stats = probe(spec.data, tmp_path, counter)
+    # "Where is order 12 ?" + "Sorry !": 5 + 2 words and punctuation runs
+    assert (stats.token_estimate, stats.training.tokens_max, stats.training.tokens_total) == ("tokenizer", 7, 7 * 30)
+    docs = tmp_path / "replay.jsonl"
+    docs.write_text("".join(json.dumps({"text": t}) + "\n" for t in ("one two three.", "four, five")))
+    # 4 and 3 tokens, a mean of 3.5, + BOS and EOS
+    assert resolve.replay_tokens(str(docs), counter) == 3.5 + 2
