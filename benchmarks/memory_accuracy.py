@@ -120,9 +120,10 @@ def plan(
     return bundles[0].parent
 
 
-def estimate(bundle: Path) -> int:
+def estimate(bundle: Path) -> tuple[int, dict]:
+    """The train stage's planned total and its layout."""
     stage = next(s for s in json.loads((bundle / "plan.json").read_text())["stages"] if s["name"] == "train")
-    return stage["estimate"]["memory_per_gpu_bytes"]["total"]
+    return stage["estimate"]["memory_per_gpu_bytes"]["total"], stage["layout"]
 
 
 def case(shape: str, method: str, micro: int, steps: int, chars: bool, extra: list[str]) -> dict:
@@ -142,10 +143,14 @@ def case(shape: str, method: str, micro: int, steps: int, chars: bool, extra: li
         if run.returncode != 0:
             raise RuntimeError(f"{shape} {method} mb{micro}: the stage failed: {status.get('error')}")
         seconds = time.monotonic() - started
-        by_chars = None
-        if chars:
+        by_chars, other = None, ""
+        if chars:  # the same case planned by characters: comparable only when it has the same layout
             folder = untokenized(build(shape), Path(tmp) / "untokenized")
-            by_chars = estimate(plan(shape, method, micro, steps, f"{tmp}/chars", extra, folder))
+            by_chars, layout = estimate(plan(shape, method, micro, steps, f"{tmp}/chars", extra, folder))
+            ran = estimate(bundle)[1]
+            changed = sorted(k for k in ran if layout.get(k) != ran[k])
+            if changed:
+                by_chars, other = None, f"planned by chars with another layout ({', '.join(changed)})"
     peak = status["peak_memory_bytes"]
     return {
         "case": f"{shape}-{method}-{micro}",
@@ -154,6 +159,7 @@ def case(shape: str, method: str, micro: int, steps: int, chars: bool, extra: li
         "ratio": peak / status["estimated_memory_bytes"],
         "estimate_chars": by_chars,
         "ratio_chars": peak / by_chars if by_chars else None,
+        "chars_layout": other,
         "widest": status.get("widest_batch_tokens"),
         "planned_widest": status.get("estimated_widest_batch_tokens"),
         "seconds": round(seconds, 1),
@@ -189,7 +195,8 @@ def main() -> int:
     for shape, method, micro in wanted:
         r = case(shape, method, micro, a.steps, a.chars, a.extra)
         rows.append(r)
-        told = "" if r["ratio_chars"] is None else f"  planned by chars: {r['ratio_chars']:.2f}"
+        told = f"  {r['chars_layout']}" if r["chars_layout"] else ""
+        told = told if r["ratio_chars"] is None else f"  planned by chars: {r['ratio_chars']:.2f}"
         print(
             f"{r['case']:<16} peak {r['peak'] / 1e9:6.3f} GB  estimate {r['estimate'] / 1e9:6.3f} GB  "
             f"measured/estimate {r['ratio']:.2f} {flag(r['ratio'])}{told}  widest batch {r['widest']} (planned "
@@ -201,8 +208,10 @@ def main() -> int:
     inside = sum(LOW <= r["ratio"] <= HIGH for r in rows)
     print(f"{inside} of {len(rows)} cases within {LOW:.2f}-{HIGH:.2f} as planned (tokens counted with the tokenizer)")
     if a.chars:
-        told = sum(LOW <= r["ratio_chars"] <= HIGH for r in rows)
-        print(f"{told} of {len(rows)} within {LOW:.2f}-{HIGH:.2f} planned by chars (no tokenizer.json)")
+        same = [r for r in rows if r["ratio_chars"] is not None]
+        told = sum(LOW <= r["ratio_chars"] <= HIGH for r in same)
+        print(f"{told} of {len(same)} within {LOW:.2f}-{HIGH:.2f} planned by chars (no tokenizer.json) with the same "
+              f"layout; {len(rows) - len(same)} planned by chars with another layout")
     return 0
 
 
