@@ -75,6 +75,10 @@ def test_status_requeue_at_the_time_limit_and_cancel(slurm_cluster, tiny_model, 
         assert {stage: j["job_id"] for stage, j in jobs["jobs"].items()} == printed
         assert list(jobs["jobs"]) == [s.name for s in plan.stages]
         train = printed["train"]
+        # a second submission while the jobs are queued or running is refused, and submits nothing
+        twice = _run("bash", str(bundle / "launch" / "submit.sh"), cwd=tmp_path)
+        assert twice.returncode == 75 and "still queued or running in Slurm" in twice.stderr, twice.stderr
+        assert json.loads((bundle / "launch" / "jobs.json").read_text()) == jobs
         checkpoints = bundle / "run/train/checkpoints"
         _wait("a first checkpoint", lambda: any(checkpoints.glob("checkpoint-*/trainer_state.json")), 300, bundle,
               train)

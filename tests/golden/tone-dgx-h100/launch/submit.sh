@@ -10,6 +10,22 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bundle=$(pwd -P)
 mkdir -p logs
 
+# A second submission while this bundle's jobs are still queued or running would run the plan twice: refuse (75,
+# as a second local launch does). Jobs that ended (completed, failed, cancelled) do not stop a new submission.
+if [[ -f launch/jobs.json ]]; then
+    previous=$({ grep -o '"job_id": "[0-9]*"' launch/jobs.json || true; } | tr -dc '0-9\n' | paste -sd, -)
+    live=""
+    if [[ -n $previous ]]; then
+        live=$({ squeue -h -j "$previous" -o %i 2>/dev/null || true; } | paste -sd' ' -)
+    fi
+    if [[ -n $live ]]; then
+        echo "submit.sh: jobs $live of this bundle are still queued or running in Slurm (launch/jobs.json);" \
+            "a second submission would run the plan twice. Follow them: python -m planner.status $bundle;" \
+            "stop them: python -m planner.cancel $bundle (then submit again)" >&2
+        exit 75
+    fi
+fi
+
 declare -A job=() when=()
 order=()
 submitted=()
