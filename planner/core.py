@@ -353,7 +353,7 @@ def _explicit_rungs(climbed: ladder_mod.LadderResult, requested: str) -> tuple[R
 
 
 def _artifacts(spec: Spec, kind: str, pid: str, train: TrainMethod | None) -> Artifacts:
-    name = f"{spec.goal.namespace}/{spec.model.name}-{spec.data.name}-{kind}@{pid}"
+    name = spec.goal.output_model or f"{spec.goal.namespace}/{spec.model.name}-{spec.data.name}-{kind}@{pid}"
     lora = train is not None and train.finetuning_type == "lora"
     needs_base = needs_sft_stage(train, spec)
     return Artifacts(

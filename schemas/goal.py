@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
-from pydantic import Field, SerializerFunctionWrapHandler, model_serializer
+from pydantic import Field, SerializerFunctionWrapHandler, field_validator, model_serializer
 
 from schemas.base import Frozen, SafeName
 
 DEFAULT_MAX_LORA_RANK = 16  # vLLM's --max-lora-rank default
+# namespace/name[@version], each part a name that can become part of a folder name (no separators, no traversal)
+_PART = r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}"
+OUTPUT_MODEL_PATTERN = rf"^{_PART}/{_PART}(@{_PART})?$"
 
 GapKind = Literal["format", "style", "task", "knowledge", "domain", "alignment", "reasoning"]
 Metric = Literal[
@@ -72,3 +76,26 @@ class Goal(Frozen):
         "replicas (more GPUs or nodes of the inventory) until the expected wall time fits. Null: cheapest layout.",
     )
     serving: Serving = Field(default_factory=Serving)
+    output_model: str | None = Field(
+        None,
+        description="The output model's name, namespace/name@version or namespace/name (the job service sets it "
+        "to the job's); null: <namespace>/<model>-<data>-<method>@<plan id>.",
+    )
+
+    @field_validator("output_model")
+    @classmethod
+    def _output_name(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(OUTPUT_MODEL_PATTERN, value):
+            raise ValueError(
+                f"{value!r} is not namespace/name@version or namespace/name (each part letters, digits and . _ + -, "
+                "starting with a letter or digit), e.g. team/support-tone@v1"
+            )
+        return value
+
+    @model_serializer(mode="wrap")
+    def _without_default_output(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # unset, it serialises (and hashes into the plan id) as before the key existed
+        data = handler(self)
+        if isinstance(data, dict) and data.get("output_model") is None:
+            data.pop("output_model", None)
+        return data

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
+from schemas.goal import OUTPUT_MODEL_PATTERN
 from schemas.plan import Estimate, Plan
 
 JobStatus = Literal[
@@ -133,7 +134,10 @@ class JobCreate(_Body):
     dataset: DatasetRef | str = Field(description='{"name", "namespace"} or "namespace/name".')
     hyperparameters: Hyperparameters
     output_model: str | None = Field(
-        None, description="Name of the output model; default <namespace>/<model>-<dataset>-<finetuning>@<job id>."
+        None,
+        pattern=OUTPUT_MODEL_PATTERN,
+        description="Name of the output model, namespace/name[@version] (what publish writes); default "
+        "<namespace>/<model>-<dataset>-<finetuning>@<job id>.",
     )
     name: str | None = None
     namespace: str | None = Field(None, pattern=NAME_PATTERN)

@@ -25,7 +25,7 @@ from planner.service.executors import EXECUTORS, Executor, RunState
 from planner.service.planning import Planned, base, plan_body, refusal
 from planner.service.settings import Settings
 from planner.service.store import Store, now
-from planner.service.translate import finding
+from planner.service.translate import finding, translate
 from schemas.inventory import Inventory
 from schemas.plan import Plan
 
@@ -91,9 +91,10 @@ class JobService:
 
     # ------------------------------------------------------------------ planning and creating
 
-    def plan(self, body: JobCreate) -> Planned:
+    def plan(self, body: JobCreate, output_model: str | None = None) -> Planned:
         with self._planning:
-            return plan_body(body, self.settings.datasets_root, self.settings.inventory, self.settings.launcher)
+            root, inventory, launcher = self.settings.datasets_root, self.settings.inventory, self.settings.launcher
+            return plan_body(body, root, inventory, launcher, output_model)
 
     def create(self, body: JobCreate, namespace: str) -> dict[str, Any]:
         from planner.bundle import write_bundle
@@ -101,7 +102,14 @@ class JobService:
         from planner.render import render
         from planner.report import RENDERERS
 
-        planned = self.plan(body)
+        job_id = new_id()
+        # the job's output model names what its plan publishes (goal.output_model): the translation gives the names
+        t = translate(body, self.settings.datasets_root, self.settings.inventory)
+        hp = body.hyperparameters
+        output_model = (
+            body.output_model or f"{namespace}/{t.entry.model.name}-{t.dataset.name}-{hp.finetuning_type}@{job_id}"
+        )
+        planned = self.plan(body, output_model)
         plan, t = planned.plan, planned.translation
         if not plan.feasible:
             raise refusal(planned)
@@ -118,15 +126,12 @@ class JobService:
                     )
                 ],
             )
-        job_id = new_id()
         folder = self.settings.jobs_dir / job_id
         try:
             bundle = write_bundle(render(plan, RENDERERS["markdown"](plan), scripts=True), folder, plan.name)
         except ConfigError as exc:
             raise ApiError(500, f"cannot write the bundle: {exc.message} ({exc.fix})") from None
-        hp = body.hyperparameters
         ns = namespace
-        output_model = body.output_model or f"{ns}/{t.entry.model.name}-{t.dataset.name}-{hp.finetuning_type}@{job_id}"
         at = now()
         config = t.entry.config
         option = config.option(*_option_key(hp.training_type, hp.finetuning_type)) or (

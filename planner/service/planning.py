@@ -71,14 +71,18 @@ class Planned:
         return "python -m planner " + " ".join(shlex.quote(o) for o in self.translation.cli())
 
 
-def plan_body(body: JobCreate, datasets_root: Path, inventory: str, launcher: str = "auto") -> Planned:
+def plan_body(
+    body: JobCreate, datasets_root: Path, inventory: str, launcher: str = "auto", output_model: str | None = None
+) -> Planned:
     """The plan of a job body. ApiError 400 for a versionless URN, 422 for a body the planner refuses as invalid
     (ConfigError: the CLI's exit 2), with key paths in the API's terms. An infeasible plan is returned: the caller
     decides (a job refuses it, a dry run shows it). A launcher other than auto is the server's choice
-    (--launcher), one more group selection."""
+    (--launcher), one more group selection; `output_model` (a job's) names what the plan publishes."""
     t = translate(body, datasets_root, inventory)
     if launcher != "auto":
         t = dataclasses.replace(t, groups=(*t.groups, f"launcher={launcher}"))
+    if output_model is not None:
+        t = dataclasses.replace(t, values=(*t.values, ("goal.output_model", output_model)))
     try:
         spec = spec_of(t)
         stats = probe(spec.data, datasets_root, token_counter(spec), lints=spec.knowledge.lints)

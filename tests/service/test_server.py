@@ -5,6 +5,7 @@ infeasible plans as findings), Customizer's tutorial job from created to complet
 from __future__ import annotations
 
 import datetime as dt
+import json
 import subprocess
 import sys
 import time
@@ -93,6 +94,11 @@ def test_the_tutorial_job_runs_to_completion_across_a_restart(server):
             time.sleep(1)
         gate = c.get(f"{API}/jobs/{job['id']}/gate").json()
         assert status["gate"] == gate
+        # the job's plan publishes under the job's own output model name
+        plan = json.loads((Path(job["bundle"]) / "plan.json").read_text())
+        assert plan["artifacts"]["output_model"] == job["output_model"]
+        folder = job["output_model"].replace("/", "__").replace("@", "--")
+        assert plan["artifacts"]["published_dir"] == f"run/publish/{folder}"
         assert gate["verdict"] in ("pass", "fail"), gate
         if gate["verdict"] == "pass":
             assert gate["published"] and gate["published_model"] == job["output_model"]
