@@ -90,7 +90,7 @@ def test_lora_writes_a_peft_adapter_status_and_metrics(lora_bundle):
     assert steps and steps[0]["step"] == 1 and all(r["val_loss"] is None for r in steps)
     assert [r["step"] for r in evals] == [5, 6]  # every 5 steps (val_check_interval 0.1) and at the end
     for r in records:
-        assert set(r) == {"step", "epoch", "train_loss", "val_loss", "learning_rate", "tokens_per_second", "kind"}
+        assert set(r) == {"step", "epoch", "train_loss", "val_loss", "learning_rate", "tokens_per_second", "kind", "time"}
     assert all(r["val_loss"] > 0 for r in evals)
     # cosine towards min_learning_rate (0.1 x lr)
     assert steps[0]["learning_rate"] == pytest.approx(1e-3)
