@@ -83,10 +83,11 @@ def load(path: str | Path) -> Bundle:
     except (OSError, ValueError) as exc:
         detail = f"{exc.error_count()} problems" if isinstance(exc, ValidationError) else str(exc)
         raise NotABundle(f"{plan_file} is not a readable plan ({detail}): re-plan the bundle") from None
-    return Bundle(path=folder, plan=plan, jobs=_read_json(folder / JOBS))
+    return Bundle(path=folder, plan=plan, jobs=read_json(folder / JOBS))
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object file as a dict; {} when it is missing, torn or not an object (a status file mid-write)."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -165,7 +166,7 @@ def views(bundle: Bundle) -> list[StageView]:
     alive = run_alive(bundle) if not slurm and jobs else False
     out = []
     for stage in plan.stages:
-        status = _read_json(bundle.path / "run" / stage.name / "status.json")
+        status = read_json(bundle.path / "run" / stage.name / "status.json")
         if status.get("plan_id") not in (None, plan.id):
             status = {}  # left by another plan: not this run's
         job = ids.get(stage.name)

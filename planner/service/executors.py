@@ -34,16 +34,6 @@ from planner.bundle import RUN_SCRIPT
 from schemas.inventory import Inventory
 from schemas.plan import Plan
 
-
-def read_json(path: Path) -> dict[str, Any]:
-    """A JSON object file as a dict; {} when it is missing, torn or not an object (a status file mid-write)."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 # The wrapper: $1 the job folder, $2 the run script. Files are written whole (temporary name, then mv).
 _WRAPPER = r"""
 printf '%d\n' "$$" >"$1/pid.new" && mv -f "$1/pid.new" "$1/pid"
@@ -243,7 +233,7 @@ class SlurmExecutor:
         return None
 
     def poll(self, handle: dict[str, Any], bundle: Path, folder: Path) -> RunState:
-        from planner.status import GONE, LIVE, slurm_states
+        from planner.status import GONE, LIVE, read_json, slurm_states
 
         jobs: dict[str, str] = dict(handle.get("jobs") or {})
         if not jobs:

@@ -25,7 +25,7 @@ from planner.service.executors import EXECUTORS, Executor, RunState
 from planner.service.planning import Planned, base, plan_body, refusal
 from planner.service.settings import Settings
 from planner.service.store import Store, now
-from planner.service.translate import finding, translate
+from planner.service.translate import dataset_ref, finding, resolve_config
 from schemas.inventory import Inventory
 from schemas.plan import Plan
 
@@ -103,12 +103,10 @@ class JobService:
         from planner.report import RENDERERS
 
         job_id = new_id()
-        # the job's output model names what its plan publishes (goal.output_model): the translation gives the names
-        t = translate(body, self.settings.datasets_root, self.settings.inventory)
+        # the job's output model names what its plan publishes (goal.output_model)
         hp = body.hyperparameters
-        output_model = (
-            body.output_model or f"{namespace}/{t.entry.model.name}-{t.dataset.name}-{hp.finetuning_type}@{job_id}"
-        )
+        model, dataset = resolve_config(body.config).model.name, dataset_ref(body.dataset, body.namespace).name
+        output_model = body.output_model or f"{namespace}/{model}-{dataset}-{hp.finetuning_type}@{job_id}"
         planned = self.plan(body, output_model)
         plan, t = planned.plan, planned.translation
         if not plan.feasible:

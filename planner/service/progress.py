@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from planner.service.executors import RunState, read_json
+from planner.service.executors import RunState
+from planner.status import read_json
 from schemas.plan import Plan
 
 
